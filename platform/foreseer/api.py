@@ -1,0 +1,199 @@
+"""The Python API: ``submit(job)`` returns a :class:`JobHandle` to watch, wait on and read results from.
+
+Example:
+    >>> import foreseer as fs
+    >>> handle = fs.submit(fs.SearchJob(name="wine", space="mlp", dataset="wine", trials=4, max_epochs=3))
+    >>> handle.wait().leaderboard().head()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from foreseer.errors import JobFailed
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from foreseer_spaces import Candidate
+    from torch import nn
+
+    from foreseer.runner import PreparedJob
+    from foreseer.spec import SearchJob
+
+__all__ = ["BestTrial", "JobHandle", "JobStatus", "submit"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job: its state, trial counts, epochs used against the budget, best so far."""
+
+    state: str
+    trials: dict[str, int]
+    trials_total: int
+    epochs_used: int
+    epochs_budget: int
+    best_value: float | None
+    elapsed_s: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The best trial of a job on its primary objective."""
+
+    trial_number: int
+    candidate: Candidate
+    epoch: int
+    value: float
+    metric: str
+    run_id: str | None
+
+
+def submit(job: SearchJob) -> JobHandle:
+    """Validate ``job`` against its data and cluster, record it, and start it in the background.
+
+    Raises:
+        SpecError: the job is invalid; nothing was written.
+    """
+    from foreseer.backends.ray_tune import check_resources, ensure_ray
+    from foreseer.runner import open_tracking, prepare
+
+    prepared = prepare(job)
+    ensure_ray(job.address)
+    check_resources(job.resources)
+    open_tracking(prepared)
+    handle = JobHandle(prepared)
+    handle._start()
+    return handle
+
+
+class JobHandle:
+    """A submitted job. Methods are safe to call from any thread while the job runs."""
+
+    def __init__(self, prepared: PreparedJob) -> None:
+        self._prepared = prepared
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._state = "queued"
+        self._started = time.monotonic()
+        self._ended: float | None = None
+
+    @property
+    def job(self) -> SearchJob:
+        return self._prepared.job
+
+    @property
+    def job_id(self) -> str:
+        return self._prepared.job_id
+
+    @property
+    def directory(self) -> str:
+        """Folder holding the job's checkpoints, leaderboard and best weights."""
+        return str(self._prepared.directory)
+
+    @property
+    def study(self) -> Any:
+        """The job's ``optuna.Study``: stopped trials are PRUNED, failed ones FAIL."""
+        return self._prepared.study
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The job's parent run in MLflow."""
+        tracker = self._prepared.tracker
+        return tracker.parent_run_id if tracker else None
+
+    @property
+    def mlflow_experiment_id(self) -> str | None:
+        tracker = self._prepared.tracker
+        return tracker.experiment_id if tracker else None
+
+    def _start(self) -> None:
+        self._state = "running"
+        self._thread = threading.Thread(target=self._run, name=f"foreseer-{self.job_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from foreseer.runner import run_prepared
+
+        try:
+            run_prepared(self._prepared)
+            self._state = "succeeded"
+        except BaseException as e:  # kept and re-raised by wait() in the caller's thread
+            logger.exception("job %s failed", self.job_id)
+            self._error, self._state = e, "failed"
+        finally:
+            self._ended = time.monotonic()
+
+    def status(self) -> JobStatus:
+        ledger, job = self._prepared.ledger, self.job
+        best = ledger.best()
+        return JobStatus(
+            state=self._state,
+            trials=ledger.counts(),
+            trials_total=job.trials,
+            epochs_used=ledger.epochs_used(),
+            epochs_budget=job.trials * job.max_epochs,
+            best_value=best[2] if best else None,
+            elapsed_s=(self._ended or time.monotonic()) - self._started,
+            error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
+        )
+
+    def wait(self, timeout: float | None = None) -> JobHandle:
+        """Block until the job ends; re-raise its failure as :class:`JobFailed`.
+
+        Raises:
+            TimeoutError: the job is still running after ``timeout`` seconds.
+        """
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"job {self.job_id} is still running after {timeout} s")
+        if self._error is not None:
+            raise JobFailed(f"job {self.job_id} failed: {self._error}") from self._error
+        return self
+
+    def done(self) -> bool:
+        return self._state in ("succeeded", "failed")
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per trial, best first: candidate, hyperparameters, best epoch, metric, epochs, status."""
+        return self._prepared.ledger.leaderboard()
+
+    def best(self) -> BestTrial | None:
+        best = self._prepared.ledger.best()
+        if best is None:
+            return None
+        record, epoch, value = best
+        metric = self._prepared.ledger.primary.metric
+        return BestTrial(record.number, record.candidate, epoch, value, metric, record.run_id)
+
+    def load_best(self) -> nn.Module:
+        """The best trial's network with the weights of its best epoch, in eval mode."""
+        from foreseer_workers import load_weights
+
+        from foreseer.driver import BEST_WEIGHTS
+
+        best = self.best()
+        path = self._prepared.best_dir / BEST_WEIGHTS
+        if best is None or not path.exists():
+            raise JobFailed(f"job {self.job_id} has no trained trial yet")
+        model = self._prepared.space.build(best.candidate, self._prepared.data.task)
+        load_weights(model, path)
+        return model.eval()
+
+    def evaluate_best(self, split: str = "test") -> dict[str, float]:
+        """Loss and accuracy of :meth:`load_best` on the job's ``"val"`` or ``"test"`` split."""
+        from foreseer_workers import evaluate
+
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', but got {split!r}.")
+        data = self._prepared.data
+        x, y = (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
+        loss, accuracy = evaluate(self.load_best(), x, y)
+        return {f"{split}_loss": loss, f"{split}_accuracy": accuracy}

@@ -1,0 +1,207 @@
+"""Ray Tune backend: the only module that imports ``ray``.
+
+Three thin adapters turn Tune's events into :class:`foreseer.driver.SearchDriver` calls: a
+``Searcher`` that proposes candidates, a ``TrialScheduler`` that asks the stopping policy, and a
+``Callback`` that sees trials start, checkpoint and end. The trainable wraps
+:func:`foreseer_workers.run_trial`; the dataset reaches it through the Ray object store once per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from foreseer.driver import DIVERGED_KEY
+from foreseer.errors import Problem, SpecError
+
+if TYPE_CHECKING:
+    from foreseer_spaces import SearchSpace
+    from foreseer_workers import DataBundle
+
+    from foreseer.driver import SearchDriver
+    from foreseer.spec import Resources
+
+__all__ = ["RayTuneBackend", "ensure_ray", "check_resources"]
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None) -> bool:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray on loopback with the
+    dashboard off. Returns True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            _node_ip_address="127.0.0.1",
+        )
+    return True
+
+
+def check_resources(resources: Resources) -> None:
+    """Refuse, before anything starts, a per-trial request that no node of the cluster can hold
+    (Tune would otherwise wait for it forever)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    fits = any(n.get("CPU", 0) >= resources.cpus and n.get("GPU", 0) >= resources.gpus for n in nodes)
+    if not fits:
+        largest = ", ".join(f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU" for n in nodes)
+        raise SpecError(
+            [
+                Problem(
+                    "resources",
+                    f"no node of the Ray cluster can run a trial needing {resources.cpus:g} CPU and "
+                    f"{resources.gpus:g} GPU; its nodes have {largest}",
+                )
+            ]
+        )
+
+
+def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, settings: dict[str, Any]) -> None:
+    """One trial inside a Ray worker: train, report every epoch with a checkpoint."""
+    import torch
+    from foreseer_spaces import Candidate
+    from foreseer_workers import TrialConfig, run_trial
+
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    trial_config = TrialConfig(
+        space=space,
+        candidate=Candidate.from_dict(config["candidate"]),
+        max_epochs=settings["max_epochs"],
+        seed=settings["seed"] + config["number"],
+        device=device,
+        num_threads=settings["num_threads"],
+    )
+
+    def report(metrics: dict[str, float], checkpoint_dir: str) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        outcome = run_trial(trial_config, data, report)
+    else:
+        with checkpoint.as_directory() as resume_dir:
+            outcome = run_trial(trial_config, data, report, resume_from=resume_dir)
+    if outcome.status == "diverged":
+        tune.report({DIVERGED_KEY: outcome.reason})
+
+
+class _Searcher(Searcher):
+    def __init__(self, driver: SearchDriver) -> None:
+        super().__init__()
+        self._driver = driver
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        return self._driver.propose(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Outcomes reach the driver through the callback, which also sees the error text."""
+
+
+class _Scheduler(FIFOScheduler):
+    def __init__(self, driver: SearchDriver) -> None:
+        super().__init__()
+        self._driver = driver
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        stop = self._driver.epoch_reported(trial.trial_id, result)
+        return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+
+
+class _Observer(tune.Callback):
+    def __init__(self, driver: SearchDriver) -> None:
+        self._driver = driver
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._driver.trial_started(trial.trial_id)
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        self._driver.checkpoint_saved(trial.trial_id, checkpoint.path)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._driver.trial_ended(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = trial.get_error()
+        self._driver.trial_ended(trial.trial_id, error=_last_line(error) if error else "the trial raised an error")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._driver.tracker is not None:
+            self._driver.tracker.flush()
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else type(error).__name__
+
+
+class RayTuneBackend:
+    """Runs a job's trials on Ray Tune.
+
+    Args:
+        driver: the job's search driver.
+        data: the dataset, put in the object store once and shared by every trial.
+        space: the search space object (shipped to workers, so user spaces work there too).
+        resources: CPUs and GPUs per trial.
+        storage: the folder Tune keeps trial checkpoints and its experiment state in.
+    """
+
+    def __init__(
+        self,
+        driver: SearchDriver,
+        data: DataBundle,
+        space: SearchSpace,
+        resources: Resources,
+        storage: Path,
+    ) -> None:
+        self.driver = driver
+        self.data = data
+        self.space = space
+        self.resources = resources
+        self.storage = storage
+
+    def run(self, *, trials: int, max_epochs: int, max_concurrent: int, seed: int, time_budget_s: float | None) -> None:
+        """Run every trial of the job and return when all have ended."""
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        settings = {"max_epochs": max_epochs, "seed": seed, "num_threads": max(1, int(self.resources.cpus))}
+        trainable = tune.with_parameters(_trainable, data=self.data, space=self.space, settings=settings)
+        trainable = tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=_Searcher(self.driver),
+                scheduler=_Scheduler(self.driver),
+                num_samples=trials,
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+                time_budget_s=time_budget_s,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(self.storage.resolve()),
+                verbose=0,
+                log_to_file=False,
+                callbacks=[_Observer(self.driver)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        tuner.fit()

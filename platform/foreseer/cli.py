@@ -1,0 +1,135 @@
+"""The ``foreseer`` command line. It owns the terminal: progress, tables, readable errors.
+
+Exit codes: 0 success, 1 the job failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+import yaml
+
+from foreseer.errors import SpecError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from foreseer.api import JobHandle
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        out[key] = yaml.safe_load(raw)
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="foreseer")
+def main() -> None:
+    """Foreseer: joint architecture + hyperparameter search on Ray Tune, Optuna and MLflow."""
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
+def validate(job_file: str, sets: tuple[str, ...]) -> None:
+    """Check a job file without running it."""
+    from foreseer.spec import load_job
+
+    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
+    click.echo(f"{job_file}: valid job {job.name!r} ({job.trials} trials x {job.max_epochs} epochs on {job.space_name})")
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
+def run(job_file: str, sets: tuple[str, ...]) -> None:
+    """Run a job file with a live progress display."""
+    import logging
+
+    from rich.console import Console
+
+    from foreseer.api import submit
+    from foreseer.spec import load_job
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
+    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
+    console.print(f"[bold]{job.name}[/]: {job.trials} trials x {job.max_epochs} epochs, space {job.space_name}, "
+                  f"sampler {job.sampler}, stopping {job.stopping.name}")
+    try:
+        handle = _or_exit(lambda: submit(job))
+        _follow(handle, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(EXIT_INTERRUPTED)
+    status = handle.status()
+    if status.state != "succeeded":
+        console.print(f"[red]job failed:[/] {status.error}")
+        sys.exit(EXIT_FAILED)
+    _summary(handle, console)
+
+
+def _follow(handle: JobHandle, console: Console) -> None:
+    from rich.live import Live
+
+    with Live(_progress_line(handle), console=console, refresh_per_second=2, transient=True) as live:
+        while not handle.done():
+            time.sleep(0.5)
+            live.update(_progress_line(handle))
+
+
+def _progress_line(handle: JobHandle) -> str:
+    s = handle.status()
+    t = s.trials
+    finished = t["completed"] + t["stopped"] + t["failed"]
+    best = "-" if s.best_value is None else f"{s.best_value:.4f}"
+    rate = finished / s.elapsed_s if finished else 0.0
+    left = f"~{(s.trials_total - finished) / rate:.0f}s left" if rate else "estimating"
+    return (
+        f"trials {finished}/{s.trials_total} (running {t['running']}, stopped early {t['stopped']}, failed {t['failed']})"
+        f" | best {best} | epochs {s.epochs_used}/{s.epochs_budget} | {s.elapsed_s:.0f}s elapsed, {left}"
+    )
+
+
+def _summary(handle: JobHandle, console: Console) -> None:
+    from rich.table import Table
+
+    board = handle.leaderboard()
+    metric = handle.job.primary.metric
+    table = Table(title=f"{handle.job.name}: top trials by {metric}")
+    columns = ("rank", "trial_number", "candidate", "best_epoch", metric, "epochs", "status")
+    for column in columns:
+        table.add_column(column)
+    for _, row in board.head(5).iterrows():
+        table.add_row(*(f"{row[c]:.4f}" if c == metric else str(row[c]) for c in columns))
+    console.print(table)
+    s = handle.status()
+    console.print(f"epochs used {s.epochs_used} of {s.epochs_budget}; job folder {handle.directory}")
+    console.print(
+        f"MLflow: store [bold]{handle.job.tracking_uri}[/], experiment {handle.job.name!r} "
+        f"(id {handle.mlflow_experiment_id}), parent run {handle.mlflow_run_id}"
+    )
+    console.print(f"See it in the MLflow UI:  mlflow ui --backend-store-uri {handle.job.tracking_uri} "
+                  "--host 127.0.0.1 --port 5000  then open http://127.0.0.1:5000")
+
+
+def _or_exit(action: Any) -> Any:
+    try:
+        return action()
+    except SpecError as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The driver's record of every trial of a job: one source of truth for the searcher, the stopping
+policy, the tracker, the progress display and the leaderboard."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from foreseer.stopping import CurveView, Decision
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from foreseer_spaces import Candidate
+
+    from foreseer.spec import Objective
+
+__all__ = ["Ledger", "TrialRecord", "TRIAL_STATES"]
+
+#: running: training; completed: reached its epoch budget; stopped: stopped early by the policy;
+#: failed: diverged or raised.
+TRIAL_STATES = ("running", "completed", "stopped", "failed")
+
+
+@dataclass
+class TrialRecord:
+    """Everything the driver knows about one trial."""
+
+    trial_id: str
+    number: int
+    candidate: Candidate
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    state: str = "running"
+    reason: str = ""
+    stopped_by: str | None = None
+    run_id: str | None = None
+    diverged: str | None = None
+
+    def values(self, metric: str) -> list[float]:
+        return [m[metric] for m in self.metrics if metric in m]
+
+    @property
+    def epochs(self) -> int:
+        return len(self.metrics)
+
+
+class Ledger:
+    """Thread-safe record of a job's trials; Tune's driver thread writes, any thread reads.
+
+    Args:
+        objectives: the job's objectives; the first ranks trials and drives early stopping.
+        max_epochs: the epoch budget of every trial.
+    """
+
+    def __init__(self, objectives: Sequence[Objective], max_epochs: int) -> None:
+        self.objectives = list(objectives)
+        self.max_epochs = max_epochs
+        self._trials: dict[str, TrialRecord] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def primary(self) -> Objective:
+        return self.objectives[0]
+
+    def add(self, trial_id: str, number: int, candidate: Candidate) -> TrialRecord:
+        with self._lock:
+            record = TrialRecord(trial_id, number, candidate)
+            self._trials[trial_id] = record
+            return record
+
+    def get(self, trial_id: str) -> TrialRecord:
+        with self._lock:
+            return self._trials[trial_id]
+
+    def __contains__(self, trial_id: str) -> bool:
+        return trial_id in self._trials
+
+    def records(self) -> list[TrialRecord]:
+        """All trials in the order they started."""
+        with self._lock:
+            return list(self._trials.values())
+
+    def record_epoch(self, trial_id: str, metrics: dict[str, float]) -> None:
+        with self._lock:
+            self._trials[trial_id].metrics.append(dict(metrics))
+
+    def mark_diverged(self, trial_id: str, reason: str) -> None:
+        with self._lock:
+            self._trials[trial_id].diverged = reason
+
+    def mark_stopped(self, decision: Decision, policy: str) -> None:
+        with self._lock:
+            record = self._trials[decision.trial_id]
+            record.stopped_by, record.reason = policy, decision.reason
+
+    def finalize(self, trial_id: str, error: str | None = None) -> TrialRecord:
+        """Settle a trial's final state from what was recorded; calling it again changes nothing
+        except filling in an error message that arrives later."""
+        with self._lock:
+            record = self._trials[trial_id]
+            if record.state == "running":
+                if error is not None or record.diverged is not None:
+                    record.state, record.reason = "failed", record.diverged or error or "error"
+                elif record.stopped_by is not None:
+                    record.state = "stopped"
+                else:
+                    record.state, record.reason = "completed", f"trained {record.epochs} epochs"
+            elif error and record.state == "failed" and record.reason == "error":
+                record.reason = error
+            return record
+
+    def oriented(self, value: float) -> float:
+        """``value`` of the primary objective made higher-is-better."""
+        return value if self.primary.mode == "max" else -value
+
+    def curve(self, record: TrialRecord) -> CurveView:
+        values = tuple(self.oriented(v) for v in record.values(self.primary.metric))
+        return CurveView(record.trial_id, values, self.max_epochs)
+
+    def curves(self) -> list[CurveView]:
+        with self._lock:
+            return [self.curve(r) for r in self._trials.values()]
+
+    def best_epoch(self, record: TrialRecord) -> tuple[int, float] | None:
+        """(1-based epoch, raw value) of the trial's best epoch on the primary objective."""
+        values = record.values(self.primary.metric)
+        if not values:
+            return None
+        index = max(range(len(values)), key=lambda i: (self.oriented(values[i]), -i))
+        return index + 1, values[index]
+
+    def best(self) -> tuple[TrialRecord, int, float] | None:
+        """The best (trial, epoch, raw value) so far over every trial that did not fail."""
+        with self._lock:
+            found = None
+            for record in self._trials.values():
+                if record.state == "failed" or record.diverged is not None:
+                    continue
+                best = self.best_epoch(record)
+                if best and (found is None or self.oriented(best[1]) > self.oriented(found[2])):
+                    found = (record, *best)
+            return found
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            out = dict.fromkeys(TRIAL_STATES, 0)
+            for record in self._trials.values():
+                out[record.state] += 1
+            return out
+
+    def epochs_used(self) -> int:
+        with self._lock:
+            return sum(r.epochs for r in self._trials.values())
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per trial, best first: candidate, hyperparameters, best epoch, metric, epochs, status."""
+        import pandas as pd
+
+        with self._lock:
+            rows = [self._row(r) for r in self._trials.values()]
+        metric = self.primary.metric
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        frame["_key"] = frame[metric].map(lambda v: self.oriented(v) if v == v else float("-inf"))
+        frame["_failed"] = frame["status"] == "failed"
+        frame = frame.sort_values(["_failed", "_key", "trial_number"], ascending=[True, False, True])
+        frame = frame.drop(columns=["_key", "_failed"]).reset_index(drop=True)
+        frame.insert(0, "rank", range(1, len(frame) + 1))
+        return frame
+
+    def _row(self, record: TrialRecord) -> dict[str, Any]:
+        best = self.best_epoch(record)
+        row: dict[str, Any] = {
+            "trial_number": record.number,
+            "trial_id": record.trial_id,
+            "candidate": record.candidate.hash,
+            "architecture": ", ".join(f"{k}={v}" for k, v in record.candidate.arch.items()),
+        }
+        row.update({f"hp.{k}": v for k, v in record.candidate.hparams.items()})
+        row["best_epoch"] = best[0] if best else None
+        row[self.primary.metric] = best[1] if best else float("nan")
+        for objective in self.objectives[1:]:
+            values = record.values(objective.metric)
+            row[objective.metric] = values[best[0] - 1] if best and values else float("nan")
+        row.update(epochs=record.epochs, status=record.state, reason=record.reason, run_id=record.run_id)
+        return row

@@ -1,0 +1,443 @@
+"""The job specification: what a user submits, from Python or from a YAML file.
+
+Every field is validated when the spec is built and every problem is reported at once
+(:class:`foreseer.errors.SpecError`), before anything is written anywhere.
+
+Example:
+    >>> import foreseer as fs
+    >>> job = fs.SearchJob(name="wine-mlp", space="mlp", dataset="wine", trials=4, max_epochs=3)
+    >>> job.objective.metric, job.objectives[0].mode
+    ('val_accuracy', 'max')
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from foreseer.errors import Problem, SpecError
+
+__all__ = [
+    "AshaStopping",
+    "DatasetSpec",
+    "MedianStopping",
+    "NoStopping",
+    "Objective",
+    "Resources",
+    "SAMPLERS",
+    "SearchJob",
+    "SpaceSpec",
+    "StoppingSpec",
+    "TRIAL_METRICS",
+    "load_job",
+]
+
+#: Metrics every trial reports each epoch, with the direction in which they improve.
+TRIAL_METRICS: dict[str, str] = {
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "train_accuracy": "max",
+    "train_loss": "min",
+    "num_params": "min",
+}
+
+#: Optuna samplers by name (see :mod:`foreseer.samplers`).
+SAMPLERS = ("random", "tpe", "cmaes", "gp", "nsgaii", "qmc")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Objective(_Spec):
+    """The metric a search optimises and its direction.
+
+    Example:
+        >>> Objective("val_loss", mode="min").mode
+        'min'
+    """
+
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+
+    def __init__(self, metric: str = "val_accuracy", mode: str = "max", **data: Any) -> None:
+        super().__init__(metric=metric, mode=mode, **data)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in TRIAL_METRICS:
+            raise ValueError(f"unknown metric; trials report {', '.join(TRIAL_METRICS)}{_did_you_mean(metric, TRIAL_METRICS)}")
+        return metric
+
+
+class Resources(_Spec):
+    """What one trial needs. Fractional GPUs let several trials share one device.
+
+    Example:
+        >>> Resources(cpus=1, gpus=0.25).gpus
+        0.25
+    """
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_gpus_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError("a trial may use a fraction of one GPU (0 < gpus <= 1) or whole GPUs (2, 3, ...)")
+        return gpus
+
+
+class AshaStopping(_Spec):
+    """Asynchronous successive halving (Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020)."""
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class MedianStopping(_Spec):
+    """The median stopping rule (Golovin et al., "Google Vizier", KDD 2017)."""
+
+    name: Literal["median"] = "median"
+    grace_period: int = Field(1, ge=1)
+    min_samples: int = Field(3, ge=1)
+
+
+class NoStopping(_Spec):
+    """Every trial runs to ``max_epochs``."""
+
+    name: Literal["none"] = "none"
+
+
+StoppingSpec = Annotated[AshaStopping | MedianStopping | NoStopping, Field(discriminator="name")]
+_STOPPING_NAMES = ("none", "asha", "median")
+
+
+class SpaceSpec(_Spec):
+    """A search space by name, optionally narrowed: ``params`` fixes or narrows any sampled parameter.
+
+    Example:
+        >>> SpaceSpec(name="mlp", params={"depth": 2, "lr": {"low": 1e-3, "high": 1e-1, "log": True}}).name
+        'mlp'
+    """
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_overrides(cls, params: dict[str, Any]) -> dict[str, Any]:
+        from foreseer_spaces import parse_overrides
+
+        parse_overrides(params)
+        return params
+
+
+class DatasetSpec(_Spec):
+    """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed."""
+
+    name: str | None = None
+    path: str | None = None
+    target: str | None = None
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a built-in dataset) or 'path' (a .npz or .csv file)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave data to train on (sum < 1)")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.name if self.name is not None else self.path  # type: ignore[return-value]
+
+
+class SearchJob(_Spec):
+    """A search job: space, dataset, objective, budget, and where it runs and records.
+
+    Args:
+        name: job name; also the MLflow experiment name.
+        space: a space name (``"cells"``, ``"mlp"``, a registered user space), a :class:`SpaceSpec`
+            with parameter overrides, or a ``foreseer_spaces.SearchSpace`` instance.
+        dataset: a built-in dataset name (``"digits"``, ``"wine"``, ``"breast_cancer"``), a file path
+            (``.npz`` / ``.csv``), a :class:`DatasetSpec`, or a tuple ``(X, y)`` of arrays.
+        objective: one :class:`Objective`, or several for a multi-objective search (``sampler="nsgaii"``).
+        sampler: an Optuna sampler by name (``random``, ``tpe``, ``cmaes``, ``gp``, ``nsgaii``, ``qmc``)
+            or an ``optuna.samplers.BaseSampler`` instance.
+        trials: number of trials to run.
+        max_epochs: epochs a trial trains for unless stopped early.
+        stopping: ``"none"``, ``"asha"``, ``"median"``, or a stopping spec with its settings.
+        resources: CPUs and GPUs per trial.
+        max_concurrent: trials running at once.
+        seed: seeds the sampler, the data split default and every trial.
+        time_budget_s: stop starting new trials after this many seconds.
+        tracking_uri: MLflow tracking store, any SQLAlchemy URL (SQLite file by default).
+        artifact_location: where MLflow stores artifacts (next to a SQLite store by default).
+        workdir: where trial checkpoints and job files go.
+        address: Ray cluster address; ``None`` uses ``RAY_ADDRESS`` or starts a local Ray.
+    """
+
+    name: str
+    space: str | SpaceSpec | Any = "mlp"
+    dataset: str | DatasetSpec | Any = "digits"
+    objective: Objective | list[Objective] = Field(default_factory=Objective)
+    sampler: str | Any = "tpe"
+    trials: int = Field(16, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    stopping: StoppingSpec = Field(default_factory=NoStopping)
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = 0
+    time_budget_s: float | None = Field(None, gt=0)
+    tracking_uri: str = "sqlite:///foreseer.db"
+    artifact_location: str | None = None
+    workdir: str = "foreseer-runs"
+    address: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME_RE.match(name):
+            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+        return name
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _coerce_space(cls, space: Any) -> Any:
+        from foreseer_spaces import SearchSpace, get_space
+
+        if isinstance(space, SearchSpace):
+            return space
+        if isinstance(space, str):
+            get_space(space)
+            return space
+        if isinstance(space, dict | SpaceSpec):
+            spec = _nested(SpaceSpec, space)
+            get_space(spec.name)
+            return spec
+        raise TypeError(f"must be a space name, a mapping with 'name' and 'params', or a SearchSpace, not {type(space).__name__}")
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _coerce_dataset(cls, dataset: Any) -> Any:
+        if isinstance(dataset, str):
+            return _dataset_from_string(dataset)
+        if isinstance(dataset, dict):
+            return _nested(DatasetSpec, dataset)
+        if isinstance(dataset, DatasetSpec):
+            return dataset
+        if isinstance(dataset, tuple) and len(dataset) == 2:
+            return dataset
+        raise TypeError("must be a dataset name, a file path, a mapping, or a tuple (X, y) of arrays")
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _coerce_objective(cls, objective: Any) -> Any:
+        if isinstance(objective, str):
+            return {"metric": objective, "mode": TRIAL_METRICS.get(objective, "max")}
+        if isinstance(objective, list) and not objective:
+            raise ValueError("give at least one objective")
+        return objective
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _known_sampler(cls, sampler: Any) -> Any:
+        if isinstance(sampler, str):
+            if sampler not in SAMPLERS:
+                raise ValueError(f"unknown sampler; accepted: {', '.join(SAMPLERS)}{_did_you_mean(sampler, SAMPLERS)}, or an optuna.samplers.BaseSampler")
+            return sampler
+        import optuna
+
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise TypeError(f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, not {type(sampler).__name__}")
+        return sampler
+
+    @field_validator("stopping", mode="before")
+    @classmethod
+    def _coerce_stopping(cls, stopping: Any) -> Any:
+        if isinstance(stopping, str):
+            if stopping not in _STOPPING_NAMES:
+                raise ValueError(f"unknown stopping policy; accepted: {', '.join(_STOPPING_NAMES)}{_did_you_mean(stopping, _STOPPING_NAMES)}")
+            return {"name": stopping}
+        if isinstance(stopping, dict) and stopping.get("name") not in _STOPPING_NAMES:
+            raise ValueError(f"'name' must be one of {', '.join(_STOPPING_NAMES)}")
+        return stopping
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _sqlalchemy_url(cls, uri: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(uri)
+        except ArgumentError as e:
+            raise ValueError("must be an SQLAlchemy URL such as sqlite:///foreseer.db or postgresql+psycopg://user@host/db") from e
+        return uri
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchJob:
+        if len(self.objectives) > 1 and self.stopping.name != "none":
+            raise ValueError("early stopping needs a single objective; use stopping: none with several objectives")
+        if len(self.objectives) > 1 and self.sampler in ("cmaes", "gp"):
+            raise ValueError(f"sampler {self.sampler!r} optimises one objective; use nsgaii, tpe or random for several")
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"objectives name the same metric twice: {metrics}")
+        return self
+
+    @property
+    def objectives(self) -> list[Objective]:
+        """The objectives as a list (one element for a single-objective search)."""
+        return list(self.objective) if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def primary(self) -> Objective:
+        """The objective that ranks the leaderboard and drives early stopping."""
+        return self.objectives[0]
+
+    @property
+    def space_name(self) -> str:
+        if isinstance(self.space, str):
+            return self.space
+        return self.space.name
+
+    def space_overrides(self) -> dict[str, Any]:
+        return dict(self.space.params) if isinstance(self.space, SpaceSpec) else {}
+
+    def dataset_spec(self) -> DatasetSpec | None:
+        """The dataset as a spec, or ``None`` when it was given as arrays."""
+        return self.dataset if isinstance(self.dataset, DatasetSpec) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view of the job (arrays and Python objects are summarised)."""
+        data = self.model_dump(mode="python", exclude={"space", "dataset", "sampler"})
+        data["space"] = self.space.model_dump() if isinstance(self.space, SpaceSpec) else (
+            self.space if isinstance(self.space, str) else {"name": self.space.name, "object": type(self.space).__name__}
+        )
+        spec = self.dataset_spec()
+        data["dataset"] = spec.model_dump(exclude_none=True) if spec else {"arrays": [list(a.shape) for a in self.dataset]}
+        data["sampler"] = self.sampler if isinstance(self.sampler, str) else type(self.sampler).__name__
+        return data
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SearchJob:
+        """Load a job file; ``overrides`` maps dotted keys to values (``{"trials": 8}``)."""
+        return load_job(path, overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "job") -> SearchJob:
+        """Validate a mapping, raising :class:`SpecError` that lists every problem."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise SpecError(_problems(e, data), source=source) from None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise SpecError(_problems(e, data)) from None
+
+
+def _dataset_from_string(text: str) -> DatasetSpec:
+    from foreseer_workers import available_datasets
+
+    if text.endswith((".npz", ".csv")) or "/" in text:
+        return DatasetSpec(path=text)
+    if text not in available_datasets():
+        names = available_datasets()
+        raise ValueError(f"unknown dataset; built-ins: {', '.join(names)}{_did_you_mean(text, names)}, or a path to a .npz or .csv file")
+    return DatasetSpec(name=text)
+
+
+def _nested(model: type[_Spec], value: Any) -> Any:
+    """Validate a nested spec, turning its errors into one readable ``ValueError``."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        raise ValueError("; ".join(str(p) for p in _problems(e, value, model))) from None
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _problems(error: ValidationError, data: Any, model: type[BaseModel] | None = None) -> list[Problem]:
+    fields = list((model or SearchJob).model_fields)
+    problems = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "union["))]
+        loc = [p for p in loc if p not in ("asha", "median", "none", "str", "SpaceSpec", "DatasetSpec", "Objective")]
+        where = ".".join(loc) or "job"
+        message = err["msg"].removeprefix("Value error, ").removeprefix("Type error, ")
+        if err["type"] == "extra_forbidden":
+            hint = _did_you_mean(loc[-1], fields) if len(loc) == 1 else ""
+            message = f"unknown key{hint}"
+            if len(loc) == 1:
+                message += f"; accepted keys: {', '.join(fields)}"
+            problems.append(Problem(where, message))
+            continue
+        problems.append(Problem(where, message, err.get("input"), has_value="input" in err))
+    return problems
+
+
+def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchJob:
+    """Read and validate a YAML job file.
+
+    Args:
+        path: the job file.
+        overrides: dotted keys and values applied on top of the file (``{"stopping.name": "asha"}``).
+
+    Raises:
+        SpecError: the file is missing or malformed, or the job in it is invalid.
+    """
+    path = Path(path)
+    source = f"job file {str(path)!r}"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError([Problem("path", "no such file")], source=source) from None
+    except yaml.YAMLError as e:
+        raise SpecError([Problem("yaml", f"not valid YAML: {e}")], source=source) from None
+    if not isinstance(data, dict):
+        raise SpecError([Problem("yaml", "the file must hold a mapping of job fields", data, True)], source=source)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return SearchJob.from_dict(data, source=source)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if isinstance(child, str):
+            child = {"name": child}
+        node[part] = child = dict(child or {})
+        node = child
+    node[last] = value

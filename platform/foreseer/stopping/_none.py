@@ -1,0 +1,18 @@
+"""No early stopping: every trial trains for its whole budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+
+
+class NoStoppingPolicy(StoppingPolicy):
+    """Never stops a trial; the baseline every other policy is measured against."""
+
+    name = "none"
+
+    def decide(
+        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+    ) -> list[Decision]:
+        return [Decision(c.trial_id, stop=False) for c in running]

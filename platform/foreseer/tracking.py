@@ -1,0 +1,189 @@
+"""MLflow tracking: the only module that imports ``mlflow``.
+
+One experiment per job name, a parent run per job, a nested child run per trial. Only the driver
+writes, through ``MlflowClient`` with explicit run ids, in batches: metrics are buffered and
+written with ``log_batch`` at most every ``flush_interval`` seconds (and whenever a trial ends),
+so a job of many short epochs costs a handful of SQL transactions per second, and a single writer
+keeps SQLite free of "database is locked".
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.entities import Metric
+
+    from foreseer.ledger import TrialRecord
+
+__all__ = ["Tracker", "prepare_sqlite", "artifact_location_for"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH_METRICS = 1000  # MLflow's limit per log_batch call
+_BATCH_PARAMS = 100
+_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED", "running": "RUNNING"}
+
+
+def prepare_sqlite(tracking_uri: str) -> None:
+    """Create a SQLite store's folder and switch the file to WAL, so readers (the MLflow UI)
+    never block the writer. WAL is a property of the file: set once, it stays."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(tracking_uri)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def artifact_location_for(tracking_uri: str, experiment: str) -> str | None:
+    """Beside a SQLite store, ``mlartifacts/<experiment>``; elsewhere MLflow's own default."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(tracking_uri)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return (Path(url.database).resolve().parent / "mlartifacts" / experiment).as_uri()
+
+
+class Tracker:
+    """Writes one job to MLflow.
+
+    Args:
+        tracking_uri: any SQLAlchemy URL MLflow accepts (``sqlite:///foreseer.db``, ``postgresql+psycopg://…``).
+        experiment: the experiment name (the job name).
+        artifact_location: where artifacts go; next to a SQLite store when ``None``.
+        flush_interval: longest time, in seconds, a metric waits in the buffer.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        flush_interval: float = 1.0,
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        prepare_sqlite(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.flush_interval = flush_interval
+        self.experiment_id = self._experiment(experiment, artifact_location or artifact_location_for(tracking_uri, experiment))
+        self.parent_run_id: str | None = None
+        self._pending: dict[str, list[Metric]] = defaultdict(list)
+        self._last_flush = time.monotonic()
+        self.metrics_written = 0
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        existing = self.client.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        return self.client.create_experiment(name, artifact_location=artifact_location)
+
+    def start_job(self, job_id: str, spec: dict[str, Any], run_name: str) -> str:
+        """Create the parent run with the job's spec as params and as a YAML artifact."""
+        import yaml
+
+        tags = {"mlflow.runName": run_name, "foreseer.job_id": job_id, "foreseer.kind": "job"}
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        self.parent_run_id = run.info.run_id
+        self._log_params(self.parent_run_id, _flatten(spec))
+        self.client.log_text(self.parent_run_id, yaml.safe_dump(spec, sort_keys=False), "job.yaml")
+        return self.parent_run_id
+
+    def start_trial(self, record: TrialRecord) -> str:
+        """Create the nested run of a trial, with its candidate as params."""
+        candidate = record.candidate
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id or "",
+            "mlflow.runName": f"trial-{record.number:03d}-{candidate.hash[:8]}",
+            "foreseer.kind": "trial",
+            "foreseer.trial_id": record.trial_id,
+            "foreseer.trial_number": str(record.number),
+            "foreseer.candidate_hash": candidate.hash,
+            "foreseer.arch_hash": candidate.arch_hash,
+            "foreseer.status": "running",
+        }
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        params = {"space": candidate.space}
+        params.update({f"arch.{k}": v for k, v in candidate.arch.items()})
+        params.update({f"hp.{k}": v for k, v in candidate.hparams.items()})
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        """Buffer one epoch's metrics; written at the next flush."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending[run_id].extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered metric, one ``log_batch`` per run and 1,000 metrics."""
+        pending, self._pending = self._pending, defaultdict(list)
+        for run_id, metrics in pending.items():
+            for start in range(0, len(metrics), _BATCH_METRICS):
+                self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH_METRICS])
+            self.metrics_written += len(metrics)
+        self._last_flush = time.monotonic()
+
+    def end_trial(self, record: TrialRecord) -> None:
+        """Flush, then close the trial's run with its final status and why it ended."""
+        from mlflow.entities import RunTag
+
+        if record.run_id is None:
+            return
+        self.flush()
+        tags = [RunTag("foreseer.status", record.state), RunTag("foreseer.stop_reason", record.reason[:5000])]
+        if record.stopped_by:
+            tags.append(RunTag("stopped_by", record.stopped_by))
+        self.client.log_batch(record.run_id, tags=tags)
+        self.client.set_terminated(record.run_id, _STATUS[record.state])
+
+    def log_summary(self, metrics: dict[str, float], step: int) -> None:
+        """Job-level metrics on the parent run (e.g. best so far against epochs consumed)."""
+        if self.parent_run_id is not None:
+            self.log_metrics(self.parent_run_id, metrics, step)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.parent_run_id, str(local_path), artifact_path)
+
+    def set_job_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def end_job(self, status: str) -> None:
+        """Flush and close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        self.flush()
+        if self.parent_run_id is not None:
+            self.client.set_terminated(self.parent_run_id, status)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), _BATCH_PARAMS):
+            self.client.log_batch(run_id, params=items[start : start + _BATCH_PARAMS])
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,372 @@
+"""One trial: train a candidate epoch by epoch, report metrics and a checkpoint after each epoch.
+
+``run_trial`` is what a backend runs inside a worker. It never raises for a trial that merely goes
+badly (a diverging loss ends it with status ``"diverged"``); it raises only for a wrong call.
+
+Example:
+    >>> from foreseer_spaces import Candidate, get_space
+    >>> data = load_dataset("wine")
+    >>> config = TrialConfig(get_space("mlp"), Candidate("mlp", {...}, {"lr": 1e-2}), max_epochs=10)
+    >>> outcome = run_trial(config, data, lambda metrics, checkpoint_dir: None)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foreseer_spaces import Candidate, SearchSpace, Task
+from foreseer_workers.checkpoint import (
+    WEIGHTS_FILE,
+    assign_weights,
+    load_weights,
+    read_trial_info,
+    read_training_state,
+    write_checkpoint,
+)
+from foreseer_workers.data import DataBundle
+from foreseer_workers.optim import TrainingHParams, build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+ReportFn = Callable[[dict[str, float], str], Any]
+EVAL_BATCH_SIZE = 512
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything a trial needs besides the data; validated when built.
+
+    Attributes:
+        space: the search space object that builds the network. Passed as an object, not a name,
+            because a user-defined space is not registered in a fresh worker process.
+        candidate: the architecture and training hyperparameters (see :class:`TrainingHParams`).
+        max_epochs: epochs to train; the LR schedule spans them.
+        seed: seeds the network's initialisation, dropout and the shuffling of the training data.
+        device: a torch device string, e.g. ``"cpu"`` or ``"cuda:0"``.
+        num_threads: CPU threads torch may use during the trial (one per CPU the trial was given).
+        lr_warmup_epochs: length of a linear LR warm-up, in epochs (may be fractional); useful
+            when the trial starts from predicted weights.
+    """
+
+    space: SearchSpace
+    candidate: Candidate
+    max_epochs: int
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int = 1
+    lr_warmup_epochs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.space, SearchSpace):
+            raise TypeError(f"space must be a foreseer_spaces.SearchSpace, but got {type(self.space).__name__}.")
+        if not isinstance(self.candidate, Candidate):
+            raise TypeError(f"candidate must be a foreseer_spaces.Candidate, but got {type(self.candidate).__name__}.")
+        if self.candidate.space != getattr(self.space, "name", None):
+            raise ValueError(
+                f"candidate belongs to space {self.candidate.space!r}, but space is "
+                f"{getattr(self.space, 'name', None)!r}; pass the space the candidate was sampled from."
+            )
+        for name in ("max_epochs", "num_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer of at least 1, but got {value!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, but got {self.seed!r}.")
+        warmup = self.lr_warmup_epochs
+        if isinstance(warmup, bool) or not isinstance(warmup, int | float) or not 0 <= warmup <= self.max_epochs:
+            raise ValueError(f"lr_warmup_epochs must lie in [0, max_epochs={self.max_epochs}], but got {warmup!r}.")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(
+                f"device must be a torch device string such as 'cpu' or 'cuda:0', but got {self.device!r}."
+            ) from e
+        TrainingHParams.from_mapping(self.candidate.hparams)  # fail here, not later in a worker
+
+    @property
+    def hparams(self) -> TrainingHParams:
+        """The candidate's training hyperparameters with defaults filled in."""
+        return TrainingHParams.from_mapping(self.candidate.hparams)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended.
+
+    Attributes:
+        status: ``"completed"`` (all epochs ran), ``"diverged"`` (loss became NaN/inf) or
+            ``"stopped"`` (the report callback asked to stop).
+        epochs_completed: the last epoch that was reported (counting epochs before a resume).
+        reason: why a trial did not complete, e.g. ``"training loss became nan at epoch 3, step 12"``.
+        history: the metrics reported by this call, one dict per epoch.
+    """
+
+    status: Literal["completed", "diverged", "stopped"]
+    epochs_completed: int
+    reason: str | None = None
+    history: tuple[dict[str, float], ...] = ()
+
+
+class _Diverged(Exception):
+    """Internal: the loss became NaN/inf; ``run_trial`` turns it into a "diverged" outcome."""
+
+
+def build_model(config: TrialConfig, task: Task, *, init_weights: Mapping[str, Any] | None = None) -> nn.Module:
+    """Seed torch from ``config.seed``, build the candidate's network and load ``init_weights``.
+
+    This is the network ``run_trial`` starts training from; with predicted weights it can also be
+    scored with :func:`evaluate` without any training.
+
+    Raises:
+        ValueError: the space cannot handle ``task``, or ``init_weights`` does not fit the network
+            (the message names the tensor). Tensors missing from ``init_weights`` keep their default
+            initialisation and are logged.
+    """
+    config.space.check_task(task)
+    torch.manual_seed(config.seed)
+    model = config.space.build(config.candidate, task)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"space {config.space.name!r} built a {type(model).__name__}, but must build an nn.Module.")
+    if init_weights is not None:
+        assign_weights(model, init_weights, strict=False, source="init_weights")
+    return model
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: Any, y: Any, *, batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu"
+) -> tuple[float, float]:
+    """Mean cross-entropy (no label smoothing) and accuracy of ``model`` on ``(x, y)``, in eval mode.
+
+    ``run_trial`` computes its ``val_loss`` and ``val_accuracy`` with this function and the default
+    batch size, so reloading a checkpoint's weights and calling it on the same device reproduces
+    them exactly.
+
+    Args:
+        model: the network; moved to ``device`` (in place) and restored to its train/eval mode after.
+        x: inputs, an array or tensor of shape ``(n, *input_shape)``.
+        y: integer labels, shape ``(n,)``.
+        batch_size: examples per forward pass.
+        device: where to compute.
+
+    Example:
+        >>> loss, accuracy = evaluate(model, data.x_val, data.y_val)
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer of at least 1, but got {batch_size!r}.")
+    dev = torch.device(device)
+    x, y = _to_tensor(x, torch.float32, dev), _to_tensor(y, torch.long, dev)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must be non-empty and of equal length, but got {len(x)} and {len(y)}.")
+    was_training = model.training
+    model.to(dev).eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start : start + batch_size]).float()
+        labels = y[start : start + batch_size]
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == labels).sum()
+    model.train(was_training)
+    return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+def run_trial(
+    config: TrialConfig,
+    data: DataBundle,
+    report: ReportFn,
+    *,
+    init_weights: Mapping[str, Any] | None = None,
+    resume_from: str | None = None,
+) -> TrialOutcome:
+    """Train ``config.candidate`` on ``data``, calling ``report`` after every epoch.
+
+    Args:
+        config: what to train and how.
+        data: train and validation splits (the test split is not touched).
+        report: called as ``report(metrics, checkpoint_dir)`` after each epoch. ``metrics`` holds
+            ``epoch`` (1-based), ``train_loss`` (with label smoothing, mean over the epoch),
+            ``train_accuracy``, ``val_loss`` (plain cross-entropy), ``val_accuracy``, ``lr`` (of the
+            epoch's last step), ``epoch_seconds`` (training + validation) and ``num_params``.
+            ``checkpoint_dir`` is a new directory the caller owns from then on (move or delete it).
+            Returning a truthy value stops the trial after that epoch (status ``"stopped"``).
+        init_weights: name -> tensor loaded before training, e.g. predicted by a hypernetwork.
+        resume_from: a checkpoint directory from an earlier report of the same candidate and data;
+            training continues at the next epoch exactly as if it had never stopped.
+
+    Returns:
+        The outcome; a diverging loss gives status ``"diverged"`` with the reason, never an exception.
+
+    Raises:
+        ValueError: both ``init_weights`` and ``resume_from``, weights that do not fit, a checkpoint
+            of another candidate or dataset, or a device that is not available.
+    """
+    if init_weights is not None and resume_from is not None:
+        raise ValueError("Pass init_weights or resume_from, not both: a resumed trial already has its weights.")
+    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r} was requested, but CUDA is not available on this worker.")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        trial = _Trial(config, data, init_weights)
+        start = trial.restore(resume_from) if resume_from is not None else 0
+        return trial.run(start, report)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+class _Trial:
+    """The state of one running trial: model, optimizer, schedule, data on the device, RNGs."""
+
+    def __init__(self, config: TrialConfig, data: DataBundle, init_weights: Mapping[str, Any] | None) -> None:
+        self.config, self.data, self.device = config, data, torch.device(config.device)
+        hp = config.hparams
+        self.model = build_model(config, data.task, init_weights=init_weights).to(self.device)
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.x_train = torch.tensor(data.x_train, device=self.device)
+        self.y_train = torch.tensor(data.y_train, device=self.device)
+        self.x_val = torch.tensor(data.x_val, device=self.device)
+        self.y_val = torch.tensor(data.y_val, device=self.device)
+        # Batches of near-equal size, so there is never a last batch of 1 (which BatchNorm rejects).
+        self.num_batches = math.ceil(len(self.y_train) / hp.batch_size)
+        self.optimizer = build_optimizer(self.model.parameters(), hp)
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            hp,
+            steps_per_epoch=self.num_batches,
+            max_epochs=config.max_epochs,
+            warmup_epochs=config.lr_warmup_epochs,
+        )
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+
+    def run(self, start_epoch: int, report: ReportFn) -> TrialOutcome:
+        history: list[dict[str, float]] = []
+        cand = self.config.candidate
+        logger.info("Trial %s: epochs %d..%d on %s", cand.hash, start_epoch + 1, self.config.max_epochs, self.device)
+        for epoch in range(start_epoch + 1, self.config.max_epochs + 1):
+            try:
+                metrics = self.epoch(epoch)
+            except _Diverged as e:
+                logger.warning("Trial %s diverged: %s", cand.hash, e)
+                return TrialOutcome("diverged", epoch - 1, str(e), tuple(history))
+            history.append(metrics)
+            if report(dict(metrics), self.checkpoint(metrics)):
+                reason = f"stopped by the caller after epoch {epoch}"
+                return TrialOutcome("stopped", epoch, reason, tuple(history))
+        return TrialOutcome("completed", max(self.config.max_epochs, start_epoch), None, tuple(history))
+
+    def epoch(self, epoch: int) -> dict[str, float]:
+        began = time.perf_counter()
+        train_loss, train_accuracy, lr = self.train_epoch(epoch)
+        val_loss, val_accuracy = evaluate(self.model, self.x_val, self.y_val, device=self.config.device)
+        if not math.isfinite(val_loss):
+            raise _Diverged(f"validation loss became {val_loss} at epoch {epoch}")
+        return {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "lr": lr,
+            "epoch_seconds": time.perf_counter() - began,
+            "num_params": self.num_params,
+        }
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """One pass over the shuffled training split; returns (mean loss, accuracy, last LR)."""
+        self.model.train()
+        n = len(self.y_train)
+        order = torch.randperm(n, generator=self.shuffle).to(self.device)
+        loss_sum, correct, lr = 0.0, torch.zeros((), dtype=torch.long, device=self.device), 0.0
+        for step, idx in enumerate(torch.tensor_split(order, self.num_batches), start=1):
+            x, y = self.x_train[idx], self.y_train[idx]
+            logits = self.model(x)
+            if logits.shape != (len(idx), self.data.task.num_classes):
+                raise ValueError(
+                    f"space {self.config.space.name!r} built a network whose output has shape "
+                    f"{tuple(logits.shape)}, but (batch, num_classes={self.data.task.num_classes}) is needed."
+                )
+            loss = self.criterion(logits, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _Diverged(f"training loss became {value} at epoch {epoch}, step {step}")
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += value * len(idx)
+            correct += (logits.argmax(dim=1) == y).sum()
+        return loss_sum / n, correct.item() / n, lr
+
+    def checkpoint(self, metrics: dict[str, float]) -> str:
+        """Write a checkpoint of the state after ``metrics['epoch']`` into a new temporary directory."""
+        epoch = int(metrics["epoch"])
+        cand = self.config.candidate
+        directory = tempfile.mkdtemp(prefix=f"foreseer-{cand.hash}-epoch{epoch:04d}-")
+        state = {
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": self.rng_state(),
+        }
+        info = {
+            "epoch": epoch,
+            "metrics": metrics,
+            "candidate": cand.to_dict(),
+            "data_fingerprint": self.data.fingerprint,
+            "seed": self.config.seed,
+            "max_epochs": self.config.max_epochs,
+        }
+        write_checkpoint(directory, self.model, state, info)
+        return directory
+
+    def restore(self, directory: str) -> int:
+        """Load a checkpoint of this candidate and data; returns the epoch it was taken after."""
+        info = read_trial_info(directory)
+        if info["candidate"] != self.config.candidate.to_dict():
+            raise ValueError(
+                f"Checkpoint {directory!r} was written for candidate {info['candidate']}, "
+                f"not for {self.config.candidate.to_dict()}."
+            )
+        if info["data_fingerprint"] != self.data.fingerprint:
+            raise ValueError(
+                f"Checkpoint {directory!r} was written for data {info['data_fingerprint']}, "
+                f"but the trial got data {self.data.fingerprint} ({self.data.name})."
+            )
+        load_weights(self.model, f"{directory}/{WEIGHTS_FILE}")
+        state = read_training_state(directory)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.set_rng_state(state["rng"])
+        logger.info("Trial %s resumed after epoch %d from %s", self.config.candidate.hash, state["epoch"], directory)
+        return int(state["epoch"])
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def set_rng_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["torch"])
+        self.shuffle.set_state(state["shuffle"])
+        if self.device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+
+def _to_tensor(value: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype)
+    return torch.tensor(value, dtype=dtype, device=device)
