@@ -236,7 +236,7 @@ class SearchJob(_Spec):
             spec = _nested(SpaceSpec, space)
             get_space(spec.name)
             return spec
-        raise TypeError(f"must be a space name, a mapping with 'name' and 'params', or a SearchSpace, not {type(space).__name__}")
+        raise ValueError(f"must be a space name, a mapping with 'name' and 'params', or a SearchSpace, not {type(space).__name__}")
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -249,7 +249,7 @@ class SearchJob(_Spec):
             return dataset
         if isinstance(dataset, tuple) and len(dataset) == 2:
             return dataset
-        raise TypeError("must be a dataset name, a file path, a mapping, or a tuple (X, y) of arrays")
+        raise ValueError("must be a dataset name, a file path, a mapping, or a tuple (X, y) of arrays")
 
     @field_validator("objective", mode="before")
     @classmethod
@@ -270,7 +270,7 @@ class SearchJob(_Spec):
         import optuna
 
         if not isinstance(sampler, optuna.samplers.BaseSampler):
-            raise TypeError(f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, not {type(sampler).__name__}")
+            raise ValueError(f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, not {type(sampler).__name__}")
         return sampler
 
     @field_validator("stopping", mode="before")

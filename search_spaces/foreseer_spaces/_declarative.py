@@ -6,23 +6,21 @@ An override mapping comes from Python or from a job's YAML file::
      "lr": {"low": 1e-3, "high": 0.1, "log": True},      # narrowed range (low, high, step, log)
      "activation": {"choices": ["relu", "gelu"]}}        # narrowed choices
 
-:func:`parse_overrides` validates the mapping on its own; :func:`check_override_names` checks it
-against what a space really samples; :func:`constrain` applies it to a trial.
+:func:`parse_overrides` validates the mapping on its own; :func:`constrain` applies it to a trial;
+:func:`foreseer_spaces.check_override_names` checks it against what a space really samples.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from foreseer_spaces._base import SearchSpace, TrialLike
-from foreseer_spaces._candidate import Task
-
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
+
+    from foreseer_spaces._base import TrialLike
 
 Scalar = bool | int | float | str
 RANGE_KEYS: tuple[str, ...] = ("low", "high", "step", "log")
@@ -215,3 +213,82 @@ def parse_overrides(overrides: Mapping[str, Any] | None) -> dict[str, ParamOverr
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in the search-space overrides:\n  - " + "\n  - ".join(problems))
     return parsed
+
+
+class _ConstrainedTrial:
+    """Answers the suggestions that have an override from the narrowed distribution, through the
+    real trial and under the same name; passes everything else to the real trial."""
+
+    def __init__(self, trial: TrialLike, overrides: Mapping[str, ParamOverride]) -> None:
+        self._trial = trial
+        self._overrides = dict(overrides)
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        override = self._overrides.get(name)
+        if override is None:
+            return self._trial.suggest_int(name, low, high, step=step, log=log)
+        from optuna.distributions import IntDistribution
+
+        return self._suggest(name, override.apply(IntDistribution(low, high, step=step, log=log)))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        override = self._overrides.get(name)
+        if override is None:
+            return self._trial.suggest_float(name, low, high, step=step, log=log)
+        from optuna.distributions import FloatDistribution
+
+        return self._suggest(name, override.apply(FloatDistribution(low, high, step=step, log=log)))
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        override = self._overrides.get(name)
+        if override is None:
+            return self._trial.suggest_categorical(name, choices)
+        from optuna.distributions import CategoricalDistribution
+
+        return self._suggest(name, override.apply(CategoricalDistribution(choices)))
+
+    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        from optuna.distributions import FloatDistribution, IntDistribution
+
+        if isinstance(distribution, IntDistribution):
+            return self._trial.suggest_int(
+                name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
+        if isinstance(distribution, FloatDistribution):
+            return self._trial.suggest_float(
+                name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
+        return self._trial.suggest_categorical(name, list(distribution.choices))  # type: ignore[attr-defined]
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._trial, attr)
+
+
+def constrain(trial: TrialLike, overrides: Mapping[str, Any] | None) -> TrialLike:
+    """A trial that honours ``overrides`` and otherwise behaves as ``trial``.
+
+    A fixed parameter is still suggested through ``trial`` (as a one-value distribution), so the
+    trial's params always describe the whole candidate.
+
+    Args:
+        trial: an Optuna trial (or anything with its ``suggest_*`` methods).
+        overrides: as accepted by :func:`parse_overrides`.
+
+    Returns:
+        ``trial`` itself when there are no overrides, else a proxy to pass to ``space.sample``.
+
+    Raises:
+        ValueError: from :func:`parse_overrides` when the mapping is invalid, and from a
+            ``suggest_*`` call when an override does not fit what the space suggests.
+
+    Example:
+        >>> import optuna
+        >>> from foreseer_spaces import Task, get_space
+        >>> trial = constrain(optuna.create_study().ask(), {"depth": 2, "activation": {"choices": ["relu"]}})
+        >>> get_space("mlp").sample(trial, Task((13,), 3)).arch["depth"]
+        2
+    """
+    parsed = parse_overrides(overrides)
+    return _ConstrainedTrial(trial, parsed) if parsed else trial

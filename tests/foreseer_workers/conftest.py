@@ -36,7 +36,7 @@ class TinyMLPSpace(SearchSpace):
 
 
 class TinyConvSpace(SearchSpace):
-    """Conv -> BatchNorm -> ReLU -> global average pool -> Linear, for (C, H, W) images."""
+    """Conv -> BatchNorm -> ReLU -> 2x2 max pool -> Linear, for (C, H, W) images."""
 
     name = "tiny_conv"
 
@@ -49,9 +49,9 @@ class TinyConvSpace(SearchSpace):
             nn.Conv2d(task.input_shape[0], channels, 3, padding=1),
             nn.BatchNorm2d(channels),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
+            nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(channels, task.num_classes),
+            nn.Linear(channels * (task.input_shape[1] // 2) * (task.input_shape[2] // 2), task.num_classes),
         )
 
 
@@ -75,10 +75,11 @@ def mlp_candidate(**hparams) -> Candidate:
     return Candidate("tiny_mlp", {"width": 32, "dropout": 0.1}, hparams)
 
 
-def mlp_config(max_epochs: int = 4, seed: int = 0, **hparams) -> TrialConfig:
+def mlp_config(max_epochs: int = 4, seed: int = 0, *, warmup: float = 0.0, **hparams) -> TrialConfig:
     defaults = {"optimizer": "adamw", "lr": 1e-2, "batch_size": 32, "lr_schedule": "cosine"}
+    candidate = mlp_candidate(**{**defaults, **hparams})
     return TrialConfig(
-        TinyMLPSpace(), mlp_candidate(**{**defaults, **hparams}), max_epochs, seed, num_threads=NUM_THREADS
+        TinyMLPSpace(), candidate, max_epochs, seed, num_threads=NUM_THREADS, lr_warmup_epochs=warmup
     )
 
 
@@ -99,6 +100,42 @@ def wine_run(wine, tmp_path_factory):
     recorder = Recorder(tmp_path_factory.mktemp("wine_run"))
     outcome = run_trial(config, wine, recorder)
     return config, outcome, recorder
+
+
+@pytest.fixture
+def make_config():
+    """``make_config(max_epochs, seed, **hparams)``: a tiny-MLP TrialConfig (AdamW, lr 1e-2, batch 32)."""
+    return mlp_config
+
+
+@pytest.fixture
+def make_recorder(tmp_path):
+    """``make_recorder(stop_after=None)``: a Recorder moving checkpoints into a fresh directory."""
+    count = iter(range(10**6))
+
+    def make(stop_after: int | None = None) -> Recorder:
+        root = tmp_path / f"recorder{next(count)}"
+        root.mkdir()
+        return Recorder(root, stop_after)
+
+    return make
+
+
+def discard(metrics: dict[str, float], checkpoint_dir: str) -> None:
+    """A report callback that keeps nothing (it owns the checkpoint directory, so it removes it)."""
+    shutil.rmtree(checkpoint_dir)
+
+
+@pytest.fixture
+def spaces():
+    """The test spaces by name, as a user-defined module would provide them."""
+    return {"tiny_mlp": TinyMLPSpace(), "tiny_conv": TinyConvSpace()}
+
+
+@pytest.fixture
+def drop():
+    """The report callback that discards every checkpoint."""
+    return discard
 
 
 @pytest.fixture(autouse=True)

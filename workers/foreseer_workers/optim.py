@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from foreseer_spaces import HPARAM_NAMES
+
 if TYPE_CHECKING:
     import torch
 
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
-HPARAM_NAMES = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "label_smoothing", "lr_schedule")
 
 # Defaults that depend on the optimizer: AdamW's are PyTorch's own, SGD's the usual CNN recipe.
 _OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
@@ -25,7 +26,8 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
 class TrainingHParams:
     """The training hyperparameters of one candidate, validated.
 
-    Build it with :meth:`from_mapping`, which fills in the defaults for missing names:
+    Build it with :meth:`from_mapping`, which fills in the defaults for missing names. The names are
+    ``foreseer_spaces.HPARAM_NAMES``, what every space samples:
 
     ============== ============================================== =====================
     name           accepted                                       default

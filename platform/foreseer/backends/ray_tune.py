@@ -100,7 +100,17 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
         tune.report({DIVERGED_KEY: outcome.reason})
 
 
-class _Searcher(Searcher):
+class _DriverBound:
+    """Tune pickles its searcher, scheduler and callbacks with the experiment state; the driver
+    (locks, database clients) stays out of the pickle and is attached again on resume."""
+
+    _driver: SearchDriver
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_driver"}
+
+
+class _Searcher(_DriverBound, Searcher):
     def __init__(self, driver: SearchDriver) -> None:
         super().__init__()
         self._driver = driver
@@ -115,7 +125,7 @@ class _Searcher(Searcher):
         """Outcomes reach the driver through the callback, which also sees the error text."""
 
 
-class _Scheduler(FIFOScheduler):
+class _Scheduler(_DriverBound, FIFOScheduler):
     def __init__(self, driver: SearchDriver) -> None:
         super().__init__()
         self._driver = driver
@@ -125,7 +135,7 @@ class _Scheduler(FIFOScheduler):
         return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
 
 
-class _Observer(tune.Callback):
+class _Observer(_DriverBound, tune.Callback):
     def __init__(self, driver: SearchDriver) -> None:
         self._driver = driver
 
