@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 the job failed, 2 bad input, 130 interrupted.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -56,12 +57,15 @@ def run(job_file: str, sets: tuple[str, ...]) -> None:
     """Run a job file with a live progress display."""
     import logging
 
+    import optuna
     from rich.console import Console
 
     from foreseer.api import submit
     from foreseer.spec import load_job
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger's level on import
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = Console()
     job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
     console.print(f"[bold]{job.name}[/]: {job.trials} trials x {job.max_epochs} epochs, space {job.space_name}, "

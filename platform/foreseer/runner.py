@@ -70,7 +70,6 @@ def prepare(job: SearchJob) -> PreparedJob:
                 problems.append(Problem("space.params", str(e)))
     if problems:
         raise SpecError(problems)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=job.name,
         directions=["maximize" if o.mode == "max" else "minimize" for o in job.objectives],

@@ -32,12 +32,15 @@ class GraphNode:
     Attributes:
         id: position in ``ArchGraph.nodes`` (nodes are in topological order).
         op: operation type, e.g. ``"input"``, ``"conv"``, ``"linear"``, ``"batch_norm"``, ``"relu"``,
-            ``"avg_pool"``, ``"add"``, ``"flatten"``, ``"zero"``, ``"output"``.
+            ``"avg_pool"``, ``"add"``, ``"flatten"``, ``"zero"``, ``"output"`` (the full vocabulary is in
+            ``foreseer_spaces._graph``), or ``"unsupported"`` (listed in ``ArchGraph.unsupported``).
         name: a unique, readable name (the traced node's name).
         module: qualified name of the ``nn.Module`` that runs this operation in the built network,
             or ``None`` for functional operations (add, concat, flatten, ...).
         out_shape: shape of the output for one example (no batch dimension).
-        params: the module's own parameters, name -> shape (empty for parameter-free operations).
+        params: the parameters this operation owns, name -> shape: the module's parameters (names
+            relative to ``module``), or, for a functional op reading parameters itself
+            (``F.linear(x, self.weight)``), their qualified names; empty for parameter-free operations.
     """
 
     id: int

@@ -32,11 +32,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value with its type for an error message, with a hint for numbers YAML read as strings."""
     text = f"{type(value).__name__} {value!r}"
     if isinstance(value, str):
         try:
@@ -52,7 +49,7 @@ def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be finite, but got {value!r}"
     if not isinstance(value, Scalar):
-        return f"must be a bool, int, float or str, but got {_shown(value)}"
+        return f"must be a bool, int, float or str, but got {shown(value)}"
     return None
 
 
@@ -60,9 +57,9 @@ def _range_problems(low: Any, high: Any, step: Any, log: Any) -> list[str]:
     problems = []
     for key, value in (("low", low), ("high", high), ("step", step)):
         if value is not None and (not _is_number(value) or not math.isfinite(value)):
-            problems.append(f"{key} must be a finite number, but got {_shown(value)}")
+            problems.append(f"{key} must be a finite number, but got {shown(value)}")
     if log is not None and not isinstance(log, bool):
-        problems.append(f"log must be true or false, but got {_shown(log)}")
+        problems.append(f"log must be true or false, but got {shown(log)}")
     if problems:
         return problems
     if low is not None and high is not None and low > high:
@@ -78,7 +75,7 @@ def _range_problems(low: Any, high: Any, step: Any, log: Any) -> list[str]:
 
 def _choices_problems(choices: Any) -> list[str]:
     if isinstance(choices, str | bytes) or not isinstance(choices, list | tuple):
-        return [f"choices must be a list, but got {_shown(choices)}"]
+        return [f"choices must be a list, but got {shown(choices)}"]
     if not choices:
         return ["choices must not be empty"]
     problems = [f"choice {c!r} {p}" for c in choices if (p := _scalar_problem(c)) is not None]
@@ -89,11 +86,19 @@ def _choices_problems(choices: Any) -> list[str]:
 
 
 def _field_problems(
-    value: Any = None, low: Any = None, high: Any = None, step: Any = None, log: Any = None, choices: Any = None
+    value: Any = None,
+    low: Any = None,
+    high: Any = None,
+    step: Any = None,
+    log: Any = None,
+    choices: Any = None,
 ) -> list[str]:
     """Every problem with an override's fields, each phrased without the parameter's name."""
-    given = {"a fixed value": value is not None, "choices": choices is not None,
-             "a range": any(v is not None for v in (low, high, step, log))}
+    given = {
+        "a fixed value": value is not None,
+        "choices": choices is not None,
+        "a range": any(v is not None for v in (low, high, step, log)),
+    }
     kinds = [kind for kind, present in given.items() if present]
     if len(kinds) != 1:
         what = "sets nothing" if not kinds else f"mixes {' and '.join(kinds)}"
@@ -175,9 +180,11 @@ def _parse_one(name: Any, spec: Any) -> tuple[ParamOverride | None, list[str]]:
         unknown = sorted(str(key) for key in spec if key not in SPEC_KEYS)
         fields = {key: spec[key] for key in SPEC_KEYS if key in spec}
         problems = [f"unknown key(s) {unknown}; accepted keys are {list(SPEC_KEYS)}"] if unknown else []
-    elif spec is None or isinstance(spec, list | tuple | set) or _scalar_problem(spec) is not None:
-        hint = " (write {choices: [...]} for a list of choices)" if isinstance(spec, list | tuple | set) else ""
-        return None, [f"must be {_ACCEPTED}, but got {_shown(spec)}{hint}"]
+    elif not isinstance(spec, Scalar):
+        hint = (
+            " (write {choices: [...]} for a list of choices)" if isinstance(spec, list | tuple | set) else ""
+        )
+        return None, [f"must be {_ACCEPTED}, but got {shown(spec)}{hint}"]
     else:
         fields, problems = {"value": spec}, []
     problems += _field_problems(**fields)
@@ -202,7 +209,9 @@ def parse_overrides(overrides: Mapping[str, Any] | None) -> dict[str, ParamOverr
     if overrides is None:
         return {}
     if not isinstance(overrides, Mapping):
-        raise TypeError(f"overrides must be a mapping of parameter name -> override, but got {_shown(overrides)}.")
+        raise TypeError(
+            f"overrides must be a mapping of parameter name -> override, but got {shown(overrides)}."
+        )
     parsed: dict[str, ParamOverride] = {}
     problems: list[str] = []
     for name, spec in overrides.items():
@@ -211,59 +220,10 @@ def parse_overrides(overrides: Mapping[str, Any] | None) -> dict[str, ParamOverr
         if override is not None:
             parsed[name] = override
     if problems:
-        raise ValueError(f"{len(problems)} problem(s) in the search-space overrides:\n  - " + "\n  - ".join(problems))
+        raise ValueError(
+            f"{len(problems)} problem(s) in the search-space overrides:\n  - " + "\n  - ".join(problems)
+        )
     return parsed
-
-
-class _ConstrainedTrial:
-    """Answers the suggestions that have an override from the narrowed distribution, through the
-    real trial and under the same name; passes everything else to the real trial."""
-
-    def __init__(self, trial: TrialLike, overrides: Mapping[str, ParamOverride]) -> None:
-        self._trial = trial
-        self._overrides = dict(overrides)
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        override = self._overrides.get(name)
-        if override is None:
-            return self._trial.suggest_int(name, low, high, step=step, log=log)
-        from optuna.distributions import IntDistribution
-
-        return self._suggest(name, override.apply(IntDistribution(low, high, step=step, log=log)))
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
-    ) -> float:
-        override = self._overrides.get(name)
-        if override is None:
-            return self._trial.suggest_float(name, low, high, step=step, log=log)
-        from optuna.distributions import FloatDistribution
-
-        return self._suggest(name, override.apply(FloatDistribution(low, high, step=step, log=log)))
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        override = self._overrides.get(name)
-        if override is None:
-            return self._trial.suggest_categorical(name, choices)
-        from optuna.distributions import CategoricalDistribution
-
-        return self._suggest(name, override.apply(CategoricalDistribution(choices)))
-
-    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
-        from optuna.distributions import FloatDistribution, IntDistribution
-
-        if isinstance(distribution, IntDistribution):
-            return self._trial.suggest_int(
-                name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-            )
-        if isinstance(distribution, FloatDistribution):
-            return self._trial.suggest_float(
-                name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-            )
-        return self._trial.suggest_categorical(name, list(distribution.choices))  # type: ignore[attr-defined]
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._trial, attr)
 
 
 def constrain(trial: TrialLike, overrides: Mapping[str, Any] | None) -> TrialLike:
@@ -290,5 +250,7 @@ def constrain(trial: TrialLike, overrides: Mapping[str, Any] | None) -> TrialLik
         >>> get_space("mlp").sample(trial, Task((13,), 3)).arch["depth"]
         2
     """
+    from foreseer_spaces._narrowing import ConstrainedTrial
+
     parsed = parse_overrides(overrides)
-    return _ConstrainedTrial(trial, parsed) if parsed else trial
+    return ConstrainedTrial(trial, parsed) if parsed else trial

@@ -15,12 +15,15 @@ if TYPE_CHECKING:
     from foreseer_spaces._candidate import Task
 
 
-def discover_params(space: SearchSpace, task: Task, samples: int = 32, *, seed: int = 0) -> dict[str, BaseDistribution]:
+def discover_params(
+    space: SearchSpace, task: Task, samples: int = 32, *, seed: int = 0
+) -> dict[str, BaseDistribution]:
     """The distribution of every parameter ``space`` (and the shared hyperparameters) samples.
 
     The space is sampled ``samples`` times by a seeded random sampler in a fresh in-memory study;
     a conditional parameter sampled in none of them is missing from the result. The first
-    distribution seen for each name is kept.
+    distribution seen for each name is kept. A user-defined space builds its network at each
+    sample, so lower ``samples`` for a large one.
 
     Raises:
         ValueError: when ``samples`` is not positive, or when ``task`` does not fit the space.
@@ -79,7 +82,9 @@ def check_override_names(
             except ValueError as e:
                 problems.append(str(e))
             continue
-        problem = f"{name!r} is not a parameter of space {space.name!r} (none of {samples} samples suggested it)."
+        problem = (
+            f"{name!r} is not a parameter of space {space.name!r} (none of {samples} samples suggested it)."
+        )
         close = difflib.get_close_matches(name, known, n=1)
         problems.append(problem + (f" Did you mean {close[0]!r}?" if close else ""))
     if problems:

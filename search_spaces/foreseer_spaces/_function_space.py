@@ -45,6 +45,8 @@ class _RecordingTrial:
         return value
 
     def __getattr__(self, attr: str) -> Any:
+        if attr == "_trial":  # not set yet (copy, unpickling): do not recurse
+            raise AttributeError(attr)
         if attr.startswith("suggest_"):
             # The deprecated suggest_uniform & co. would bypass the record and break the replay.
             raise AttributeError(
@@ -77,7 +79,8 @@ def _check_module(value: Any, name: str) -> None:
 
     if not isinstance(value, nn.Module):
         raise TypeError(
-            f"search-space function {name!r} must return a torch.nn.Module, but returned {type(value).__name__}."
+            f"search-space function {name!r} must return a torch.nn.Module, "
+            f"but returned {type(value).__name__}."
         )
 
 
@@ -99,7 +102,9 @@ class FunctionSpace(SearchSpace):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a search space's name must be a non-empty string, but got {name!r}.")
         if not callable(fn):
-            raise TypeError(f"a search space's function must be callable, but got {type(fn).__name__} {fn!r}.")
+            raise TypeError(
+                f"a search space's function must be callable, but got {type(fn).__name__} {fn!r}."
+            )
         self.name = name
         self.fn = fn
 

@@ -116,7 +116,8 @@ def _module_op(module: nn.Module) -> str:
             return op
     if isinstance(module, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d):
         size = module.output_size
-        return "global_avg_pool" if all(s == 1 for s in (size if isinstance(size, tuple) else (size,))) else "unsupported"
+        sizes = size if isinstance(size, tuple) else (size,)
+        return "global_avg_pool" if all(s == 1 for s in sizes) else "unsupported"
     return "unsupported"
 
 
@@ -147,8 +148,10 @@ def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_method":
         return f"{node.name} (Tensor.{node.target})"
     target = node.target
-    qualified = f"{getattr(target, '__module__', None) or ''}.{getattr(target, '__name__', repr(target))}"
-    return f"{node.name} ({qualified.lstrip('.')})"
+    module = getattr(target, "__module__", None) or ""
+    module = "operator" if module == "_operator" else module
+    qualified = f"{module}.{getattr(target, '__name__', repr(target))}".lstrip(".")
+    return f"{node.name} ({qualified})"
 
 
 def _is_operation(node: fx.Node) -> bool:
@@ -252,5 +255,10 @@ def trace(module: nn.Module, input_shape: tuple[int, ...]) -> ArchGraph:
         )
         edges.update((source, ids[node]) for source in sources)
     if unsupported:
-        logger.warning("%s has %d operation(s) with no graph op type: %s", type(module).__name__, len(unsupported), unsupported)
+        logger.warning(
+            "%s has %d operation(s) with no graph op type: %s",
+            type(module).__name__,
+            len(unsupported),
+            unsupported,
+        )
     return ArchGraph(nodes=tuple(nodes), edges=tuple(sorted(edges)), unsupported=tuple(unsupported))

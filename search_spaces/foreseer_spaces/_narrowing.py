@@ -1,4 +1,4 @@
-"""How an override turns the distribution a space suggests into the one that is sampled instead.
+"""How overrides turn the distribution a space suggests into the one that is sampled instead.
 
 An override may only narrow: a fixed value must be one the space could sample, a range must lie
 inside the space's range and choices must be among the space's choices (or inside its range), so a
@@ -8,11 +8,15 @@ space never builds a network from a value it was not written for.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from foreseer_spaces._declarative import shown
+
 if TYPE_CHECKING:
+    from foreseer_spaces._base import TrialLike
     from foreseer_spaces._declarative import ParamOverride
 
 
@@ -37,7 +41,7 @@ def _in_range(value: Any, distribution: IntDistribution | FloatDistribution) -> 
     """Why ``value`` is not a value ``distribution`` can produce, or ``None`` when it is."""
     is_int = isinstance(distribution, IntDistribution)
     if isinstance(value, bool) or not isinstance(value, int if is_int else int | float):
-        return f"must be {'an integer' if is_int else 'a number'}"
+        return f"must be {'an integer' if is_int else 'a number'}, but got {shown(value)}"
     if not distribution.low <= value <= distribution.high:
         return "is outside the space's range"
     step = distribution.step
@@ -79,7 +83,9 @@ def _choices(choices: tuple[Any, ...], distribution: BaseDistribution) -> BaseDi
 
 def _range(override: ParamOverride, distribution: BaseDistribution) -> BaseDistribution:
     if isinstance(distribution, CategoricalDistribution):
-        raise ValueError("a range cannot narrow a categorical parameter; give a fixed value or {choices: [...]}")
+        raise ValueError(
+            "a range cannot narrow a categorical parameter; give a fixed value or {choices: [...]}"
+        )
     assert isinstance(distribution, IntDistribution | FloatDistribution)
     low = distribution.low if override.low is None else override.low
     high = distribution.high if override.high is None else override.high
@@ -87,7 +93,9 @@ def _range(override: ParamOverride, distribution: BaseDistribution) -> BaseDistr
     step = distribution.step if override.step is None else override.step
     is_int = isinstance(distribution, IntDistribution)
     if is_int and not all(_is_int(v) for v in (low, high, step)):
-        raise ValueError(f"low, high and step must be integers, but got low={low!r}, high={high!r}, step={step!r}")
+        raise ValueError(
+            f"low, high and step must be integers, but got low={low!r}, high={high!r}, step={step!r}"
+        )
     if not distribution.low <= low <= high <= distribution.high:
         raise ValueError(f"the range [{low!r}, {high!r}] is not inside the space's range")
     if log and step not in (None, 1):
@@ -121,3 +129,48 @@ def narrow(override: ParamOverride, distribution: BaseDistribution) -> BaseDistr
             f"override {override.to_spec()!r} of {override.name!r} does not fit: {e}; "
             f"the space samples {override.name!r} as {describe(distribution)}."
         ) from e
+
+
+class ConstrainedTrial:
+    """Answers the suggestions that have an override from the narrowed distribution, through the
+    real trial and under the same name; passes everything else to the real trial."""
+
+    def __init__(self, trial: TrialLike, overrides: Mapping[str, ParamOverride]) -> None:
+        self._trial = trial
+        self._overrides = dict(overrides)
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        override = self._overrides.get(name)
+        if override is None:
+            return self._trial.suggest_int(name, low, high, step=step, log=log)
+        return self._suggest(name, override.apply(IntDistribution(low, high, step=step, log=log)))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        override = self._overrides.get(name)
+        if override is None:
+            return self._trial.suggest_float(name, low, high, step=step, log=log)
+        return self._suggest(name, override.apply(FloatDistribution(low, high, step=step, log=log)))
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        override = self._overrides.get(name)
+        if override is None:
+            return self._trial.suggest_categorical(name, choices)
+        return self._suggest(name, override.apply(CategoricalDistribution(choices)))
+
+    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        if isinstance(distribution, IntDistribution):
+            return self._trial.suggest_int(
+                name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
+        if isinstance(distribution, FloatDistribution):
+            return self._trial.suggest_float(
+                name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
+        return self._trial.suggest_categorical(name, list(distribution.choices))  # type: ignore[attr-defined]
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "_trial":  # not set yet (copy, unpickling): do not recurse
+            raise AttributeError(attr)
+        return getattr(self._trial, attr)

@@ -55,9 +55,13 @@ def _load_entry_point(ep: EntryPoint) -> None:
         logger.warning("Search-space entry point %r (%s) could not be loaded: %s", ep.name, ep.value, e)
         return
     if space.name != ep.name:
-        logger.warning("Entry point %r gives a space named %r; it is registered as %r.", ep.name, space.name, space.name)
+        logger.warning(
+            "Entry point %r gives a space named %r; it is registered as %r.", ep.name, space.name, space.name
+        )
     if space.name in _spaces:
-        logger.warning("Entry point %r (%s) ignored: a space named %r exists already.", ep.name, ep.value, space.name)
+        logger.warning(
+            "Entry point %r (%s) ignored: a space named %r exists already.", ep.name, ep.value, space.name
+        )
         return
     _spaces[space.name] = space
 

@@ -55,13 +55,17 @@ def parse_nb201_arch_string(text: str) -> dict[str, str]:
     arch: dict[str, str] = {}
     nodes = text.split("+")
     if len(nodes) != NUM_NODES - 1:
-        raise ValueError(f"a NAS-Bench-201 cell string has {NUM_NODES - 1} '+'-separated nodes, but got {text!r}.")
+        raise ValueError(
+            f"a NAS-Bench-201 cell string has {NUM_NODES - 1} '+'-separated nodes, but got {text!r}."
+        )
     for j, node in enumerate(nodes, start=1):
         for token in filter(None, node.strip("|").split("|")):
             op, _, source = token.partition("~")
             key = f"edge_{j}_{source}"
             if key not in EDGE_KEYS or op not in OPS:
-                raise ValueError(f"invalid edge {token!r} in NAS-Bench-201 string {text!r}; ops are {list(OPS)}.")
+                raise ValueError(
+                    f"invalid edge {token!r} in NAS-Bench-201 string {text!r}; ops are {list(OPS)}."
+                )
             arch[key] = op
     missing = [key for key in EDGE_KEYS if key not in arch]
     if missing:
@@ -106,7 +110,9 @@ class Cell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]  # each (B, C, H, W)
         for j in range(1, NUM_NODES):
-            inputs = [self.edges[f"edge_{j}_{i}"](nodes[i]) for i in range(j) if f"edge_{j}_{i}" in self.edges]
+            inputs = [
+                self.edges[f"edge_{j}_{i}"](nodes[i]) for i in range(j) if f"edge_{j}_{i}" in self.edges
+            ]
             node = torch.zeros_like(x) if not inputs else inputs[0]
             for extra in inputs[1:]:
                 node = node + extra
@@ -183,7 +189,9 @@ class CellSpace(SearchSpace):
         self.check_task(task)
         missing = [key for key in (*EDGE_KEYS, "stem_width", "cells_per_stage") if key not in candidate.arch]
         if missing:
-            raise ValueError(f"a {self.name!r} candidate needs architecture parameters {missing}; got {candidate!r}.")
+            raise ValueError(
+                f"a {self.name!r} candidate needs architecture parameters {missing}; got {candidate!r}."
+            )
         return CellNetwork(candidate.arch, task)
 
     def check_task(self, task: Task) -> None:

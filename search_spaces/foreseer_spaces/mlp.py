@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -76,7 +77,7 @@ class MLP(nn.Module):
                     dropout=float(arch["dropout"]),
                     residual=bool(arch["residual"]),
                 )
-                for d_in, d_out in zip(widths[:-1], widths[1:])
+                for d_in, d_out in pairwise(widths)
             )
         )
         self.classifier = nn.Linear(widths[-1], task.num_classes)
@@ -119,10 +120,12 @@ class MLPSpace(SearchSpace):
         self._check_candidate(candidate)
         arch = candidate.arch
         depth = arch.get("depth")
-        if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth:
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ValueError(f"a {self.name!r} candidate needs an integer depth >= 1; got {candidate!r}.")
         needed = [f"width_{i}" for i in range(depth)] + ["activation", "norm", "dropout", "residual"]
         missing = [key for key in needed if key not in arch]
         if missing:
-            raise ValueError(f"a {self.name!r} candidate needs architecture parameters {missing}; got {candidate!r}.")
+            raise ValueError(
+                f"a {self.name!r} candidate needs architecture parameters {missing}; got {candidate!r}."
+            )
         return MLP(arch, task)

@@ -1,5 +1,8 @@
 """A real job end to end: Optuna samples, Ray Tune runs, MLflow (real SQLite) records."""
 
+import tempfile
+from pathlib import Path
+
 import optuna
 import pytest
 from foreseer_spaces import search_space
@@ -110,6 +113,9 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(ray_runtime, tmp_path):
     records = {r.number: r for r in handle._prepared.ledger.records()}
     stopped = [n for n, r in records.items() if r.state == "stopped"]
     assert stopped, "ASHA with reduction factor 2 stops some of 8 sequential trials"
+    hashes = {r.candidate.hash for r in records.values()}
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("foreseer-*") if p.name.split("-")[1] in hashes]
+    assert not leftovers, "stopped trials leave no checkpoint folders behind"
     client = MlflowClient(handle.job.tracking_uri)
     runs = child_runs(client, handle)
     for trial in handle.study.trials:

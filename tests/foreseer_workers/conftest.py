@@ -12,7 +12,7 @@ from torch import nn
 from foreseer_spaces import Candidate, SearchSpace, Task
 from foreseer_workers import DataBundle, TrialConfig, load_dataset, run_trial
 
-NUM_THREADS = 2
+NUM_THREADS = 1  # robust when the machine is shared: no OpenMP threads spinning against others
 
 
 class TinyMLPSpace(SearchSpace):
@@ -21,7 +21,10 @@ class TinyMLPSpace(SearchSpace):
     name = "tiny_mlp"
 
     def sample_arch(self, trial, task):
-        return {"width": trial.suggest_int("width", 8, 64), "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {
+            "width": trial.suggest_int("width", 8, 64),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        }
 
     def build(self, candidate: Candidate, task: Task) -> nn.Module:
         width, dropout = int(candidate.arch["width"]), float(candidate.arch["dropout"])

@@ -115,15 +115,22 @@ def test_npz_source_with_lower_and_upper_case_keys(tmp_path):
     lower, upper = load_dataset(tmp_path / "lower.npz"), load_dataset(str(tmp_path / "upper.npz"))
     assert lower.name == "lower" and lower.task.input_shape == (5,)
     assert lower.fingerprint == upper.fingerprint == load_dataset((x, y)).fingerprint
-    np.savez(tmp_path / "images.npz", x=rng.normal(size=(30, 3, 4, 4)), y=np.repeat([0, 1, 2], 10))
-    assert load_dataset(tmp_path / "images.npz").task.input_shape == (3, 4, 4)
+    images = (
+        rng.normal(size=(30, 3, 4, 4)) * np.array([1.0, 5.0, 9.0])[:, None, None]
+        + np.array([0, 10, 100])[:, None, None]
+    )
+    np.savez(tmp_path / "images.npz", x=images, y=np.repeat([0, 1, 2], 10))
+    data = load_dataset(tmp_path / "images.npz")
+    assert data.task.input_shape == (3, 4, 4)
+    assert np.allclose(data.x_train.mean(axis=(0, 2, 3)), 0.0, atol=1e-5)  # per channel
+    assert np.allclose(data.x_train.std(axis=(0, 2, 3)), 1.0, atol=1e-4)
 
 
 def test_csv_source_with_header_string_labels_and_target(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 3))
     labels = np.repeat(["setosa", "versicolor", "virginica"], 10)
-    lines = ["species,a,b,c"] + [f"{s},{r[0]},{r[1]},{r[2]}" for s, r in zip(labels, x)]
+    lines = ["species,a,b,c"] + [f"{s},{r[0]},{r[1]},{r[2]}" for s, r in zip(labels, x, strict=True)]
     (tmp_path / "flowers.csv").write_text("\n".join(lines) + "\n")
     by_name = load_dataset(tmp_path / "flowers.csv", target="species")
     by_index = load_dataset(tmp_path / "flowers.csv", target=0)
@@ -135,9 +142,12 @@ def test_csv_source_with_header_string_labels_and_target(tmp_path):
 def test_csv_without_header_uses_the_last_column(tmp_path):
     x = np.random.default_rng(0).normal(size=(24, 2))
     y = np.repeat([1, 2], 12)
-    (tmp_path / "plain.csv").write_text("".join(f"{a},{b},{c}\n" for (a, b), c in zip(x, y)))
+    (tmp_path / "plain.csv").write_text("".join(f"{a},{b},{c}\n" for (a, b), c in zip(x, y, strict=True)))
     data = load_dataset(tmp_path / "plain.csv")
-    assert data.task == load_dataset((x, y)).task and len(data.y_train) + len(data.y_val) + len(data.y_test) == 24
+    assert (
+        data.task == load_dataset((x, y)).task
+        and len(data.y_train) + len(data.y_val) + len(data.y_test) == 24
+    )
     assert data.classes == ("1", "2")
 
 
@@ -149,8 +159,17 @@ def test_summary_is_small_and_json_friendly(wine):
 
 def test_bundle_rejects_inconsistent_arrays(wine):
     with pytest.raises(TypeError, match="float32"):
-        DataBundle("bad", wine.task, wine.x_train.astype(np.float64), wine.y_train, wine.x_val,
-                   wine.y_val, wine.x_test, wine.y_test, "0")
+        DataBundle(
+            "bad",
+            wine.task,
+            wine.x_train.astype(np.float64),
+            wine.y_train,
+            wine.x_val,
+            wine.y_val,
+            wine.x_test,
+            wine.y_test,
+            "0",
+        )
 
 
 def _write(tmp_path, name: str, text: str) -> str:
@@ -179,21 +198,46 @@ BAD_INPUTS = {
     "nan in X": (lambda p: (NAN_X, Y30), {}, ValueError, r"NaN/inf value\(s\) \(first in example 4\)"),
     "3-D X": (lambda p: (X30.reshape(30, 3, 1), Y30), {}, ValueError, "2-D .* or 4-D"),
     "text X": (lambda p: (X30.astype(str), Y30), {}, TypeError, "X must hold numbers"),
-    "val_fraction 0": (lambda p: "wine", {"val_fraction": 0.0}, ValueError, "val_fraction must be .* got 0.0"),
+    "val_fraction 0": (
+        lambda p: "wine",
+        {"val_fraction": 0.0},
+        ValueError,
+        "val_fraction must be .* got 0.0",
+    ),
     "test_fraction 1": (lambda p: "wine", {"test_fraction": 1.0}, ValueError, "test_fraction must be"),
     "fractions sum to 1": (
-        lambda p: "wine", {"val_fraction": 0.5, "test_fraction": 0.5}, ValueError, r"0.5 \+ 0.5 = 1.0"),
+        lambda p: "wine",
+        {"val_fraction": 0.5, "test_fraction": 0.5},
+        ValueError,
+        r"0.5 \+ 0.5 = 1.0",
+    ),
     "tiny class": (
-        lambda p: (X30, np.r_[np.zeros(28), [1, 1]]), {}, ValueError, "Class '1' has only 2 example"),
+        lambda p: (X30, np.r_[np.zeros(28), [1, 1]]),
+        {},
+        ValueError,
+        "Class '1' has only 2 example",
+    ),
     "negative seed": (lambda p: "wine", {"seed": -1}, ValueError, "seed must be"),
     "target for builtin": (lambda p: "wine", {"target": 0}, ValueError, "does not apply"),
     "npz keys": (lambda p: _npz(p, a=X30, b=Y30), {}, ValueError, r"must hold the arrays 'x'.*\['a', 'b'\]"),
     "csv text feature": (
-        lambda p: _write(p, "t.csv", "a,b,y\n1,2,0\n1,oops,1\n"), {}, TypeError, "row 3, column 2.*'oops'"),
+        lambda p: _write(p, "t.csv", "a,b,y\n1,2,0\n1,oops,1\n"),
+        {},
+        TypeError,
+        "row 3, column 2.*'oops'",
+    ),
     "csv missing value": (
-        lambda p: _write(p, "m.csv", "1,2,0\n1,,1\n"), {}, TypeError, "missing values are not supported"),
+        lambda p: _write(p, "m.csv", "1,2,0\n1,,1\n"),
+        {},
+        TypeError,
+        "missing values are not supported",
+    ),
     "csv unknown target": (
-        lambda p: _write(p, "u.csv", "a,b,y\n1,2,0\n"), {"target": "label"}, ValueError, r"not a column.*'y'"),
+        lambda p: _write(p, "u.csv", "a,b,y\n1,2,0\n"),
+        {"target": "label"},
+        ValueError,
+        r"not a column.*'y'",
+    ),
     "csv ragged rows": (lambda p: _write(p, "r.csv", "1,2,0\n1,1\n"), {}, ValueError, "row 2 has 2 columns"),
 }
 

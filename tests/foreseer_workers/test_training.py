@@ -14,7 +14,14 @@ from foreseer_spaces import Candidate
 from foreseer_workers import TrialConfig, build_model, evaluate, load_weights, read_trial_info, run_trial
 
 METRIC_KEYS = {
-    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds", "num_params",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "epoch_seconds",
+    "num_params",
 }
 
 
@@ -52,7 +59,7 @@ def test_metrics_are_reported_every_epoch_with_every_key(wine_run, wine):
 def test_checkpoints_hold_the_reported_state(wine_run, wine):
     config, _, recorder = wine_run
     assert len(set(recorder.checkpoints)) == 12  # a new directory every epoch
-    for metrics, directory in zip(recorder.metrics, recorder.checkpoints):
+    for metrics, directory in zip(recorder.metrics, recorder.checkpoints, strict=True):
         assert sorted(p.name for p in directory.iterdir()) == ["model.safetensors", "state.pt", "trial.json"]
         info = read_trial_info(directory)
         assert info["epoch"] == metrics["epoch"] and info["metrics"] == metrics
@@ -94,7 +101,7 @@ def test_init_weights_mismatch_is_rejected_by_name(wine, make_config, drop):
     good = build_model(config, wine.task).state_dict()
     with pytest.raises(ValueError, match=r"init_weights\['1.weight'\] has shape \(5, 13\).*\(32, 13\)"):
         build_model(config, wine.task, init_weights={**good, "1.weight": torch.zeros(5, 13)})
-    with pytest.raises(ValueError, match="does not have: 'head.weight'"):
+    with pytest.raises(ValueError, match=r"does not have: 'head\.weight'"):
         run_trial(config, wine, drop, init_weights={**good, "head.weight": torch.zeros(1)})
     with pytest.raises(TypeError, match=r"init_weights\['1.bias'\] must be a tensor"):
         build_model(config, wine.task, init_weights={"1.bias": "zeros"})
@@ -107,7 +114,9 @@ def test_missing_init_weights_keep_their_initialisation_and_are_logged(wine, mak
         model = build_model(config, wine.task, init_weights={"1.weight": torch.ones(32, 13)})
     state = model.state_dict()
     assert torch.equal(state["1.weight"], torch.ones(32, 13))
-    assert torch.equal(state["1.bias"], default["1.bias"]) and torch.equal(state["5.weight"], default["5.weight"])
+    assert torch.equal(state["1.bias"], default["1.bias"]) and torch.equal(
+        state["5.weight"], default["5.weight"]
+    )
     assert "'1.bias'" in caplog.text and "keep their initial values" in caplog.text
 
 
@@ -124,26 +133,38 @@ def test_diverging_trial_ends_with_a_reason_not_an_exception(wine, make_config, 
 def test_resume_continues_exactly_like_a_straight_run(wine, make_config, make_recorder, optimizer):
     # Several steps per epoch, momentum / Adam state, dropout, batch norm, label smoothing and a step
     # schedule: everything has to be restored for the curves to match to the last bit.
-    hparams = {"optimizer": optimizer, "lr": 0.05 if optimizer == "sgd" else 5e-3, "batch_size": 16,
-               "lr_schedule": "step", "label_smoothing": 0.1}
+    hparams = {
+        "optimizer": optimizer,
+        "lr": 0.05 if optimizer == "sgd" else 5e-3,
+        "batch_size": 16,
+        "lr_schedule": "step",
+        "label_smoothing": 0.1,
+    }
     straight, first, second = make_recorder(), make_recorder(stop_after=2), make_recorder()
     assert run_trial(make_config(4, seed=3, **hparams), wine, straight).status == "completed"
     halted = run_trial(make_config(4, seed=3, **hparams), wine, first)
     assert (halted.status, halted.epochs_completed) == ("stopped", 2)
     assert halted.reason == "stopped by the caller after epoch 2"
-    resumed = run_trial(make_config(4, seed=3, **hparams), wine, second, resume_from=str(first.checkpoints[-1]))
+    resumed = run_trial(
+        make_config(4, seed=3, **hparams), wine, second, resume_from=str(first.checkpoints[-1])
+    )
     assert (resumed.status, resumed.epochs_completed) == ("completed", 4)
     assert [m["epoch"] for m in second.metrics] == [3, 4]
     assert _without_time(first.metrics + second.metrics) == _without_time(straight.metrics)
-    assert _tensors_equal(load_file(second.checkpoints[-1] / "model.safetensors"),
-                          load_file(straight.checkpoints[-1] / "model.safetensors"))
+    assert _tensors_equal(
+        load_file(second.checkpoints[-1] / "model.safetensors"),
+        load_file(straight.checkpoints[-1] / "model.safetensors"),
+    )
     # The straight run's own epoch-2 checkpoint resumes to the same place too.
-    again = run_trial(make_config(4, seed=3, **hparams), wine, make_recorder(),
-                      resume_from=str(straight.checkpoints[1]))
+    again = run_trial(
+        make_config(4, seed=3, **hparams), wine, make_recorder(), resume_from=str(straight.checkpoints[1])
+    )
     assert _without_time(again.history) == _without_time(straight.metrics[2:])
 
 
-def test_resume_rejects_a_checkpoint_of_another_candidate_or_dataset(wine_run, wine, digits, make_config, drop):
+def test_resume_rejects_a_checkpoint_of_another_candidate_or_dataset(
+    wine_run, wine, digits, make_config, drop
+):
     config, _, recorder = wine_run
     with pytest.raises(ValueError, match="was written for candidate"):
         run_trial(make_config(lr=3e-3), wine, drop, resume_from=str(recorder.checkpoints[0]))
@@ -159,11 +180,13 @@ def test_resume_rejects_a_checkpoint_of_another_candidate_or_dataset(wine_run, w
 
 
 def test_image_candidate_improves_on_digits(digits, spaces, make_recorder):
-    candidate = Candidate("tiny_conv", {"channels": 8}, {"optimizer": "adamw", "lr": 2e-2, "batch_size": 64})
-    config = TrialConfig(spaces["tiny_conv"], candidate, max_epochs=6, num_threads=2)
+    hparams = {"optimizer": "adamw", "lr": 1e-3, "batch_size": 128, "lr_schedule": "constant"}
+    config = TrialConfig(
+        spaces["tiny_conv"], Candidate("tiny_conv", {"channels": 8}, hparams), 4, num_threads=1
+    )
     outcome = run_trial(config, digits, make_recorder())
     accuracies = [m["val_accuracy"] for m in outcome.history]
-    assert outcome.status == "completed" and accuracies[-1] > accuracies[0] + 0.1
+    assert outcome.status == "completed" and accuracies[-1] > accuracies[0] + 0.05 and accuracies[-1] > 0.8
 
 
 def test_same_seed_same_curve_other_seed_other_curve(wine, make_config, drop):

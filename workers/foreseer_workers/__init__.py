@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from foreseer_workers.checkpoint import load_weights, read_trial_info, save_weights
+    from foreseer_workers.config import TrialConfig, TrialOutcome
     from foreseer_workers.data import DataBundle, available_datasets, load_dataset
+    from foreseer_workers.evaluation import evaluate
     from foreseer_workers.optim import TrainingHParams
-    from foreseer_workers.training import TrialConfig, TrialOutcome, build_model, evaluate, run_trial
+    from foreseer_workers.training import build_model, run_trial
 
 _EXPORTS = {
     "DataBundle": "foreseer_workers.data",
@@ -28,14 +30,27 @@ _EXPORTS = {
     "load_weights": "foreseer_workers.checkpoint",
     "read_trial_info": "foreseer_workers.checkpoint",
     "save_weights": "foreseer_workers.checkpoint",
-    "TrialConfig": "foreseer_workers.training",
-    "TrialOutcome": "foreseer_workers.training",
+    "TrialConfig": "foreseer_workers.config",
+    "TrialOutcome": "foreseer_workers.config",
     "build_model": "foreseer_workers.training",
-    "evaluate": "foreseer_workers.training",
+    "evaluate": "foreseer_workers.evaluation",
     "run_trial": "foreseer_workers.training",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DataBundle",
+    "TrainingHParams",
+    "TrialConfig",
+    "TrialOutcome",
+    "available_datasets",
+    "build_model",
+    "evaluate",
+    "load_dataset",
+    "load_weights",
+    "read_trial_info",
+    "run_trial",
+    "save_weights",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -29,7 +29,9 @@ TRIAL_FILE = "trial.json"
 FORMAT_VERSION = 1
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None) -> None:
+def save_weights(
+    model: nn.Module, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None
+) -> None:
     """Write ``model.state_dict()`` to ``path`` as safetensors.
 
     Args:
@@ -85,7 +87,9 @@ def assign_weights(
         try:
             tensor = torch.as_tensor(value)
         except (TypeError, RuntimeError, ValueError) as e:
-            raise TypeError(f"{source}[{name!r}] must be a tensor or array, but got {type(value).__name__}.") from e
+            raise TypeError(
+                f"{source}[{name!r}] must be a tensor or array, but got {type(value).__name__}."
+            ) from e
         if tensor.shape != state[name].shape:
             raise ValueError(
                 f"{source}[{name!r}] has shape {tuple(tensor.shape)}, but the model's tensor {name!r} "
@@ -96,7 +100,9 @@ def assign_weights(
     if missing and strict:
         raise ValueError(f"{source} lacks {len(missing)} tensor(s) of the model: {_short(missing)}.")
     if missing:
-        logger.info("%s lacks %d tensor(s); they keep their initial values: %s", source, len(missing), missing)
+        logger.info(
+            "%s lacks %d tensor(s); they keep their initial values: %s", source, len(missing), missing
+        )
     with torch.no_grad():
         for name, tensor in tensors.items():
             state[name].copy_(tensor)  # state_dict tensors share storage with the model's own

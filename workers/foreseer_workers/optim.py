@@ -1,4 +1,4 @@
-"""A candidate's training hyperparameters: parsed with defaults, turned into an optimizer and an LR schedule."""
+"""A candidate's training hyperparameters: parsed with defaults, made into an optimizer and LR schedule."""
 
 from __future__ import annotations
 
@@ -29,17 +29,13 @@ class TrainingHParams:
     Build it with :meth:`from_mapping`, which fills in the defaults for missing names. The names are
     ``foreseer_spaces.HPARAM_NAMES``, what every space samples:
 
-    ============== ============================================== =====================
-    name           accepted                                       default
-    ============== ============================================== =====================
-    optimizer      ``"adamw"`` or ``"sgd"`` (momentum + Nesterov) ``"adamw"``
-    lr             > 0                                            1e-3 (adamw), 0.05 (sgd)
-    momentum       [0, 1), only with sgd                          0.9
-    weight_decay   >= 0                                           1e-2 (adamw), 5e-4 (sgd)
-    batch_size     integer >= 1                                   64
-    label_smoothing [0, 1)                                        0.0
-    lr_schedule    ``"constant"``, ``"cosine"``, ``"step"``       ``"cosine"``
-    ============== ============================================== =====================
+    - ``optimizer``: ``"adamw"`` or ``"sgd"`` (with momentum and Nesterov); default ``"adamw"``.
+    - ``lr``: > 0; default 1e-3 for adamw, 0.05 for sgd.
+    - ``momentum``: in [0, 1), only with sgd; default 0.9.
+    - ``weight_decay``: >= 0; default 1e-2 for adamw (PyTorch's), 5e-4 for sgd.
+    - ``batch_size``: an integer >= 1; default 64.
+    - ``label_smoothing``: in [0, 1); default 0.
+    - ``lr_schedule``: ``"constant"``, ``"cosine"`` or ``"step"``; default ``"cosine"``.
 
     Example:
         >>> TrainingHParams.from_mapping({"optimizer": "sgd"}).lr
@@ -64,7 +60,9 @@ class TrainingHParams:
         """
         unknown = sorted(set(hparams) - set(HPARAM_NAMES))
         if unknown:
-            raise ValueError(f"Unknown training hyperparameter(s) {unknown}; accepted names are {list(HPARAM_NAMES)}.")
+            raise ValueError(
+                f"Unknown training hyperparameter(s) {unknown}; accepted names are {list(HPARAM_NAMES)}."
+            )
         optimizer = _choice(hparams, "optimizer", OPTIMIZERS, "adamw")
         defaults = _OPTIMIZER_DEFAULTS[optimizer]
         if optimizer != "sgd" and "momentum" in hparams:

@@ -4,10 +4,14 @@
 badly (a diverging loss ends it with status ``"diverged"``); it raises only for a wrong call.
 
 Example:
+    >>> import shutil
     >>> from foreseer_spaces import Candidate, get_space
-    >>> data = load_dataset("wine")
-    >>> config = TrialConfig(get_space("mlp"), Candidate("mlp", {...}, {"lr": 1e-2}), max_epochs=10)
-    >>> outcome = run_trial(config, data, lambda metrics, checkpoint_dir: None)
+    >>> arch = {"depth": 1, "width_0": 64, "activation": "relu", "norm": "none", "dropout": 0.0,
+    ...         "residual": False}
+    >>> config = TrialConfig(get_space("mlp"), Candidate("mlp", arch, {"lr": 3e-3}), max_epochs=10)
+    >>> outcome = run_trial(config, load_dataset("wine"), lambda metrics, path: shutil.rmtree(path))
+    >>> outcome.status, outcome.history[-1]["val_accuracy"] > 0.85
+    ('completed', True)
 """
 
 from __future__ import annotations
@@ -17,111 +21,37 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from foreseer_spaces import Candidate, SearchSpace, Task
+from foreseer_spaces import Task
 from foreseer_workers.checkpoint import (
     WEIGHTS_FILE,
     assign_weights,
     load_weights,
-    read_trial_info,
     read_training_state,
+    read_trial_info,
     write_checkpoint,
 )
+from foreseer_workers.config import TrialConfig, TrialOutcome
 from foreseer_workers.data import DataBundle
-from foreseer_workers.optim import TrainingHParams, build_optimizer, build_scheduler
+from foreseer_workers.evaluation import evaluate
+from foreseer_workers.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
 ReportFn = Callable[[dict[str, float], str], Any]
-EVAL_BATCH_SIZE = 512
-
-
-@dataclass(frozen=True)
-class TrialConfig:
-    """Everything a trial needs besides the data; validated when built.
-
-    Attributes:
-        space: the search space object that builds the network. Passed as an object, not a name,
-            because a user-defined space is not registered in a fresh worker process.
-        candidate: the architecture and training hyperparameters (see :class:`TrainingHParams`).
-        max_epochs: epochs to train; the LR schedule spans them.
-        seed: seeds the network's initialisation, dropout and the shuffling of the training data.
-        device: a torch device string, e.g. ``"cpu"`` or ``"cuda:0"``.
-        num_threads: CPU threads torch may use during the trial (one per CPU the trial was given).
-        lr_warmup_epochs: length of a linear LR warm-up, in epochs (may be fractional); useful
-            when the trial starts from predicted weights.
-    """
-
-    space: SearchSpace
-    candidate: Candidate
-    max_epochs: int
-    seed: int = 0
-    device: str = "cpu"
-    num_threads: int = 1
-    lr_warmup_epochs: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.space, SearchSpace):
-            raise TypeError(f"space must be a foreseer_spaces.SearchSpace, but got {type(self.space).__name__}.")
-        if not isinstance(self.candidate, Candidate):
-            raise TypeError(f"candidate must be a foreseer_spaces.Candidate, but got {type(self.candidate).__name__}.")
-        if self.candidate.space != getattr(self.space, "name", None):
-            raise ValueError(
-                f"candidate belongs to space {self.candidate.space!r}, but space is "
-                f"{getattr(self.space, 'name', None)!r}; pass the space the candidate was sampled from."
-            )
-        for name in ("max_epochs", "num_threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer of at least 1, but got {value!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, but got {self.seed!r}.")
-        warmup = self.lr_warmup_epochs
-        if isinstance(warmup, bool) or not isinstance(warmup, int | float) or not 0 <= warmup <= self.max_epochs:
-            raise ValueError(f"lr_warmup_epochs must lie in [0, max_epochs={self.max_epochs}], but got {warmup!r}.")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as e:
-            raise ValueError(
-                f"device must be a torch device string such as 'cpu' or 'cuda:0', but got {self.device!r}."
-            ) from e
-        TrainingHParams.from_mapping(self.candidate.hparams)  # fail here, not later in a worker
-
-    @property
-    def hparams(self) -> TrainingHParams:
-        """The candidate's training hyperparameters with defaults filled in."""
-        return TrainingHParams.from_mapping(self.candidate.hparams)
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """How a trial ended.
-
-    Attributes:
-        status: ``"completed"`` (all epochs ran), ``"diverged"`` (loss became NaN/inf) or
-            ``"stopped"`` (the report callback asked to stop).
-        epochs_completed: the last epoch that was reported (counting epochs before a resume).
-        reason: why a trial did not complete, e.g. ``"training loss became nan at epoch 3, step 12"``.
-        history: the metrics reported by this call, one dict per epoch.
-    """
-
-    status: Literal["completed", "diverged", "stopped"]
-    epochs_completed: int
-    reason: str | None = None
-    history: tuple[dict[str, float], ...] = ()
 
 
 class _Diverged(Exception):
     """Internal: the loss became NaN/inf; ``run_trial`` turns it into a "diverged" outcome."""
 
 
-def build_model(config: TrialConfig, task: Task, *, init_weights: Mapping[str, Any] | None = None) -> nn.Module:
+def build_model(
+    config: TrialConfig, task: Task, *, init_weights: Mapping[str, Any] | None = None
+) -> nn.Module:
     """Seed torch from ``config.seed``, build the candidate's network and load ``init_weights``.
 
     This is the network ``run_trial`` starts training from; with predicted weights it can also be
@@ -136,49 +66,12 @@ def build_model(config: TrialConfig, task: Task, *, init_weights: Mapping[str, A
     torch.manual_seed(config.seed)
     model = config.space.build(config.candidate, task)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"space {config.space.name!r} built a {type(model).__name__}, but must build an nn.Module.")
+        raise TypeError(
+            f"space {config.space.name!r} built a {type(model).__name__}, but must build an nn.Module."
+        )
     if init_weights is not None:
         assign_weights(model, init_weights, strict=False, source="init_weights")
     return model
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, x: Any, y: Any, *, batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu"
-) -> tuple[float, float]:
-    """Mean cross-entropy (no label smoothing) and accuracy of ``model`` on ``(x, y)``, in eval mode.
-
-    ``run_trial`` computes its ``val_loss`` and ``val_accuracy`` with this function and the default
-    batch size, so reloading a checkpoint's weights and calling it on the same device reproduces
-    them exactly.
-
-    Args:
-        model: the network; moved to ``device`` (in place) and restored to its train/eval mode after.
-        x: inputs, an array or tensor of shape ``(n, *input_shape)``.
-        y: integer labels, shape ``(n,)``.
-        batch_size: examples per forward pass.
-        device: where to compute.
-
-    Example:
-        >>> loss, accuracy = evaluate(model, data.x_val, data.y_val)
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer of at least 1, but got {batch_size!r}.")
-    dev = torch.device(device)
-    x, y = _to_tensor(x, torch.float32, dev), _to_tensor(y, torch.long, dev)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y must be non-empty and of equal length, but got {len(x)} and {len(y)}.")
-    was_training = model.training
-    model.to(dev).eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    correct = torch.zeros((), dtype=torch.long, device=dev)
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size]).float()
-        labels = y[start : start + batch_size]
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == labels).sum()
-    model.train(was_training)
-    return loss_sum.item() / len(x), correct.item() / len(x)
 
 
 def run_trial(
@@ -212,7 +105,9 @@ def run_trial(
             of another candidate or dataset, or a device that is not available.
     """
     if init_weights is not None and resume_from is not None:
-        raise ValueError("Pass init_weights or resume_from, not both: a resumed trial already has its weights.")
+        raise ValueError(
+            "Pass init_weights or resume_from, not both: a resumed trial already has its weights."
+        )
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r} was requested, but CUDA is not available on this worker.")
     previous_threads = torch.get_num_threads()
@@ -253,7 +148,9 @@ class _Trial:
     def run(self, start_epoch: int, report: ReportFn) -> TrialOutcome:
         history: list[dict[str, float]] = []
         cand = self.config.candidate
-        logger.info("Trial %s: epochs %d..%d on %s", cand.hash, start_epoch + 1, self.config.max_epochs, self.device)
+        logger.info(
+            "Trial %s: epochs %d..%d on %s", cand.hash, start_epoch + 1, self.config.max_epochs, self.device
+        )
         for epoch in range(start_epoch + 1, self.config.max_epochs + 1):
             try:
                 metrics = self.epoch(epoch)
@@ -350,7 +247,9 @@ class _Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.set_rng_state(state["rng"])
-        logger.info("Trial %s resumed after epoch %d from %s", self.config.candidate.hash, state["epoch"], directory)
+        logger.info(
+            "Trial %s resumed after epoch %d from %s", self.config.candidate.hash, state["epoch"], directory
+        )
         return int(state["epoch"])
 
     def rng_state(self) -> dict[str, torch.Tensor]:
@@ -364,9 +263,3 @@ class _Trial:
         self.shuffle.set_state(state["shuffle"])
         if self.device.type == "cuda" and "cuda" in state:
             torch.cuda.set_rng_state(state["cuda"], self.device)
-
-
-def _to_tensor(value: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=dtype)
-    return torch.tensor(value, dtype=dtype, device=device)

@@ -40,13 +40,15 @@ def ensure_ray(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    # Ray's and Tune's warnings about their own internals (token auth on a loopback-only node,
+    # result files of loggers we turn off) are noise to a Foreseer user; errors still show.
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
         ray.init(
             include_dashboard=False,
             log_to_driver=False,
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR,
             _node_ip_address="127.0.0.1",
         )
     return True
@@ -87,8 +89,10 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
     )
 
     def report(metrics: dict[str, float], checkpoint_dir: str) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        try:  # Tune copies the checkpoint into its storage; a stopped trial raises out of report
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        finally:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -120,6 +124,12 @@ class _Searcher(_DriverBound, Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         return self._driver.propose(trial_id)
+
+    def save(self, checkpoint_path: str) -> None:
+        """The search state lives in the driver's ledger and Optuna study, not in Tune's snapshot."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See :meth:`save`."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Outcomes reach the driver through the callback, which also sees the error text."""
@@ -191,6 +201,9 @@ class RayTuneBackend:
         """Run every trial of the job and return when all have ended."""
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Tune snapshots its state whenever a trial has rotated num_to_keep checkpoints; with one
+        # checkpoint per epoch that is by design, so its "may become a bottleneck" warning is noise.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         settings = {"max_epochs": max_epochs, "seed": seed, "num_threads": max(1, int(self.resources.cpus))}
         trainable = tune.with_parameters(_trainable, data=self.data, space=self.space, settings=settings)
         trainable = tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus})

@@ -1,0 +1,114 @@
+"""What a trial is asked to do (``TrialConfig``) and how it ended (``TrialOutcome``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from foreseer_spaces import Candidate, SearchSpace
+from foreseer_workers.optim import TrainingHParams
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything a trial needs besides the data; validated when built.
+
+    Attributes:
+        space: the search space object that builds the network. Passed as an object, not a name,
+            because a user-defined space is not registered in a fresh worker process.
+        candidate: the architecture and training hyperparameters (see :class:`TrainingHParams`).
+        max_epochs: epochs to train; the LR schedule spans them.
+        seed: seeds the network's initialisation, dropout and the shuffling of the training data.
+        device: a torch device string, e.g. ``"cpu"`` or ``"cuda:0"``; checked for availability
+            when the trial runs, since configs are built on the driver.
+        num_threads: CPU threads torch may use during the trial: one per CPU the trial was given.
+            More threads than free cores slows small networks down many times over.
+        lr_warmup_epochs: length of a linear LR warm-up, in epochs (may be fractional); useful
+            when the trial starts from predicted weights.
+
+    Example:
+        >>> from foreseer_spaces import Candidate, get_space
+        >>> arch = {"depth": 1, "width_0": 64, "activation": "relu", "norm": "none", "dropout": 0.0,
+        ...         "residual": False}
+        >>> config = TrialConfig(get_space("mlp"), Candidate("mlp", arch, {"lr": 3e-3}), max_epochs=10)
+        >>> config.hparams.optimizer
+        'adamw'
+    """
+
+    space: SearchSpace
+    candidate: Candidate
+    max_epochs: int
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int = 1
+    lr_warmup_epochs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.space, SearchSpace):
+            raise TypeError(
+                f"space must be a foreseer_spaces.SearchSpace, but got {type(self.space).__name__}."
+            )
+        if not isinstance(self.candidate, Candidate):
+            raise TypeError(
+                f"candidate must be a foreseer_spaces.Candidate, but got {type(self.candidate).__name__}."
+            )
+        space_name = getattr(self.space, "name", None)
+        if self.candidate.space != space_name:
+            raise ValueError(
+                f"candidate belongs to space {self.candidate.space!r}, but space is {space_name!r}; "
+                f"pass the space the candidate was sampled from."
+            )
+        _check_int("max_epochs", self.max_epochs, minimum=1)
+        _check_int("num_threads", self.num_threads, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        warmup = self.lr_warmup_epochs
+        if (
+            isinstance(warmup, bool)
+            or not isinstance(warmup, int | float)
+            or not 0 <= warmup <= self.max_epochs
+        ):
+            raise ValueError(
+                f"lr_warmup_epochs must lie in [0, max_epochs={self.max_epochs}], but got {warmup!r}."
+            )
+        _check_device(self.device)
+        TrainingHParams.from_mapping(self.candidate.hparams)  # fail here, not later in a worker
+
+    @property
+    def hparams(self) -> TrainingHParams:
+        """The candidate's training hyperparameters with defaults filled in."""
+        return TrainingHParams.from_mapping(self.candidate.hparams)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended.
+
+    Attributes:
+        status: ``"completed"`` (all epochs ran), ``"diverged"`` (the loss became NaN/inf) or
+            ``"stopped"`` (the report callback asked to stop).
+        epochs_completed: the last epoch that was reported (counting epochs before a resume).
+        reason: why a trial did not complete, e.g. ``"training loss became nan at epoch 3, step 12"``.
+        history: the metrics reported by this call, one dict per epoch.
+    """
+
+    status: Literal["completed", "diverged", "stopped"]
+    epochs_completed: int
+    reason: str | None = None
+    history: tuple[dict[str, float], ...] = ()
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        qualifier = "a non-negative integer" if minimum == 0 else f"an integer of at least {minimum}"
+        raise ValueError(f"{name} must be {qualifier}, but got {value!r}.")
+
+
+def _check_device(device: Any) -> None:
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"device must be a torch device string such as 'cpu' or 'cuda:0', but got {device!r}."
+        ) from e
