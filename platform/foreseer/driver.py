@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from foreseer.ledger import Ledger, TrialRecord
     from foreseer.searcher import CandidateSearcher
-    from foreseer.stopping import StoppingPolicy
+    from foreseer.stopping import Decision, StoppingPolicy
     from foreseer.tracking import Tracker
 
 __all__ = ["SearchDriver", "DIVERGED_KEY", "REPORTED_METRICS"]
@@ -88,21 +88,26 @@ class SearchDriver:
         epoch = record.epochs
         primary = self.ledger.primary.metric
         self.searcher.report(record.number, epoch, metrics.get(primary, float("nan")))
+        self._keep_best()
+        decision = self._decide(record) if epoch < self.ledger.max_epochs else None
+        if decision is not None and decision.metrics:
+            self.ledger.record_policy_metrics(trial_id, decision.metrics)
+            metrics.update(decision.metrics)
         if self.tracker is not None and record.run_id is not None:
             self.tracker.log_metrics(record.run_id, metrics, step=epoch)
-        self._keep_best()
-        if epoch >= self.ledger.max_epochs:
+        if decision is None or not decision.stop:
             return False
+        self.ledger.mark_stopped(decision, self.policy.name)
+        logger.info("trial %d stopped: %s", record.number, decision.reason)
+        return True
+
+    def _decide(self, record: TrialRecord) -> Decision:
         best = self.ledger.best()
-        decision = self.policy.decide(
+        return self.policy.decide(
             [self.ledger.curve(record)],
             self.ledger.oriented(best[2]) if best else None,
             self.ledger.curves(),
         )[0]
-        if decision.stop:
-            self.ledger.mark_stopped(decision, self.policy.name)
-            logger.info("trial %d stopped: %s", record.number, decision.reason)
-        return decision.stop
 
     def checkpoint_saved(self, trial_id: str, path: str | Path) -> None:
         self._latest_checkpoint[trial_id] = Path(path)

@@ -36,6 +36,7 @@ class TrialRecord:
     stopped_by: str | None = None
     run_id: str | None = None
     diverged: str | None = None
+    policy_metrics: list[dict[str, float]] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
         return [m[metric] for m in self.metrics if metric in m]
@@ -84,6 +85,12 @@ class Ledger:
     def record_epoch(self, trial_id: str, metrics: dict[str, float]) -> None:
         with self._lock:
             self._trials[trial_id].metrics.append(dict(metrics))
+
+    def record_policy_metrics(self, trial_id: str, metrics: dict[str, float] | Any) -> None:
+        """What the stopping policy computed at the trial's latest epoch (e.g. ``p_improve``)."""
+        with self._lock:
+            record = self._trials[trial_id]
+            record.policy_metrics.append({"epoch": record.epochs, **metrics})
 
     def mark_diverged(self, trial_id: str, reason: str) -> None:
         with self._lock:

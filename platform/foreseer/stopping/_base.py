@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,20 @@ class CurveView:
 
 @dataclass(frozen=True)
 class Decision:
-    """What a policy decided for one running trial. ``reason`` says why it stops."""
+    """What a policy decided for one running trial.
+
+    Attributes:
+        trial_id: the trial decided on.
+        stop: stop it now.
+        reason: why it stops (recorded on the trial).
+        metrics: what the policy computed for this epoch, recorded with the trial's metrics
+            (e.g. a forecaster's probability of beating the best so far, ``p_improve``).
+    """
 
     trial_id: str
     stop: bool
     reason: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 class StoppingPolicy(ABC):
