@@ -149,3 +149,24 @@ def test_a_diverging_trial_fails_with_a_reason_and_the_job_goes_on(ray_runtime, 
     assert all("nan" in r or "inf" in r for r in board["reason"]), list(board["reason"])
     assert all(t.state == optuna.trial.TrialState.FAIL for t in handle.study.trials)
     assert handle.best() is None
+
+
+def test_multi_objective_search_with_nsgaii(ray_runtime, tmp_path):
+    handle = run_job(
+        tmp_path,
+        name="wine-pareto",
+        space={"name": "mlp", "params": {"depth": 1}},
+        dataset="wine",
+        objective=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "num_params", "mode": "min"}],
+        sampler="nsgaii",
+        trials=4,
+        max_epochs=2,
+    )
+    study = handle.study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert all(len(t.values) == 2 for t in study.trials)
+    assert study.best_trials, "a Pareto front"
+    board = handle.leaderboard()
+    assert {"val_accuracy", "num_params"} <= set(board.columns)
+    params = {t.number: t.values[1] for t in study.trials}
+    assert all(params[r.trial_number] == r.num_params for r in board.itertuples())
