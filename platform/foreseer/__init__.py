@@ -25,7 +25,7 @@ from foreseer.spec import (
 )
 
 if TYPE_CHECKING:
-    from foreseer.api import BestTrial, JobHandle, JobStatus, submit
+    from foreseer.api import BestTrial, JobHandle, JobStatus, resume, submit
 
 __version__ = "0.1.0"
 
@@ -46,10 +46,11 @@ __all__ = [
     "SpaceSpec",
     "SpecError",
     "load_job",
+    "resume",
     "submit",
 ]
 
-_LAZY = {"submit", "JobHandle", "JobStatus", "BestTrial"}
+_LAZY = {"submit", "resume", "JobHandle", "JobStatus", "BestTrial"}
 
 
 def __getattr__(name: str) -> Any:

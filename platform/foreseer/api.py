@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from foreseer.runner import PreparedJob
     from foreseer.spec import SearchJob
 
-__all__ = ["BestTrial", "JobHandle", "JobStatus", "submit"]
+__all__ = ["BestTrial", "JobHandle", "JobStatus", "resume", "submit"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,36 @@ def submit(job: SearchJob) -> JobHandle:
         SpecError: the job is invalid; nothing was written.
     """
     from foreseer.backends.ray_tune import check_resources, ensure_ray
-    from foreseer.runner import open_tracking, prepare
+    from foreseer.runner import open_records, prepare
 
     prepared = prepare(job)
-    ensure_ray(job.address)
+    started_ray = ensure_ray(job.address)
     check_resources(job.resources)
-    open_tracking(prepared)
-    handle = JobHandle(prepared)
+    open_records(prepared)
+    handle = JobHandle(prepared, started_ray)
+    handle._start()
+    return handle
+
+
+def resume(job_id: str, store_uri: str = "sqlite:///foreseer.db", *, space: Any = None, dataset: Any = None) -> JobHandle:
+    """Continue a job whose driver died or that was cancelled, from what its job store recorded.
+
+    Args:
+        job_id: the job's id, or a unique prefix of it.
+        store_uri: the job store the job was recorded in.
+        space: the ``SearchSpace`` object, if the job was given one from Python.
+        dataset: the ``(X, y)`` arrays, if the job was given arrays from Python.
+
+    Raises:
+        SpecError: no such job, it already succeeded, or it is still running.
+    """
+    from foreseer.backends.ray_tune import check_resources, ensure_ray
+    from foreseer.resume import load_for_resume
+
+    prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
+    started_ray = ensure_ray(prepared.job.address)
+    check_resources(prepared.job.resources)
+    handle = JobHandle(prepared, started_ray)
     handle._start()
     return handle
 
@@ -76,8 +99,9 @@ def submit(job: SearchJob) -> JobHandle:
 class JobHandle:
     """A submitted job. Methods are safe to call from any thread while the job runs."""
 
-    def __init__(self, prepared: PreparedJob) -> None:
+    def __init__(self, prepared: PreparedJob, started_ray: bool = False) -> None:
         self._prepared = prepared
+        self._started_ray = started_ray
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._state = "queued"
@@ -122,8 +146,8 @@ class JobHandle:
         from foreseer.runner import run_prepared
 
         try:
-            run_prepared(self._prepared)
-            self._state = "succeeded"
+            run_prepared(self._prepared, started_ray=self._started_ray)
+            self._state = "cancelled" if self._prepared.cancelled.is_set() else "succeeded"
         except BaseException as e:  # kept and re-raised by wait() in the caller's thread
             logger.exception("job %s failed", self.job_id)
             self._error, self._state = e, "failed"
@@ -159,7 +183,13 @@ class JobHandle:
         return self
 
     def done(self) -> bool:
-        return self._state in ("succeeded", "failed")
+        return self._state in ("succeeded", "failed", "cancelled")
+
+    def cancel(self) -> None:
+        """Stop the job: running trials stop and stay resumable (``foreseer resume``)."""
+        if self._prepared.driver is not None:
+            self._prepared.driver.cancelling = True
+        self._prepared.cancelled.set()
 
     def leaderboard(self) -> pd.DataFrame:
         """One row per trial, best first: candidate, hyperparameters, best epoch, metric, epochs, status."""
@@ -175,16 +205,17 @@ class JobHandle:
 
     def load_best(self) -> nn.Module:
         """The best trial's network with the weights of its best epoch, in eval mode."""
+        import json
+
+        from foreseer_spaces import Candidate
         from foreseer_workers import load_weights
 
-        from foreseer.driver import BEST_WEIGHTS
-
-        best = self.best()
-        path = self._prepared.best_dir / BEST_WEIGHTS
-        if best is None or not path.exists():
+        best_json = self._prepared.best_dir / "best.json"
+        if not best_json.exists():
             raise JobFailed(f"job {self.job_id} has no trained trial yet")
-        model = self._prepared.space.build(best.candidate, self._prepared.data.task)
-        load_weights(model, path)
+        best = json.loads(best_json.read_text())
+        model = self._prepared.space.build(Candidate.from_dict(best["candidate"]), self._prepared.data.task)
+        load_weights(model, self._prepared.best_dir / best["weights"])
         return model.eval()
 
     def evaluate_best(self, split: str = "test") -> dict[str, float]:

@@ -135,5 +135,41 @@ def _or_exit(action: Any) -> Any:
         sys.exit(EXIT_BAD_INPUT)
 
 
+@main.command()
+@click.option("--tracking-uri", default="sqlite:///foreseer.db", show_default=True, envvar="FORESEER_TRACKING_URI",
+              help="The MLflow tracking store (a SQLAlchemy URL).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for every one.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def ui(tracking_uri: str, host: str, port: int) -> None:
+    """Start the MLflow UI on the tracking store (one worker, no job runner); Ctrl-C stops it."""
+    from foreseer.dburl import mask_url
+    from foreseer.ui import UiError, UiServer, UiSettings, is_loopback
+
+    settings = UiSettings(tracking_uri, host=host, port=port)
+    if not is_loopback(host):
+        click.echo(f"warning: the MLflow UI on {host} is open to the network without authentication; "
+                   "use MLflow's basic-auth app (mlflow server --app-name basic-auth) or a proxy that "
+                   "authenticates", err=True)
+    server = UiServer(settings)
+    try:
+        server.start()
+        server.wait_ready()
+        click.echo(f"MLflow UI on {mask_url(tracking_uri)}: {server.url}  (Ctrl-C stops it)")
+        code = server.wait()
+        if code:
+            click.echo(f"the MLflow UI exited with code {code}", err=True)
+            sys.exit(EXIT_FAILED)
+    except UiError as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        click.echo("stopping the MLflow UI")
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        server.stop()
+
+
+main.add_command(__import__("foreseer.predictors.pfn.cli", fromlist=["pfn"]).pfn)
+
 if __name__ == "__main__":
     main()

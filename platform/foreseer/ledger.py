@@ -36,6 +36,7 @@ class TrialRecord:
     stopped_by: str | None = None
     run_id: str | None = None
     diverged: str | None = None
+    attempts: int = 1
     policy_metrics: list[dict[str, float]] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
@@ -101,6 +102,17 @@ class Ledger:
             record = self._trials[decision.trial_id]
             record.stopped_by, record.reason = policy, decision.reason
 
+    def interrupted(self, record: TrialRecord, error: str | None = None) -> bool:
+        """True for a trial that ended without finishing, failing or being stopped by the policy
+        (a cancelled or killed job): it is to be continued, not settled."""
+        return (
+            record.state == "running"
+            and error is None
+            and record.diverged is None
+            and record.stopped_by is None
+            and record.epochs < self.max_epochs
+        )
+
     def finalize(self, trial_id: str, error: str | None = None) -> TrialRecord:
         """Settle a trial's final state from what was recorded; calling it again changes nothing
         except filling in an error message that arrives later."""
@@ -111,6 +123,9 @@ class Ledger:
                     record.state, record.reason = "failed", record.diverged or error or "error"
                 elif record.stopped_by is not None:
                     record.state = "stopped"
+                elif record.epochs < self.max_epochs:
+                    record.state, record.stopped_by = "stopped", "budget"
+                    record.reason = f"ended by the job's time budget after {record.epochs} epochs"
                 else:
                     record.state, record.reason = "completed", f"trained {record.epochs} epochs"
             elif error and record.state == "failed" and record.reason == "error":

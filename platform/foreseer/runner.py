@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import threading
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from foreseer import _failpoints
+from foreseer.driver import BEST_WEIGHTS
 from foreseer.errors import Problem, SpecError
 
 if TYPE_CHECKING:
@@ -16,11 +21,13 @@ if TYPE_CHECKING:
     from foreseer_spaces import SearchSpace
     from foreseer_workers import DataBundle
 
+    from foreseer.driver import SearchDriver
     from foreseer.ledger import Ledger
     from foreseer.spec import SearchJob
+    from foreseer.store.journal import JobJournal
     from foreseer.tracking import Tracker
 
-__all__ = ["PreparedJob", "prepare", "run_prepared"]
+__all__ = ["PreparedJob", "open_records", "prepare", "run_prepared"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,13 @@ class PreparedJob:
     ledger: Ledger
     study: optuna.Study
     tracker: Tracker | None = None
+    journal: JobJournal | None = None
+    driver: SearchDriver | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    attempt: int = 1
+    next_number: int = 0
+    resumed: list[tuple[str, str | None]] = field(default_factory=list)
+    restored: dict[int, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -45,7 +59,7 @@ class PreparedJob:
         return self.directory / "best"
 
 
-def prepare(job: SearchJob) -> PreparedJob:
+def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
     """Load the dataset, resolve the space and check they fit together; raise :class:`SpecError`
     listing every problem before anything is written."""
     import optuna
@@ -61,13 +75,9 @@ def prepare(job: SearchJob) -> PreparedJob:
     if data is not None:
         try:
             space.check_task(data.task)
+            check_override_names(space, data.task, overrides)
         except ValueError as e:
             problems.append(Problem("space", str(e)))
-        else:
-            try:
-                check_override_names(space, data.task, overrides)
-            except ValueError as e:
-                problems.append(Problem("space.params", str(e)))
     if problems:
         raise SpecError(problems)
     study = optuna.create_study(
@@ -75,14 +85,14 @@ def prepare(job: SearchJob) -> PreparedJob:
         directions=["maximize" if o.mode == "max" else "minimize" for o in job.objectives],
         sampler=make_sampler(job.sampler, seed=job.seed),
     )
-    job_id = uuid.uuid4().hex[:12]
+    job_id = job_id or uuid.uuid4().hex[:12]
     return PreparedJob(
         job=job,
         job_id=job_id,
         space=space,
         overrides=overrides,
         data=data,  # type: ignore[arg-type]
-        directory=Path(job.workdir) / job.name / job_id,
+        directory=Path(job.workdir).resolve() / job.name / job_id,
         ledger=Ledger(job.objectives, job.max_epochs),
         study=study,
     )
@@ -107,73 +117,147 @@ def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | None:
         return None
 
 
-def open_tracking(prepared: PreparedJob) -> None:
-    """Create the MLflow experiment and the job's parent run; an unreachable store is bad input."""
+def open_journal(url: str, job_id: str) -> JobJournal:
+    """The job store's journal for ``job_id``; an unusable store is bad input."""
+    from foreseer.store import JobStore, StoreError
+    from foreseer.store.journal import JobJournal
+
+    try:
+        return JobJournal(JobStore(url), job_id)
+    except StoreError as e:
+        raise SpecError([Problem("store_uri", str(e))]) from e
+
+
+def open_tracker(job: SearchJob) -> Tracker:
+    from foreseer.dburl import mask_url
     from foreseer.tracking import Tracker
 
-    job = prepared.job
     try:
-        prepared.tracker = Tracker(job.tracking_uri, job.name, job.artifact_location)
+        return Tracker(job.tracking_uri, job.name, job.artifact_location)
     except Exception as e:  # MLflow raises many types for a store it cannot open
-        raise SpecError([Problem("tracking_uri", f"cannot open the MLflow store: {e}", job.tracking_uri, True)]) from e
+        raise SpecError([Problem("tracking_uri", f"cannot open the MLflow store {mask_url(job.tracking_uri)}: {e}")]) from e
+
+
+def open_records(prepared: PreparedJob) -> None:
+    """Create the job's row in the job store, its MLflow experiment and its parent run."""
+    job = prepared.job
+    journal = open_journal(job.store_url, prepared.job_id)
+    tracker = open_tracker(job)
     spec = job.to_dict()
-    spec["job_id"] = prepared.job_id
-    prepared.tracker.start_job(prepared.job_id, spec, run_name=f"{job.name}-{prepared.job_id[:6]}")
+    journal.create_job(job.name, spec, data_fingerprint=prepared.data.fingerprint, tune_path=str(prepared.directory))
+    parent = tracker.start_job(prepared.job_id, {**spec, "job_id": prepared.job_id}, f"{job.name}-{prepared.job_id[:6]}")
+    journal.update_job(mlflow_experiment_id=tracker.experiment_id, mlflow_parent_run_id=parent)
+    prepared.journal, prepared.tracker = journal, tracker
+    _failpoints.hit("job-recorded")
 
 
-def run_prepared(prepared: PreparedJob) -> None:
+def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     """Search, then publish the leaderboard, the best candidate and its weights on the parent run."""
+    from foreseer._processes import describe_driver
     from foreseer.backends.ray_tune import RayTuneBackend
     from foreseer.driver import SearchDriver
     from foreseer.searcher import CandidateSearcher
     from foreseer.stopping import make_policy
+    from foreseer.store.models import utcnow
 
-    job = prepared.job
-    searcher = CandidateSearcher(prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger)
-    driver = SearchDriver(prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir)
+    job, journal = prepared.job, prepared.journal
+    searcher = CandidateSearcher(
+        prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger, prepared.next_number
+    )
+    driver = SearchDriver(
+        prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir, journal
+    )
+    _restore_into(prepared, searcher, driver)
+    prepared.driver = driver
     prepared.directory.mkdir(parents=True, exist_ok=True)
-    backend = RayTuneBackend(driver, prepared.data, prepared.space, job.resources, prepared.directory)
-    status = "FAILED"
+    if journal is not None:
+        journal.update_job(status="running", started_at=utcnow(), ended_at=None, error=None, driver=describe_driver(started_ray))
+    backend = RayTuneBackend(driver, prepared.data, prepared.space, job.resources, prepared.directory, prepared.cancelled)
+    status, error = "failed", None
     try:
         backend.run(
-            trials=job.trials,
+            trials=len(prepared.resumed) + job.trials - len(prepared.ledger.records()),
             max_epochs=job.max_epochs,
             max_concurrent=job.max_concurrent,
             seed=job.seed,
             time_budget_s=job.time_budget_s,
+            max_retries=job.max_retries,
+            attempt=prepared.attempt,
         )
-        _publish(prepared)
-        status = "FINISHED"
+        if prepared.cancelled.is_set():
+            status = "cancelled"
+        else:
+            publish(prepared)
+            status = "succeeded"
+    except BaseException as e:
+        error = "".join(traceback.format_exception_only(type(e), e)).strip()
+        raise
     finally:
-        if prepared.tracker is not None:
-            prepared.tracker.end_job(status)
+        _close(prepared, status, error)
 
 
-def _publish(prepared: PreparedJob) -> None:
+def _restore_into(prepared: PreparedJob, searcher: Any, driver: SearchDriver) -> None:
+    """Hand a resumed job's history to the searcher (finished trials become Optuna history) and
+    queue its unfinished trials to run first."""
+    for number, sampled in prepared.restored.items():
+        searcher.restore(number, sampled)
+    for record in prepared.ledger.records():
+        if record.state != "running":
+            driver.restore_finished(record)
+    for trial_id, checkpoint in prepared.resumed:
+        driver.queue_resumed(trial_id, checkpoint)
+
+
+def _close(prepared: PreparedJob, status: str, error: str | None) -> None:
+    from foreseer.store.models import utcnow
+
+    tracker_status = {"succeeded": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
+    if prepared.tracker is not None:
+        prepared.tracker.end_job(tracker_status)
+    if prepared.journal is not None:
+        prepared.journal.update_job(status=status, ended_at=utcnow(), error=error, summary=prepared.summary or None)
+
+
+def publish(prepared: PreparedJob) -> None:
+    """Leaderboard, best candidate and weights, summary: on disk and on the parent run. Idempotent,
+    so a job killed while publishing publishes again on resume."""
     ledger, tracker = prepared.ledger, prepared.tracker
     board = ledger.leaderboard()
     prepared.directory.mkdir(parents=True, exist_ok=True)
     board_path = prepared.directory / "leaderboard.csv"
     board.to_csv(board_path, index=False)
-    best = ledger.best()
     counts = ledger.counts()
     prepared.summary = {
         "trials": counts,
         "epochs_used": ledger.epochs_used(),
         "epochs_budget": prepared.job.trials * prepared.job.max_epochs,
+        "optuna_trials": {s.name.lower(): n for s, n in _optuna_counts(prepared.study).items()},
     }
+    best = ledger.best()
     if best is not None:
         record, epoch, value = best
         prepared.summary.update(best_trial=record.number, best_epoch=epoch, best_value=value)
     if tracker is None:
         return
     tracker.log_artifact(board_path)
+    _failpoints.hit("publish")
     best_json = prepared.best_dir / "best.json"
     if best_json.exists():
-        tracker.log_artifact(best_json, "best")
-        tracker.log_artifact(prepared.best_dir / "model.safetensors", "best")
-    tracker.client.log_text(tracker.parent_run_id, json.dumps(prepared.summary, indent=2), "summary.json")
+        best_info = json.loads(best_json.read_text())
+        published = prepared.directory / "published"
+        published.mkdir(exist_ok=True)
+        shutil.copyfile(prepared.best_dir / best_info.pop("weights"), published / BEST_WEIGHTS)
+        (published / "best.json").write_text(json.dumps(best_info, indent=2))
+        tracker.log_artifacts(published, "best")
+    tracker.log_text(json.dumps(prepared.summary, indent=2), "summary.json")
     tags = {f"foreseer.trials_{state}": n for state, n in counts.items()}
     if best is not None:
         tags.update({"foreseer.best_candidate": best[0].candidate.hash, "foreseer.best_value": f"{best[2]:.6g}"})
     tracker.set_job_tags(tags)
+
+
+def _optuna_counts(study: optuna.Study) -> dict[Any, int]:
+    counts: dict[Any, int] = {}
+    for trial in study.trials:
+        counts[trial.state] = counts.get(trial.state, 0) + 1
+    return counts

@@ -3,6 +3,10 @@
 Trials stopped early are told to Optuna as PRUNED and failed ones as FAIL, never as COMPLETE:
 out of the box Ray Tune's Optuna integration reports every ended trial as complete, which feeds
 TPE the truncated curves of stopped trials as if they were final results.
+
+Trial numbers are the job's own (0, 1, 2, … in the order candidates were proposed). After a
+resume the in-memory study is rebuilt from the job store, so Optuna's numbering may differ; the
+job's numbers never do.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class CandidateSearcher:
         task: the task the networks are built for (user spaces may depend on it).
         overrides: parsed parameter overrides that fix or narrow sampled parameters.
         ledger: the job's ledger, read to settle outcomes.
+        next_number: the job's number for the next candidate (after a resume, one past the last).
     """
 
     def __init__(
@@ -40,24 +45,42 @@ class CandidateSearcher:
         task: Task,
         overrides: Mapping[str, Any],
         ledger: Ledger,
+        next_number: int = 0,
     ) -> None:
         self.study = study
         self.space = space
         self.task = task
         self.overrides = dict(overrides)
         self.ledger = ledger
+        self._next = next_number
         self._open: dict[int, optuna.Trial] = {}
+        self._sampled: dict[int, dict[str, Any]] = {}
 
     def ask(self) -> tuple[int, Candidate]:
-        """Sample a new candidate; returns the Optuna trial number and the candidate."""
+        """Sample a new candidate; returns the job's trial number and the candidate."""
         from foreseer_spaces import constrain
+        from optuna.distributions import distribution_to_json
 
         trial = self.study.ask()
         candidate = self.space.sample(constrain(trial, self.overrides), self.task)
-        trial.set_user_attr("candidate", candidate.to_dict())
+        number, self._next = self._next, self._next + 1
+        trial.set_user_attr("foreseer_number", number)
         trial.set_user_attr("candidate_hash", candidate.hash)
-        self._open[trial.number] = trial
-        return trial.number, candidate
+        self._open[number] = trial
+        self._sampled[number] = {
+            "params": dict(trial.params),
+            "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
+        }
+        return number, candidate
+
+    def sampled(self, number: int) -> dict[str, Any]:
+        """What Optuna sampled for trial ``number`` (params and distributions, JSON-ready), to store it."""
+        return self._sampled[number]
+
+    def restore(self, number: int, sampled: Mapping[str, Any]) -> None:
+        """Know a trial proposed before a resume; told with :meth:`tell` once it has an outcome."""
+        self._sampled[number] = dict(sampled)
+        self._next = max(self._next, number + 1)
 
     def report(self, number: int, epoch: int, value: float) -> None:
         """Record an intermediate value of the primary objective (single-objective studies only)."""
@@ -67,20 +90,43 @@ class CandidateSearcher:
 
     def tell(self, record: TrialRecord) -> None:
         """Close the Optuna trial of a settled record: COMPLETE, PRUNED or FAIL."""
-        import optuna
-
+        state, values = self._outcome(record)
         trial = self._open.pop(record.number, None)
-        if trial is None:
-            return
-        trial.set_user_attr("status", record.state)
-        trial.set_user_attr("reason", record.reason)
+        if trial is not None:
+            trial.set_user_attr("status", record.state)
+            self.study.tell(trial, values, state=state)
+        elif record.number in self._sampled:
+            self._add_finished(record, state, values)
+        logger.debug("told optuna trial %d: %s", record.number, record.state)
+
+    def _outcome(self, record: TrialRecord) -> tuple[Any, Any]:
+        from optuna.trial import TrialState
+
         best = self.ledger.best_epoch(record)
         if record.state == "stopped":
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif record.state == "completed" and best is not None:
-            epoch = best[0]
-            values = [record.metrics[epoch - 1][o.metric] for o in self.ledger.objectives]
-            self.study.tell(trial, values if len(values) > 1 else values[0])
-        else:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        logger.debug("told optuna trial %d: %s", record.number, record.state)
+            return TrialState.PRUNED, None
+        if record.state == "completed" and best is not None:
+            values = [record.metrics[best[0] - 1][o.metric] for o in self.ledger.objectives]
+            return TrialState.COMPLETE, values if len(values) > 1 else values[0]
+        return TrialState.FAIL, None
+
+    def _add_finished(self, record: TrialRecord, state: Any, values: Any) -> None:
+        """Add a trial that ran across a resume (no live Optuna trial) with its whole history."""
+        import optuna
+        from optuna.distributions import json_to_distribution
+
+        sampled = self._sampled[record.number]
+        metric = self.ledger.primary.metric
+        intermediate = {}
+        if len(self.study.directions) == 1:
+            intermediate = {i + 1: m[metric] for i, m in enumerate(record.metrics) if metric in m}
+        trial = optuna.trial.create_trial(
+            params=sampled["params"],
+            distributions={k: json_to_distribution(v) for k, v in sampled["distributions"].items()},
+            state=state,
+            value=values if not isinstance(values, list) else None,
+            values=values if isinstance(values, list) else None,
+            intermediate_values=intermediate,
+            user_attrs={"foreseer_number": record.number, "candidate_hash": record.candidate.hash, "status": record.state},
+        )
+        self.study.add_trial(trial)

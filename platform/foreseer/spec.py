@@ -34,6 +34,7 @@ __all__ = [
     "DatasetSpec",
     "MedianStopping",
     "NoStopping",
+    "PFNStopping",
     "Objective",
     "Resources",
     "SAMPLERS",
@@ -126,8 +127,23 @@ class NoStopping(_Spec):
     name: Literal["none"] = "none"
 
 
-StoppingSpec = Annotated[AshaStopping | MedianStopping | NoStopping, Field(discriminator="name")]
-_STOPPING_NAMES = ("none", "asha", "median")
+class PFNStopping(_Spec):
+    """Learning-curve PFN stopping (Adriaensen et al., "Efficient Bayesian Learning Curve Extrapolation
+    using Prior-Data Fitted Networks", NeurIPS 2023): stop when P(final value > best so far) <= delta.
+
+    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
+    """
+
+    name: Literal["pfn"] = "pfn"
+    delta: float = Field(0.05, gt=0, lt=1)
+    min_epoch: int = Field(2, ge=1)
+    checkpoint: str | None = None
+
+
+StoppingSpec = Annotated[
+    AshaStopping | MedianStopping | NoStopping | PFNStopping, Field(discriminator="name")
+]
+_STOPPING_NAMES = ("none", "asha", "median", "pfn")
 
 
 class SpaceSpec(_Spec):
@@ -192,7 +208,10 @@ class SearchJob(_Spec):
         max_concurrent: trials running at once.
         seed: seeds the sampler, the data split default and every trial.
         time_budget_s: stop starting new trials after this many seconds.
+        max_retries: times a trial that raised or whose worker died is restarted from its last
+            checkpoint before it counts as failed (a diverged trial is not retried).
         tracking_uri: MLflow tracking store, any SQLAlchemy URL (SQLite file by default).
+        store_uri: Foreseer's job store, any SQLAlchemy URL; the tracking store's database by default.
         artifact_location: where MLflow stores artifacts (next to a SQLite store by default).
         workdir: where trial checkpoints and job files go.
         address: Ray cluster address; ``None`` uses ``RAY_ADDRESS`` or starts a local Ray.
@@ -210,7 +229,9 @@ class SearchJob(_Spec):
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
     time_budget_s: float | None = Field(None, gt=0)
+    max_retries: int = Field(1, ge=0)
     tracking_uri: str = "sqlite:///foreseer.db"
+    store_uri: str | None = None
     artifact_location: str | None = None
     workdir: str = "foreseer-runs"
     address: str | None = None
@@ -284,9 +305,11 @@ class SearchJob(_Spec):
             raise ValueError(f"'name' must be one of {', '.join(_STOPPING_NAMES)}")
         return stopping
 
-    @field_validator("tracking_uri")
+    @field_validator("tracking_uri", "store_uri")
     @classmethod
-    def _sqlalchemy_url(cls, uri: str) -> str:
+    def _sqlalchemy_url(cls, uri: str | None) -> str | None:
+        if uri is None:
+            return None
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
@@ -316,6 +339,11 @@ class SearchJob(_Spec):
     def primary(self) -> Objective:
         """The objective that ranks the leaderboard and drives early stopping."""
         return self.objectives[0]
+
+    @property
+    def store_url(self) -> str:
+        """Where the job store is: ``store_uri``, or the tracking store's database."""
+        return self.store_uri or self.tracking_uri
 
     @property
     def space_name(self) -> str:

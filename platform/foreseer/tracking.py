@@ -10,18 +10,20 @@ keeps SQLite free of "database is locked".
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from foreseer.dburl import prepare_sqlite, sqlite_path
+
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from mlflow.entities import Metric
 
     from foreseer.ledger import TrialRecord
 
-__all__ = ["Tracker", "prepare_sqlite", "artifact_location_for"]
+__all__ = ["Tracker", "artifact_location_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,28 +32,10 @@ _BATCH_PARAMS = 100
 _STATUS = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED", "running": "RUNNING"}
 
 
-def prepare_sqlite(tracking_uri: str) -> None:
-    """Create a SQLite store's folder and switch the file to WAL, so readers (the MLflow UI)
-    never block the writer. WAL is a property of the file: set once, it stays."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(tracking_uri)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return
-    path = Path(url.database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-
-
 def artifact_location_for(tracking_uri: str, experiment: str) -> str | None:
     """Beside a SQLite store, ``mlartifacts/<experiment>``; elsewhere MLflow's own default."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(tracking_uri)
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return None
-    return (Path(url.database).resolve().parent / "mlartifacts" / experiment).as_uri()
+    path = sqlite_path(tracking_uri)
+    return None if path is None else (path.resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
 class Tracker:
@@ -99,6 +83,35 @@ class Tracker:
         self._log_params(self.parent_run_id, _flatten(spec))
         self.client.log_text(self.parent_run_id, yaml.safe_dump(spec, sort_keys=False), "job.yaml")
         return self.parent_run_id
+
+    def resume_job(self, parent_run_id: str) -> None:
+        """Continue writing to an existing parent run (a resumed job)."""
+        self.parent_run_id = parent_run_id
+        self.client.update_run(parent_run_id, status="RUNNING")
+
+    def trial_runs(self) -> dict[str, str]:
+        """The job's trial runs by Foreseer trial id (to find runs a crashed driver created)."""
+        query = f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
+        return {r.data.tags["foreseer.trial_id"]: r.info.run_id for r in runs if "foreseer.trial_id" in r.data.tags}
+
+    def reconcile_trial(self, record: TrialRecord) -> int:
+        """Log the epochs of ``record`` its run lacks (buffered when the driver died) and close the run
+        of a settled trial; returns the number of metrics added. Never logs a step twice."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        keys = sorted({k for m in record.metrics for k in m})
+        for key in keys:
+            logged = {m.step for m in self.client.get_metric_history(record.run_id, key)}
+            for epoch, metrics in enumerate(record.metrics, start=1):
+                if key in metrics and epoch not in logged:
+                    self._pending[record.run_id].append(Metric(key, float(metrics[key]), now, epoch))
+        added = len(self._pending.get(record.run_id, []))
+        self.flush()
+        if record.state != "running" and self.client.get_run(record.run_id).info.status == "RUNNING":
+            self.end_trial(record)
+        return added
 
     def start_trial(self, record: TrialRecord) -> str:
         """Create the nested run of a trial, with its candidate as params."""
@@ -158,6 +171,19 @@ class Tracker:
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_run_id, str(local_path), artifact_path)
+
+    def log_figure(self, figure: Figure, name: str) -> None:
+        """A matplotlib figure as an image artifact of the parent run, ``plots/<name>``
+        (``name`` ends in ``.png`` or ``.svg``); the MLflow UI previews it on the run's page."""
+        if not name.endswith((".png", ".svg")):
+            raise ValueError(f"a figure's name must end in .png or .svg, but got {name=}.")
+        self.client.log_figure(self.parent_run_id, figure, f"plots/{name}")
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.parent_run_id, str(local_dir), artifact_path)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.parent_run_id, text, name)
 
     def set_job_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,24 +95,24 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
         finally:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        outcome = run_trial(trial_config, data, report)
-    else:
+    checkpoint = tune.get_checkpoint()  # set when Tune retries this trial after a failure
+    if checkpoint is not None:
         with checkpoint.as_directory() as resume_dir:
             outcome = run_trial(trial_config, data, report, resume_from=resume_dir)
+    else:  # a resumed job continues its unfinished trials from the checkpoint the store recorded
+        outcome = run_trial(trial_config, data, report, resume_from=config.get("resume_from"))
     if outcome.status == "diverged":
         tune.report({DIVERGED_KEY: outcome.reason})
 
 
 class _DriverBound:
-    """Tune pickles its searcher, scheduler and callbacks with the experiment state; the driver
-    (locks, database clients) stays out of the pickle and is attached again on resume."""
+    """Tune pickles its searcher, scheduler, stopper and callbacks with its experiment state; the
+    live driver-side objects (locks, database clients, events) stay out of the pickle."""
 
-    _driver: SearchDriver
+    _transient = ("_driver", "_cancelled")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_driver"}
+        return {k: v for k, v in self.__dict__.items() if k not in self._transient}
 
 
 class _Searcher(_DriverBound, Searcher):
@@ -158,6 +159,10 @@ class _Observer(_DriverBound, tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._driver.trial_ended(trial.trial_id)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = trial.get_error()
+        self._driver.trial_retried(trial.trial_id, _last_line(error) if error else "the trial's worker died")
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = trial.get_error()
         self._driver.trial_ended(trial.trial_id, error=_last_line(error) if error else "the trial raised an error")
@@ -172,6 +177,19 @@ def _last_line(error: BaseException) -> str:
     return lines[-1][:500] if lines else type(error).__name__
 
 
+class _CancelStopper(_DriverBound, tune.Stopper):
+    """Stops every trial once the job is cancelled; the driver keeps them resumable."""
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self._cancelled = cancelled
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self._cancelled.is_set()
+
+
 class RayTuneBackend:
     """Runs a job's trials on Ray Tune.
 
@@ -181,6 +199,7 @@ class RayTuneBackend:
         space: the search space object (shipped to workers, so user spaces work there too).
         resources: CPUs and GPUs per trial.
         storage: the folder Tune keeps trial checkpoints and its experiment state in.
+        cancelled: set to stop the job; running trials are stopped and stay resumable.
     """
 
     def __init__(
@@ -190,15 +209,31 @@ class RayTuneBackend:
         space: SearchSpace,
         resources: Resources,
         storage: Path,
+        cancelled: threading.Event | None = None,
     ) -> None:
         self.driver = driver
+        self.cancelled = cancelled or threading.Event()
         self.data = data
         self.space = space
         self.resources = resources
         self.storage = storage
 
-    def run(self, *, trials: int, max_epochs: int, max_concurrent: int, seed: int, time_budget_s: float | None) -> None:
-        """Run every trial of the job and return when all have ended."""
+    def run(
+        self,
+        *,
+        trials: int,
+        max_epochs: int,
+        max_concurrent: int,
+        seed: int,
+        time_budget_s: float | None,
+        max_retries: int,
+        attempt: int = 1,
+    ) -> None:
+        """Run ``trials`` trials (resumed ones first) and return when all have ended.
+
+        ``attempt`` numbers the runs of one job (1, then 2 after a first resume, ...): each keeps its
+        own Tune experiment folder, so a resume never reads the state a killed driver left half-written.
+        """
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # Tune snapshots its state whenever a trial has rotated num_to_keep checkpoints; with one
@@ -218,13 +253,14 @@ class RayTuneBackend:
                 time_budget_s=time_budget_s,
             ),
             run_config=tune.RunConfig(
-                name="tune",
+                name=f"tune-{attempt}",
                 storage_path=str(self.storage.resolve()),
                 verbose=0,
                 log_to_file=False,
                 callbacks=[_Observer(self.driver)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=0),
+                failure_config=tune.FailureConfig(max_failures=max_retries),
+                stop=_CancelStopper(self.cancelled),
             ),
         )
         tuner.fit()

@@ -8,6 +8,7 @@ from foreseer.stopping._asha import AshaPolicy
 from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
 from foreseer.stopping._median import MedianPolicy
 from foreseer.stopping._none import NoStoppingPolicy
+from foreseer.stopping._pfn import PFNPolicy
 
 if TYPE_CHECKING:
     from foreseer.spec import StoppingSpec
@@ -18,6 +19,7 @@ __all__ = [
     "Decision",
     "MedianPolicy",
     "NoStoppingPolicy",
+    "PFNPolicy",
     "StoppingPolicy",
     "make_policy",
 ]
@@ -29,4 +31,6 @@ def make_policy(spec: StoppingSpec) -> StoppingPolicy:
         return AshaPolicy(spec.grace_period, spec.reduction_factor)
     if spec.name == "median":
         return MedianPolicy(spec.grace_period, spec.min_samples)
+    if spec.name == "pfn":
+        return PFNPolicy(spec.delta, spec.min_epoch, spec.checkpoint)
     return NoStoppingPolicy()

@@ -1,0 +1,8 @@
+"""Graph hypernetwork: predict the weights of any candidate of a search space from its graph.
+
+Parts: :mod:`~foreseer.predictors.ghn.graph` (an ``ArchGraph`` or an fx-traced module as tensors),
+:mod:`~foreseer.predictors.ghn.model` (the hypernetwork), :mod:`~foreseer.predictors.ghn.predictor`
+(predict, score and warm-start candidates), :mod:`~foreseer.predictors.ghn.meta_train`
+(meta-training per space and dataset) and :mod:`~foreseer.predictors.ghn.cache` (fingerprints,
+safetensors checkpoints and the MLflow cache). Importing this package imports no torch.
+"""

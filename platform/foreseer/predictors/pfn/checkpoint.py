@@ -1,0 +1,45 @@
+"""Checkpoints: the model's config and state_dict in one safetensors file; never a pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata"]
+
+
+def save_checkpoint(model: CurvePFN, path: Path, meta: dict[str, Any] | None = None) -> None:
+    """Write ``model`` to ``path``; ``meta`` (JSON-serialisable) travels in the file's header."""
+    header = {"config": json.dumps(model.config.to_dict()), "meta": json.dumps(meta or {})}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata=header)
+    tmp.replace(path)
+
+
+def read_metadata(path: Path) -> tuple[PFNConfig, dict[str, Any]]:
+    """The config and the training metadata stored in a checkpoint's header."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    if "config" not in header:
+        raise ValueError(f"{path} is not a Foreseer PFN checkpoint: its header has no 'config'.")
+    return PFNConfig(**json.loads(header["config"])), json.loads(header.get("meta", "{}"))
+
+
+def load_checkpoint(path: Path) -> tuple[CurvePFN, dict[str, Any]]:
+    """Rebuild the model stored at ``path`` (in eval mode) and return it with its metadata."""
+    config, meta = read_metadata(path)
+    state = load_file(str(path))
+    model = CurvePFN(config, state["bar.borders"])
+    model.load_state_dict(state)
+    model.eval()
+    return model, meta

@@ -1,0 +1,125 @@
+"""``foreseer pfn``: train and evaluate the learning-curve PFN. torch is imported inside commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+#: The paper's prior log-likelihoods (Adriaensen et al. 2023, Table 1) at 10/20/40/80% cutoffs.
+PAPER_LL = {
+    "LC-PFN 3x128, 1M curves": (1.528, 1.894, 2.159, 2.279),
+    "LC-PFN 3x128, 10M curves": (1.585, 1.989, 2.282, 2.431),
+    "LC-PFN 12x512, 10M curves": (1.758, 2.133, 2.403, 2.519),
+    "MCMC (best)": (1.642, 1.956, 2.285, 2.486),
+}
+
+
+@click.group("pfn")
+def pfn() -> None:
+    """Train and evaluate the learning-curve PFN."""
+
+
+@pfn.command("train")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Run folder (resumes if present).")
+@click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
+@click.option("--curves", type=int, default=1_000_000, show_default=True, help="Prior curves to train on.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--n-targets", type=int, default=20, show_default=True, help="Query epochs per curve.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--layers", type=int, default=3, show_default=True)
+@click.option("--width", type=int, default=128, show_default=True)
+@click.option("--heads", type=int, default=4, show_default=True)
+@click.option("--hidden", type=int, default=256, show_default=True)
+@click.option("--buckets", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-every", type=int, default=1000, show_default=True, help="Steps between evaluations.")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+def train_command(out_dir: Path, prior: str, curves: int, batch_size: int, n_targets: int, lr: float,
+                  layers: int, width: int, heads: int, hidden: int, buckets: int, seed: int,
+                  eval_every: int, threads: int) -> None:
+    """Fit a PFN to the prior; resumable; writes OUT/model.safetensors."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from foreseer.predictors.pfn.model import PFNConfig
+    from foreseer.predictors.pfn.train import TrainConfig, train
+
+    torch.set_num_threads(threads)
+    console = Console()
+    try:
+        model_config = PFNConfig(n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets)
+        config = TrainConfig(prior=prior, curves=curves, batch_size=batch_size, n_targets=n_targets, lr=lr,
+                             seed=seed, eval_every=eval_every)  # type: ignore[arg-type]
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("training", total=config.steps, loss=float("nan"))
+
+            def progress(step: int, steps: int, loss: float) -> None:
+                bar.update(task, completed=step, loss=loss)
+
+            def on_eval(step: int, ll: dict[int, float]) -> None:
+                cells = "  ".join(f"{k}%: {v:.3f}" for k, v in ll.items())
+                bar.console.print(f"step {step} ({step * batch_size} curves): prior log-likelihood {cells}")
+
+            train(out_dir, model_config, config, progress=progress, on_eval=on_eval)
+    except ValueError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    console.print(f"wrote {out_dir / 'model.safetensors'}")
+
+
+@pfn.command("export")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (.safetensors).")
+def export_command(run_dir: Path, out: Path) -> None:
+    """Write a training run's latest state (finished or not) as a checkpoint."""
+    from foreseer.predictors.pfn.train import export_run
+
+    try:
+        meta = export_run(run_dir, out)
+    except ValueError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    click.echo(f"wrote {out} ({meta['curves_seen']:,} curves seen, {meta['train_seconds']} s of training)")
+
+
+@pfn.command("eval")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Checkpoint to evaluate (default: the shipped one).")
+@click.option("--curves", type=int, default=10_000, show_default=True, help="Fresh prior curves.")
+@click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
+@click.option("--real/--no-real", default=True, show_default=True, help="Also forecast the real curve sets.")
+@click.option("--threads", type=int, default=1, show_default=True)
+def eval_command(checkpoint: Path | None, curves: int, prior: str, real: bool, threads: int) -> None:
+    """Prior log-likelihood beside the paper's, and forecast quality on real curve sets."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from foreseer.predictors.pfn.evaluate import forecast_table
+    from foreseer.predictors.pfn.predictor import CurveForecaster
+    from foreseer.predictors.pfn.train import EVAL_CUTOFFS, evaluate_prior
+
+    torch.set_num_threads(threads)
+    console = Console()
+    forecaster = CurveForecaster.load(checkpoint)
+    ll = evaluate_prior(forecaster.model, n_curves=curves, prior=prior)
+    table = Table(title=f"log-likelihood on {curves} fresh {prior}-prior curves (higher is better)")
+    table.add_column("model")
+    for pct in EVAL_CUTOFFS:
+        table.add_column(f"{pct}%", justify="right")
+    table.add_row(f"ours ({forecaster.describe()})", *(f"{ll[p]:.3f}" for p in EVAL_CUTOFFS))
+    for name, row in PAPER_LL.items():
+        table.add_row(name, *(f"{v:.3f}" for v in row))
+    console.print(table)
+    if real:
+        for title, rows in forecast_table(forecaster):
+            out = Table(title=title)
+            for column in rows[0]:
+                out.add_column(column, justify="right")
+            for row in rows:
+                out.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+            console.print(out)

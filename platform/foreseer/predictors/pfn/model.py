@@ -1,0 +1,169 @@
+"""The learning-curve PFN: a transformer that maps a partial curve to predictive distributions.
+
+After LC-PFN (Adriaensen et al., NeurIPS 2023) and PFNs (Müller et al., ICLR 2022). No positional
+encoding: a context token is ``Linear(t) + Linear(y)``, a query token is ``Linear(t)``. Context
+tokens attend to the (valid) context; each query attends to the context and to itself only, so
+queries are independent of one another and can be subsampled in training. The head is a bar
+distribution over ``n_buckets`` buckets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foreseer.predictors.pfn.bar import BarDistribution
+
+__all__ = ["PFNConfig", "CurvePFN"]
+
+
+@dataclass(frozen=True)
+class PFNConfig:
+    """Shape of a :class:`CurvePFN`.
+
+    Attributes:
+        n_layer: transformer blocks.
+        n_embd: token width.
+        n_head: attention heads.
+        n_hidden: feed-forward width.
+        n_buckets: buckets of the bar-distribution head.
+        horizon: epochs of a prior curve; time inputs are ``t / horizon``.
+    """
+
+    n_layer: int = 3
+    n_embd: int = 128
+    n_head: int = 4
+    n_hidden: int = 256
+    n_buckets: int = 1000
+    horizon: int = 100
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd must be a multiple of n_head, but got n_embd={self.n_embd}, n_head={self.n_head}."
+            )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class TokenEmbedding(nn.Module):
+    """Context tokens embed (t, y); query tokens embed t alone."""
+
+    def __init__(self, config: PFNConfig) -> None:
+        super().__init__()
+        self.t = nn.Linear(1, config.n_embd)
+        self.y = nn.Linear(1, config.n_embd)
+        self.horizon = config.horizon
+
+    def forward(self, ctx_t: torch.Tensor, ctx_y: torch.Tensor, qry_t: torch.Tensor) -> torch.Tensor:
+        ctx = self.t(ctx_t.unsqueeze(-1) / self.horizon) + self.y(ctx_y.unsqueeze(-1))  # (B, L, E)
+        qry = self.t(qry_t.unsqueeze(-1) / self.horizon)  # (B, Q, E)
+        return torch.cat([ctx, qry], dim=1)  # (B, L+Q, E)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: PFNConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, S, E = x.shape
+        q, k, v = self.qkv(x).split(E, dim=2)
+        q, k, v = (z.view(B, S, self.n_head, E // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, H, S, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, S, D)
+        return self.proj(y.transpose(1, 2).reshape(B, S, E))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: PFNConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.n_embd, config.n_hidden)
+        self.down = nn.Linear(config.n_hidden, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, config: PFNConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.ff = FeedForward(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.ff(self.ln_2(x))
+
+
+def attention_mask(ctx_len: torch.Tensor, n_ctx: int, n_qry: int) -> torch.Tensor:
+    """Boolean mask, ``True`` = may attend, shape ``(B, 1, L+Q, L+Q)``.
+
+    Every token attends to the valid context tokens (the first ``ctx_len[b]`` of ``n_ctx``);
+    query tokens also attend to themselves.
+    """
+    S = n_ctx + n_qry
+    cols = torch.arange(S, device=ctx_len.device)
+    valid = cols[None, :] < ctx_len[:, None]  # (B, S): keys inside the valid context
+    mask = valid[:, None, :].expand(-1, S, -1)  # (B, S, S)
+    own = torch.eye(S, dtype=torch.bool, device=ctx_len.device) & (cols >= n_ctx)[:, None]
+    return (mask | own)[:, None]  # (B, 1, S, S)
+
+
+class CurvePFN(nn.Module):
+    """Transformer from partial curves to a bar distribution at each query epoch.
+
+    Args:
+        config: the model's shape.
+        borders: ``n_buckets + 1`` bucket borders of the head (equal prior mass).
+    """
+
+    def __init__(self, config: PFNConfig, borders: torch.Tensor) -> None:
+        super().__init__()
+        if borders.numel() != config.n_buckets + 1:
+            raise ValueError(
+                f"borders must have n_buckets + 1 = {config.n_buckets + 1} entries, but got {borders.numel()}."
+            )
+        self.config = config
+        self.embed = TokenEmbedding(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.n_buckets)
+        self.bar = BarDistribution(borders)
+
+    def forward(
+        self,
+        ctx_t: torch.Tensor,
+        ctx_y: torch.Tensor,
+        qry_t: torch.Tensor,
+        ctx_len: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Bucket logits for each query.
+
+        Args:
+            ctx_t: context epochs, ``(B, L)`` (right-padded).
+            ctx_y: context values, ``(B, L)``.
+            qry_t: query epochs, ``(B, Q)``.
+            ctx_len: valid context length per curve, ``(B,)``, at least 1; ``None`` = all ``L``.
+
+        Returns:
+            Logits of shape ``(B, Q, n_buckets)``.
+        """
+        B, L = ctx_t.shape
+        Q = qry_t.shape[1]
+        if ctx_len is None:
+            ctx_len = torch.full((B,), L, dtype=torch.long, device=ctx_t.device)
+        x = self.embed(ctx_t, ctx_y, qry_t)  # (B, L+Q, E)
+        mask = attention_mask(ctx_len, L, Q)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head(self.ln_f(x[:, L:]))  # (B, Q, K)

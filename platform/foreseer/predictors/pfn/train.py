@@ -1,0 +1,222 @@
+"""Fitting a :class:`CurvePFN` to a prior, resumably, and measuring it on fresh prior curves.
+
+Each step draws a batch of curves from the prior and one cutoff ``T ~ U{1..H-1}`` for the batch
+(as in LC-PFN); the context is epochs ``<= T`` and ``n_targets`` later epochs are sampled as
+queries; the loss is the bar distribution's negative log-likelihood of their noisy values.
+AdamW, linear warm-up then cosine decay, gradient clipping at 1.0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from foreseer.predictors.pfn.bar import equal_mass_borders
+from foreseer.predictors.pfn.checkpoint import save_checkpoint
+from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+from foreseer.predictors.pfn.prior import HORIZON, sample_curves
+
+__all__ = ["TrainConfig", "train", "evaluate_prior", "make_borders", "EVAL_CUTOFFS"]
+
+logger = logging.getLogger(__name__)
+
+#: Cutoffs (percent of the horizon) of the paper's likelihood table.
+EVAL_CUTOFFS = (10, 20, 40, 80)
+STATE_FILE = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        prior: ``"reference"`` or ``"extended"``.
+        curves: total prior curves to train on.
+        batch_size: curves per step.
+        n_targets: query epochs sampled per curve.
+        lr: peak learning rate.
+        warmup: fraction of steps of linear warm-up.
+        weight_decay: AdamW weight decay.
+        seed: seeds the prior draws.
+        eval_every: steps between progress evaluations.
+        save_every: steps between resumable checkpoints.
+    """
+
+    prior: Literal["reference", "extended"] = "reference"
+    curves: int = 1_000_000
+    batch_size: int = 64
+    n_targets: int = 20
+    lr: float = 1e-3
+    warmup: float = 0.02
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_every: int = 500
+    save_every: int = 200
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.curves // self.batch_size)
+
+
+def make_borders(n_buckets: int, prior: str = "reference", seed: int = 12345) -> torch.Tensor:
+    """Equal-mass bucket borders from 20,000 noisy prior curves (all epochs)."""
+    curves = sample_curves(20_000, np.random.default_rng(seed), prior)  # type: ignore[arg-type]
+    return torch.from_numpy(equal_mass_borders(curves.ravel(), n_buckets))
+
+
+def _batch(
+    rng: np.random.Generator, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    y = sample_curves(config.batch_size, rng, config.prior)  # (B, H)
+    cutoff = int(rng.integers(1, HORIZON))
+    n_q = min(config.n_targets, HORIZON - cutoff)
+    later = np.argsort(rng.random((config.batch_size, HORIZON - cutoff)), axis=1)[:, :n_q] + cutoff
+    t = torch.arange(1, HORIZON + 1, dtype=torch.float32)
+    ctx_t = t[:cutoff].expand(config.batch_size, -1)
+    qry_t = torch.from_numpy(later + 1).float()
+    qry_y = torch.from_numpy(np.take_along_axis(y, later, axis=1))
+    return ctx_t, torch.from_numpy(y[:, :cutoff]), qry_t, qry_y
+
+
+def _lr_at(step: int, config: TrainConfig) -> float:
+    warm = max(1, int(config.warmup * config.steps))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, config.steps - warm)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def evaluate_prior(
+    model: CurvePFN,
+    n_curves: int = 10_000,
+    prior: str = "reference",
+    cutoffs: Sequence[int] = EVAL_CUTOFFS,
+    seed: int = 2024,
+    batch_size: int = 500,
+) -> dict[int, float]:
+    """Mean log-likelihood of all epochs after each cutoff, on fresh noisy prior curves.
+
+    Cutoffs are in percent of the horizon; context = epochs up to the cutoff, targets = all later.
+    """
+    was_training = model.training
+    model.eval()
+    curves = sample_curves(n_curves, np.random.default_rng(seed), prior)  # type: ignore[arg-type]
+    t = torch.arange(1, HORIZON + 1, dtype=torch.float32)
+    out: dict[int, float] = {}
+    for pct in cutoffs:
+        cut = pct * HORIZON // 100
+        total = 0.0
+        for i in range(0, n_curves, batch_size):
+            y = torch.from_numpy(curves[i : i + batch_size])
+            b = len(y)
+            logits = model(t[:cut].expand(b, -1), y[:, :cut], t[cut:].expand(b, -1))
+            total += model.bar.log_prob(logits, y[:, cut:]).mean(1).sum().item()
+        out[pct] = total / n_curves
+    model.train(was_training)
+    return out
+
+
+def train(
+    out_dir: Path,
+    model_config: PFNConfig,
+    config: TrainConfig,
+    progress: Callable[[int, int, float], None] | None = None,
+    on_eval: Callable[[int, dict[int, float]], None] | None = None,
+) -> CurvePFN:
+    """Train (or resume training in ``out_dir``) and write ``out_dir/model.safetensors``.
+
+    Args:
+        out_dir: holds the resumable state and the final checkpoint.
+        model_config: the model's shape (must match a state being resumed).
+        config: the training settings (must match a state being resumed).
+        progress: called after each step with ``(step, steps, loss)``.
+        on_eval: called with ``(step, log-likelihood by cutoff)`` at each periodic evaluation.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = CurvePFN(model_config, make_borders(model_config.n_buckets, config.prior))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step, seconds = _resume(out_dir, model, optimizer, model_config, config)
+    started = time.monotonic() - seconds
+    model.train()
+    while step < config.steps:
+        rng = np.random.default_rng([config.seed, step])  # resuming replays the same stream
+        ctx_t, ctx_y, qry_t, qry_y = _batch(rng, config)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        loss = -model.bar.log_prob(model(ctx_t, ctx_y, qry_t), qry_y).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if progress is not None:
+            progress(step, config.steps, loss.item())
+        if step % config.save_every == 0 or step == config.steps:
+            _save_state(out_dir, model, optimizer, model_config, config, step, time.monotonic() - started)
+        if on_eval is not None and (step % config.eval_every == 0 or step == config.steps):
+            on_eval(step, evaluate_prior(model, n_curves=1000))
+    meta = {
+        "prior": config.prior,
+        "curves_seen": step * config.batch_size,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "train_config": asdict(config),
+    }
+    save_checkpoint(model, out_dir / "model.safetensors", meta)
+    return model
+
+
+def _save_state(out_dir, model, optimizer, model_config, config, step, seconds) -> None:  # type: ignore[no-untyped-def]
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    tmp = out_dir / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out_dir / STATE_FILE)
+    info = {"step": step, "seconds": seconds, "model_config": model_config.to_dict(), "config": asdict(config)}
+    (out_dir / "train_state.json").write_text(json.dumps(info, indent=2))
+    logger.info("saved state at step %d", step)
+
+
+def _resume(out_dir, model, optimizer, model_config, config) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    info_path = out_dir / "train_state.json"
+    if not (out_dir / STATE_FILE).exists() or not info_path.exists():
+        return 0, 0.0
+    info = json.loads(info_path.read_text())
+    if info["model_config"] != model_config.to_dict() or info["config"] != asdict(config):
+        raise ValueError(
+            f"{out_dir} holds a training run with other settings ({info['model_config']}, {info['config']}); "
+            "use a new output directory or the same settings to resume."
+        )
+    state = torch.load(out_dir / STATE_FILE, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    logger.info("resumed at step %d", info["step"])
+    return int(info["step"]), float(info["seconds"])
+
+
+def export_run(run_dir: Path, path: Path) -> dict[str, object]:
+    """Write the latest resumable state of a (possibly unfinished) run as a checkpoint at ``path``."""
+    info_path = run_dir / "train_state.json"
+    if not info_path.exists():
+        raise ValueError(f"{run_dir} holds no training state (no train_state.json); train into it first.")
+    info = json.loads(info_path.read_text())
+    state = torch.load(run_dir / STATE_FILE, weights_only=True)["model"]
+    model = CurvePFN(PFNConfig(**info["model_config"]), state["bar.borders"])
+    model.load_state_dict(state)
+    config = info["config"]
+    meta = {
+        "prior": config["prior"],
+        "curves_seen": info["step"] * config["batch_size"],
+        "train_seconds": round(info["seconds"], 1),
+        "train_config": config,
+    }
+    save_checkpoint(model, path, meta)
+    return meta

@@ -1,0 +1,120 @@
+"""Resuming a job whose driver died (killed, crashed, machine lost) or that was cancelled.
+
+The job store is the source of truth: it is written before MLflow, event by event. Resume
+rebuilds the ledger and the Optuna history from it, continues unfinished trials from the last
+checkpoint it recorded, proposes only the trials still missing, and brings MLflow up to the store
+(never past it), so that no trial runs twice and no reported epoch is lost or logged twice. It
+does not use ``Tuner.restore``: Tune writes its own state only every few seconds and in the
+background, so after a SIGKILL it may be behind what the driver already acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from foreseer.driver import REPORTED_METRICS, trial_key
+from foreseer.errors import Problem, SpecError
+from foreseer.runner import PreparedJob, open_journal, open_tracker, prepare
+
+__all__ = ["load_for_resume"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: Any = None) -> PreparedJob:
+    """Everything needed to continue job ``job_id`` (an id or a unique prefix).
+
+    Args:
+        job_id: the job to resume.
+        store_url: the job store it was recorded in.
+        space: the ``SearchSpace`` object, for a job that was given one from Python.
+        dataset: the ``(X, y)`` arrays, for a job that was given arrays from Python.
+
+    Raises:
+        SpecError: no such job, it already succeeded, its driver is still running, or its data changed.
+    """
+    from foreseer._processes import alive, kill_leftovers
+    from foreseer.spec import SearchJob
+    from foreseer.store.models import JobRow
+
+    journal = open_journal(store_url, job_id)
+    with journal.store.session() as session:
+        row = JobRow.find(session, job_id)
+    if row is None:
+        raise SpecError([Problem("job", f"no job {job_id!r} in the store", job_id, True)])
+    journal.job_id = row.id
+    if row.status == "succeeded":
+        raise SpecError([Problem("job", f"job {row.id} already succeeded; nothing to resume")])
+    if row.driver and alive(row.driver.get("process")):
+        raise SpecError([Problem("job", f"job {row.id} is still running (driver pid {row.driver['process'][0]}); cancel it first")])
+    kill_leftovers(row.driver)
+    job = SearchJob.from_dict(_spec_for(row.spec, space, dataset), source=f"job {row.id}")
+    prepared = prepare(job, job_id=row.id)
+    if row.data_fingerprint and prepared.data.fingerprint != row.data_fingerprint:
+        raise SpecError([Problem("dataset", "the data differs from the data the job started with; resume needs the same data")])
+    prepared.journal = journal
+    prepared.tracker = open_tracker(job)
+    prepared.tracker.resume_job(row.mlflow_parent_run_id)
+    prepared.attempt = 1 + sum(1 for _ in prepared.directory.glob("tune-*"))
+    _rebuild(prepared)
+    return prepared
+
+
+def _spec_for(spec: dict[str, Any], space: Any, dataset: Any) -> dict[str, Any]:
+    spec = {k: v for k, v in spec.items() if k != "job_id"}
+    if isinstance(spec.get("space"), dict) and "object" in spec["space"]:
+        if space is None:
+            raise SpecError([Problem("space", "the job was given a SearchSpace object; pass it again: fs.resume(job_id, space=...)")])
+        spec["space"] = space
+    if isinstance(spec.get("dataset"), dict) and "arrays" in spec["dataset"]:
+        if dataset is None:
+            raise SpecError([Problem("dataset", "the job was given (X, y) arrays; pass them again: fs.resume(job_id, dataset=(X, y))")])
+        spec["dataset"] = dataset
+    return spec
+
+
+def _rebuild(prepared: PreparedJob) -> None:
+    """Ledger, searcher history, unfinished trials and MLflow, from the job store."""
+    from foreseer_spaces import Candidate
+
+    journal, ledger, tracker = prepared.journal, prepared.ledger, prepared.tracker
+    epochs = journal.epochs()
+    runs = tracker.trial_runs()
+    for row in journal.trials():
+        record = ledger.add(trial_key(row.number), row.number, Candidate.from_dict(row.candidate))
+        for metrics in epochs.get(row.number, []):
+            ledger.record_epoch(record.trial_id, metrics)
+        record.state, record.reason, record.stopped_by = row.state, row.reason, row.stopped_by
+        record.attempts = row.attempts
+        record.run_id = row.run_id or runs.get(record.trial_id)
+        prepared.restored[row.number] = row.distributions
+        prepared.next_number = max(prepared.next_number, row.number + 1)
+        if record.state == "running":
+            resume_from = _recover_checkpoint(prepared, record, row.checkpoint)
+            prepared.resumed.append((record.trial_id, resume_from))
+            journal.update_trial(row.number, run_id=record.run_id, resumed_from_epoch=record.epochs)
+        if record.run_id is not None:
+            tracker.reconcile_trial(record)
+    logger.info(
+        "resuming job %s: %d trials recorded, %d to continue, attempt %d",
+        prepared.job_id, len(ledger.records()), len(prepared.resumed), prepared.attempt,
+    )
+
+
+def _recover_checkpoint(prepared: PreparedJob, record: Any, checkpoint: str | None) -> str | None:
+    """The checkpoint to continue from. One that is an epoch ahead of the store (the driver died
+    between Tune saving it and the driver recording the epoch) also yields that epoch's metrics."""
+    from foreseer_workers import read_trial_info
+
+    if checkpoint is None or not Path(checkpoint).is_dir():
+        return None
+    info = read_trial_info(checkpoint)
+    if int(info["epoch"]) == record.epochs + 1:
+        metrics = {k: float(v) for k, v in info.get("metrics", {}).items() if k in REPORTED_METRICS}
+        prepared.journal.record_epoch(record.number, record.epochs + 1, metrics)
+        prepared.ledger.record_epoch(record.trial_id, metrics)
+    elif int(info["epoch"]) > record.epochs:
+        return None  # more than one epoch unrecorded cannot happen; start the trial over rather than leave a gap
+    return checkpoint

@@ -1,0 +1,102 @@
+"""Learning-curve PFN stopping.
+
+After Adriaensen et al., "Efficient Bayesian Learning Curve Extrapolation using Prior-Data Fitted
+Networks" (NeurIPS 2023): from ``min_epoch`` on, stop a trial when the PFN's posterior probability
+that its final value beats the best value seen so far is at most ``delta``. All running trials
+are forecast in one forward pass. Each decision carries ``p_improve`` and the forecast of the final
+value (median and 5%/95% quantiles, in the metric's oriented units) so they are recorded per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+
+if TYPE_CHECKING:
+    from foreseer.predictors.pfn.predictor import CurveForecaster
+
+__all__ = ["PFNPolicy"]
+
+logger = logging.getLogger(__name__)
+
+
+class PFNPolicy(StoppingPolicy):
+    """Stops trials whose forecast says they are unlikely to beat the best so far.
+
+    Args:
+        delta: stop when ``P(y_final > best) <= delta``; in (0, 1).
+        min_epoch: first epoch at which a trial may be stopped; at least 1.
+        checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
+        forecaster: a loaded forecaster (overrides ``checkpoint``; lets callers share one).
+
+    Example:
+        >>> policy = PFNPolicy(delta=0.05, min_epoch=2)
+        >>> bad = CurveView("b", (0.10, 0.11, 0.11), 20)
+        >>> policy.decide([bad], best=0.95, history=[bad])[0].stop
+        True
+    """
+
+    name = "pfn"
+
+    def __init__(
+        self,
+        delta: float = 0.05,
+        min_epoch: int = 2,
+        checkpoint: str | Path | None = None,
+        forecaster: CurveForecaster | None = None,
+    ) -> None:
+        if not 0 < delta < 1:
+            raise ValueError(f"delta must be in (0, 1), but got {delta=}.")
+        if min_epoch < 1:
+            raise ValueError(f"min_epoch must be at least 1, but got {min_epoch=}.")
+        self.delta = delta
+        self.min_epoch = min_epoch
+        self._checkpoint = checkpoint
+        self._forecaster = forecaster
+
+    @property
+    def forecaster(self) -> CurveForecaster:
+        """The forecaster, loaded on first use (so building a policy stays cheap)."""
+        if self._forecaster is None:
+            from foreseer.predictors.pfn.predictor import CurveForecaster
+
+            self._forecaster = CurveForecaster.load(self._checkpoint)
+        return self._forecaster
+
+    def decide(
+        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+    ) -> list[Decision]:
+        eligible = [
+            c for c in running if best is not None and self.min_epoch <= c.epoch < c.max_epochs
+        ]
+        if not eligible:
+            return [Decision(c.trial_id, stop=False) for c in running]
+        from foreseer.predictors.pfn.normalize import CurveNormalizer
+
+        norm = CurveNormalizer.fit([c.values for c in (*history, *running)])
+        forecast = self.forecaster.forecast([norm(c.values) for c in eligible], [c.max_epochs for c in eligible])
+        threshold = float(norm([best])[0])  # type: ignore[list-item]
+        p_improve = forecast.prob_above([threshold] * len(eligible))
+        q05, q50, q95 = norm.inverse(forecast.quantiles([0.05, 0.5, 0.95])[:, -1].T)
+        by_id = {}
+        for i, curve in enumerate(eligible):
+            p = float(p_improve[i])
+            metrics = {
+                "p_improve": p,
+                "forecast_final": float(q50[i]),
+                "forecast_final_q05": float(q05[i]),
+                "forecast_final_q95": float(q95[i]),
+            }
+            stop = p <= self.delta
+            reason = (
+                f"pfn: P(final > best {best:.4g}) = {p:.3g} <= delta {self.delta} at epoch {curve.epoch} "
+                f"(forecast final {q50[i]:.4g}, 90% interval [{q05[i]:.4g}, {q95[i]:.4g}])"
+                if stop
+                else ""
+            )
+            by_id[curve.trial_id] = Decision(curve.trial_id, stop=stop, reason=reason, metrics=metrics)
+        return [by_id.get(c.trial_id, Decision(c.trial_id, stop=False)) for c in running]

@@ -1,0 +1,136 @@
+"""The job store: Foreseer's own SQL tables (jobs, trials, epochs), made and changed by Alembic only.
+
+Any SQLAlchemy URL: SQLite by default (the same file as the MLflow store is fine: the tables are
+prefixed and the migration history has its own version table), PostgreSQL on a cluster.
+
+Example:
+    >>> store = JobStore("sqlite:///:memory:")
+    >>> store.revision() == store.head()
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from foreseer.dburl import mask_url, prepare_sqlite
+from foreseer.errors import ForeseerError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["JobStore", "StoreError", "VERSION_TABLE"]
+
+logger = logging.getLogger(__name__)
+
+#: Foreseer's migration history; MLflow and Optuna each keep their own ``alembic_version``.
+VERSION_TABLE = "foreseer_alembic_version"
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreError(ForeseerError):
+    """The job store cannot be used as it is (unreachable, older or newer schema)."""
+
+
+class JobStore:
+    """Connects to a store, creates its schema when the database is new, and refuses a schema it
+    does not know.
+
+    Args:
+        url: an SQLAlchemy URL.
+        upgrade: bring an older schema up to date instead of refusing it (what ``foreseer db upgrade`` does).
+
+    Raises:
+        StoreError: the database is unreachable, or its schema is older (without ``upgrade``) or newer
+            than this Foreseer.
+    """
+
+    def __init__(self, url: str, *, upgrade: bool = False) -> None:
+        self.url = url
+        prepare_sqlite(url)
+        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
+        self.engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            self._check_schema(upgrade)
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open the job store {mask_url(url)}: {e.__class__.__name__}: {e.orig or e}") from e
+
+    def _alembic_config(self) -> Config:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return config
+
+    def head(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def revision(self) -> str | None:
+        """The schema revision of the database, or ``None`` before Foreseer's first migration."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            return context.get_current_revision()
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Migrate the schema to this Foreseer's newest revision; returns (from, to)."""
+        from alembic import command
+
+        before = self.revision()
+        config = self._alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        return before, self.head()
+
+    def _check_schema(self, upgrade: bool) -> None:
+        from alembic.script import ScriptDirectory
+
+        current, head = self.revision(), self.head()
+        if current == head:
+            return
+        known = {s.revision for s in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(
+                f"the job store {mask_url(self.url)} was written by a newer Foreseer (schema revision {current!r}, "
+                f"this version knows up to {head!r}); upgrade Foreseer to use it"
+            )
+        if current is None and not inspect(self.engine).has_table("foreseer_jobs"):
+            logger.info("creating the job store schema in %s", mask_url(self.url))
+            self.upgrade()
+        elif upgrade:
+            self.upgrade()
+        else:
+            raise StoreError(
+                f"the job store {mask_url(self.url)} has schema revision {current!r}, older than this Foreseer's "
+                f"{head!r}; run `foreseer db upgrade --store {mask_url(self.url)}`"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back (and re-raises) on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

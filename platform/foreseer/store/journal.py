@@ -1,0 +1,80 @@
+"""The journal of one job: every driver event written to the job store as it happens.
+
+The driver writes here before MLflow (whose writes are buffered), so after a crash the store
+holds at least what MLflow holds, and resume brings MLflow up to it, never past it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from foreseer.store import JobStore
+from foreseer.store.models import EpochRow, JobRow, TrialRow, utcnow
+
+__all__ = ["JobJournal"]
+
+
+class JobJournal:
+    """Writes one job's events to the store, each in its own short transaction."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+
+    def create_job(self, name: str, spec: dict[str, Any], **fields: Any) -> None:
+        with self.store.session() as session:
+            session.add(JobRow(id=self.job_id, name=name, spec=spec, status="queued", **fields))
+
+    def update_job(self, **fields: Any) -> None:
+        with self.store.session() as session:
+            row = session.get(JobRow, self.job_id)
+            for key, value in fields.items():
+                setattr(row, key, value)
+
+    def job(self) -> JobRow:
+        with self.store.session() as session:
+            return session.get(JobRow, self.job_id)
+
+    def trial_proposed(self, number: int, candidate: dict[str, Any], distributions: dict[str, Any]) -> None:
+        with self.store.session() as session:
+            session.add(
+                TrialRow(
+                    job_id=self.job_id, number=number, candidate=candidate, distributions=distributions,
+                    state="running", reason="", attempts=1,
+                )
+            )
+
+    def update_trial(self, number: int, **fields: Any) -> None:
+        with self.store.session() as session:
+            row = session.get(TrialRow, (self.job_id, number))
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+
+    def record_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> bool:
+        """Store one epoch's metrics; False (and nothing written) when that epoch is already stored."""
+        with self.store.session() as session:
+            if session.get(EpochRow, (self.job_id, number, epoch)) is not None:
+                return False
+            session.add(EpochRow(job_id=self.job_id, number=number, epoch=epoch, metrics=metrics, recorded_at=time.time()))
+            return True
+
+    def trials(self) -> list[TrialRow]:
+        with self.store.session() as session:
+            return TrialRow.of_job(session, self.job_id)
+
+    def epochs(self) -> dict[int, list[dict[str, float]]]:
+        """Every stored epoch by trial number, in epoch order."""
+        out: dict[int, list[dict[str, float]]] = {}
+        with self.store.session() as session:
+            for row in EpochRow.of_job(session, self.job_id):
+                out.setdefault(row.number, []).append(row.metrics)
+        return out
+
+    def last_epoch(self, number: int) -> int:
+        with self.store.session() as session:
+            query = select(EpochRow.epoch).where(EpochRow.job_id == self.job_id, EpochRow.number == number)
+            return max(session.scalars(query), default=0)

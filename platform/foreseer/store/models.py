@@ -1,0 +1,98 @@
+"""Foreseer's tables: jobs, their trials, and every epoch a trial reported.
+
+The schema is made and changed only by the Alembic migrations in ``migrations/``; these models
+are how the code reads and writes it. Table names carry a ``foreseer_`` prefix and the migration
+history lives in ``foreseer_alembic_version``, so the tables share a database with MLflow's and
+Optuna's (each keeps its own ``alembic_version``) without colliding.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+__all__ = ["Base", "EpochRow", "JobRow", "TrialRow", "JOB_STATES", "utcnow"]
+
+#: queued → running → succeeded | failed | cancelled; a resumed job goes back to running.
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "foreseer_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
+    mlflow_parent_run_id: Mapped[str | None] = mapped_column(String(64))
+    tune_path: Mapped[str | None] = mapped_column(Text)
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    driver: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def find(cls, session: Session, job_id: str) -> JobRow | None:
+        """A job by id, or by a unique prefix of its id."""
+        row = session.get(cls, job_id)
+        if row is not None:
+            return row
+        matches = session.scalars(select(cls).where(cls.id.startswith(job_id)).limit(2)).all()
+        return matches[0] if len(matches) == 1 else None
+
+    @classmethod
+    def recent(cls, session: Session, limit: int = 50) -> list[JobRow]:
+        return list(session.scalars(select(cls).order_by(cls.created_at.desc()).limit(limit)))
+
+
+class TrialRow(Base):
+    __tablename__ = "foreseer_trials"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("foreseer_jobs.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    candidate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    distributions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    stopped_by: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    checkpoint_epoch: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def of_job(cls, session: Session, job_id: str) -> list[TrialRow]:
+        return list(session.scalars(select(cls).where(cls.job_id == job_id).order_by(cls.number)))
+
+
+class EpochRow(Base):
+    __tablename__ = "foreseer_epochs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metrics: Mapped[dict[str, float]] = mapped_column(JSON)
+    recorded_at: Mapped[float] = mapped_column(Float)
+
+    @classmethod
+    def of_job(cls, session: Session, job_id: str) -> list[EpochRow]:
+        query = select(cls).where(cls.job_id == job_id).order_by(cls.number, cls.epoch)
+        return list(session.scalars(query))
