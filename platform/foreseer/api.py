@@ -67,7 +67,7 @@ def submit(job: SearchJob) -> JobHandle:
     prepared = prepare(job)
     started_ray = ensure_ray(job.address)
     check_resources(job.resources)
-    open_records(prepared)
+    open_records(prepared, started_ray=started_ray)
     handle = JobHandle(prepared, started_ray)
     handle._start()
     return handle

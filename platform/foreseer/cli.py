@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
+from foreseer import commands
 from foreseer.errors import SpecError
 
 if TYPE_CHECKING:
@@ -53,43 +55,92 @@ def validate(job_file: str, sets: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
-def run(job_file: str, sets: tuple[str, ...]) -> None:
+@click.option("--detach", is_flag=True, help="Record the job, run it in the background, print its id.")
+def run(job_file: str, sets: tuple[str, ...], detach: bool) -> None:
     """Run a job file with a live progress display."""
+    from foreseer.spec import load_job
+
+    _quiet_libraries()
+    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
+    if detach:
+        from foreseer.runner import open_records, prepare
+
+        prepared = _or_exit(lambda: prepare(job))
+        _or_exit(lambda: open_records(prepared))
+        spawn_detached(prepared.job_id, job.store_url)
+        click.echo(prepared.job_id)
+        return
+    from foreseer.api import submit
+
+    click.echo(f"{job.name}: {job.trials} trials x {job.max_epochs} epochs, space {job.space_name}, "
+               f"sampler {job.sampler if isinstance(job.sampler, str) else type(job.sampler).__name__}, "
+               f"stopping {job.stopping.name}")
+    follow_to_exit(_or_exit(lambda: submit(job)))
+
+
+def _quiet_libraries() -> None:
+    """The CLI owns the terminal: only warnings from the libraries underneath."""
     import logging
 
     import optuna
-    from rich.console import Console
-
-    from foreseer.api import submit
-    from foreseer.spec import load_job
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger's level on import
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def spawn_detached(job_id: str, store_url: str) -> None:
+    """Run a recorded job in a new background process (its own session, output to a log file)."""
+    import subprocess
+
+    from foreseer.dburl import sqlite_path
+
+    folder = (sqlite_path(store_url) or Path("foreseer.db")).resolve().parent / "foreseer-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{job_id}.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "foreseer", "_work", job_id, "--store", store_url],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def follow_to_exit(handle: JobHandle, *, live: bool = True) -> None:
+    """Show progress until the job ends, cancel it on Ctrl-C or SIGTERM, exit with its code."""
+    import signal
+
+    from rich.console import Console
+
     console = Console()
-    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
-    console.print(f"[bold]{job.name}[/]: {job.trials} trials x {job.max_epochs} epochs, space {job.space_name}, "
-                  f"sampler {job.sampler}, stopping {job.stopping.name}")
-    try:
-        handle = _or_exit(lambda: submit(job))
-        _follow(handle, console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        sys.exit(EXIT_INTERRUPTED)
+    interrupted: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+        handle.cancel()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    _follow(handle, console, live)
     status = handle.status()
+    if interrupted or status.state == "cancelled":
+        console.print(f"[yellow]cancelled[/]: job {handle.job_id} stopped; continue it with `foreseer resume {handle.job_id}`")
+        sys.exit(EXIT_INTERRUPTED)
     if status.state != "succeeded":
-        console.print(f"[red]job failed:[/] {status.error}")
+        console.print(f"[red]job {handle.job_id} failed:[/] {status.error}")
         sys.exit(EXIT_FAILED)
     _summary(handle, console)
 
 
-def _follow(handle: JobHandle, console: Console) -> None:
+def _follow(handle: JobHandle, console: Console, live: bool) -> None:
     from rich.live import Live
 
-    with Live(_progress_line(handle), console=console, refresh_per_second=2, transient=True) as live:
+    if not live:
+        while not handle.done():
+            time.sleep(1.0)
+        return
+    with Live(_progress_line(handle), console=console, refresh_per_second=2, transient=True) as display:
         while not handle.done():
             time.sleep(0.5)
-            live.update(_progress_line(handle))
+            display.update(_progress_line(handle))
 
 
 def _progress_line(handle: JobHandle) -> str:
@@ -171,5 +222,5 @@ def ui(tracking_uri: str, host: str, port: int) -> None:
 
 main.add_command(__import__("foreseer.predictors.pfn.cli", fromlist=["pfn"]).pfn)
 
-if __name__ == "__main__":
-    main()
+for _command in (commands.jobs, commands.show, commands.cancel, commands.resume, commands.schema, commands.db, commands.work):
+    main.add_command(_command)

@@ -138,13 +138,18 @@ def open_tracker(job: SearchJob) -> Tracker:
         raise SpecError([Problem("tracking_uri", f"cannot open the MLflow store {mask_url(job.tracking_uri)}: {e}")]) from e
 
 
-def open_records(prepared: PreparedJob) -> None:
+def open_records(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     """Create the job's row in the job store, its MLflow experiment and its parent run."""
+    from foreseer._processes import describe_driver
+
     job = prepared.job
     journal = open_journal(job.store_url, prepared.job_id)
     tracker = open_tracker(job)
     spec = job.to_dict()
-    journal.create_job(job.name, spec, data_fingerprint=prepared.data.fingerprint, tune_path=str(prepared.directory))
+    journal.create_job(
+        job.name, spec, data_fingerprint=prepared.data.fingerprint, tune_path=str(prepared.directory),
+        driver=describe_driver(started_ray) if started_ray else None,
+    )
     parent = tracker.start_job(prepared.job_id, {**spec, "job_id": prepared.job_id}, f"{job.name}-{prepared.job_id[:6]}")
     journal.update_job(mlflow_experiment_id=tracker.experiment_id, mlflow_parent_run_id=parent)
     prepared.journal, prepared.tracker = journal, tracker

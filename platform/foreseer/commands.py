@@ -1,0 +1,227 @@
+"""Job commands of the ``foreseer`` CLI: jobs, show, cancel, resume, schema, db."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from foreseer.errors import SpecError
+
+DEFAULT_STORE = "sqlite:///foreseer.db"
+store_option = click.option(
+    "--store",
+    "store_url",
+    default=lambda: os.environ.get("FORESEER_STORE", DEFAULT_STORE),
+    show_default="$FORESEER_STORE or sqlite:///foreseer.db",
+    help="The job store (any SQLAlchemy URL).",
+)
+
+
+def _bad_input(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(2)
+
+
+def _store(url: str) -> Any:
+    from foreseer.store import JobStore, StoreError
+
+    try:
+        return JobStore(url)
+    except StoreError as e:
+        _bad_input(str(e))
+
+
+def _find(store: Any, job_id: str) -> Any:
+    from foreseer.store.models import JobRow
+
+    with store.session() as session:
+        row = JobRow.find(session, job_id)
+    if row is None:
+        _bad_input(f"no job {job_id!r} in {store.url} (an id or a unique prefix of one; see `foreseer jobs`)")
+    return row
+
+
+@click.command()
+@store_option
+@click.option("--limit", default=30, show_default=True, help="Newest jobs to list.")
+def jobs(store_url: str, limit: int) -> None:
+    """List jobs, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from foreseer.store.models import JobRow
+
+    store = _store(store_url)
+    with store.session() as session:
+        rows = JobRow.recent(session, limit)
+        table = Table(title=f"jobs in {store.url}")
+        for column in ("id", "name", "status", "trials", "best", "created", "error"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*_job_cells(row))
+    Console().print(table)
+
+
+def _job_cells(row: Any) -> list[str]:
+    summary = row.summary or {}
+    done = sum(summary.get("trials", {}).values()) if summary else 0
+    best = f"{summary['best_value']:.4f}" if "best_value" in summary else "-"
+    trials = f"{done}/{row.spec.get('trials', '?')}" if summary else f"?/{row.spec.get('trials', '?')}"
+    error = (row.error or "").splitlines()[-1][:60] if row.error else ""
+    return [row.id, row.name, row.status, trials, best, f"{row.created_at:%Y-%m-%d %H:%M}", error]
+
+
+@click.command()
+@click.argument("job_id")
+@store_option
+def show(job_id: str, store_url: str) -> None:
+    """Show a job: its spec, status and leaderboard."""
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+
+    from foreseer.store.models import EpochRow, TrialRow
+
+    store = _store(store_url)
+    row = _find(store, job_id)
+    console = Console()
+    console.print(f"[bold]{row.name}[/] {row.id}: [bold]{row.status}[/]")
+    console.print(f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, parent run {row.mlflow_parent_run_id}")
+    if row.error:
+        console.print(f"[red]{row.error}[/]")
+    console.print(yaml.safe_dump(row.spec, sort_keys=False).rstrip())
+    with store.session() as session:
+        trials = TrialRow.of_job(session, row.id)
+        epochs: dict[int, list[dict[str, float]]] = {}
+        for epoch in EpochRow.of_job(session, row.id):
+            epochs.setdefault(epoch.number, []).append(epoch.metrics)
+    metric = row.spec.get("objective", {}) if isinstance(row.spec.get("objective"), dict) else row.spec["objective"][0]
+    name, mode = metric.get("metric", "val_accuracy"), metric.get("mode", "max")
+    table = Table(title=f"trials by {name}")
+    for column in ("trial", "candidate", "best epoch", name, "epochs", "status", "reason"):
+        table.add_column(column)
+    for cells in _ranked(trials, epochs, name, mode):
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _ranked(trials: list[Any], epochs: dict[int, list[dict[str, float]]], metric: str, mode: str) -> list[list[str]]:
+    """Table rows, best first, failed trials last."""
+    from foreseer_spaces import Candidate
+
+    sign = 1 if mode == "max" else -1
+    keyed = []
+    for trial in trials:
+        values = [m[metric] for m in epochs.get(trial.number, []) if metric in m]
+        best = max(range(len(values)), key=lambda i: sign * values[i]) if values else None
+        value = None if best is None else values[best]
+        cells = [
+            str(trial.number),
+            Candidate.from_dict(trial.candidate).hash[:12],
+            "-" if best is None else str(best + 1),
+            "-" if value is None else f"{value:.4f}",
+            str(len(values)),
+            trial.state,
+            trial.reason[:60],
+        ]
+        keyed.append(((trial.state == "failed", float("inf") if value is None else -sign * value), cells))
+    return [cells for _, cells in sorted(keyed, key=lambda kc: kc[0])]
+
+
+@click.command()
+@click.argument("job_id")
+@store_option
+def cancel(job_id: str, store_url: str) -> None:
+    """Cancel a job. Its running trials stop and stay resumable (`foreseer resume`)."""
+    from foreseer._processes import kill_leftovers, pid_of, terminate
+    from foreseer.store.models import JobRow, utcnow
+
+    store = _store(store_url)
+    row = _find(store, job_id)
+    if row.status in ("succeeded", "failed", "cancelled"):
+        _bad_input(f"job {row.id} already ended ({row.status})")
+    pid = pid_of(row.driver)
+    if pid is not None:
+        terminate(pid)
+        click.echo(f"job {row.id}: asked its driver (pid {pid}) to stop; it records the job as cancelled")
+        return
+    kill_leftovers(row.driver)
+    with store.session() as session:
+        job = session.get(JobRow, row.id)
+        job.status, job.ended_at = "cancelled", utcnow()
+    click.echo(f"job {row.id}: cancelled (its driver was not running)")
+
+
+@click.command()
+@click.argument("job_id")
+@store_option
+@click.option("--detach", is_flag=True, help="Continue in the background and return at once.")
+def resume(job_id: str, store_url: str, detach: bool) -> None:
+    """Continue a job whose driver died or that was cancelled: nothing lost, nothing run twice."""
+    from foreseer.cli import follow_to_exit, spawn_detached
+
+    if detach:
+        row = _find(_store(store_url), job_id)
+        spawn_detached(row.id, store_url)
+        click.echo(row.id)
+        return
+    import foreseer as fs
+
+    try:
+        handle = fs.resume(job_id, store_url)
+    except SpecError as e:
+        _bad_input(str(e))
+    follow_to_exit(handle)
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON schema of job files (for editors)."""
+    from foreseer.spec import SearchJob
+
+    click.echo(json.dumps(SearchJob.model_json_schema(), indent=2))
+
+
+@click.group()
+def db() -> None:
+    """The job store's schema."""
+
+
+@db.command()
+@store_option
+def upgrade(store_url: str) -> None:
+    """Migrate the job store to this Foreseer's schema."""
+    from foreseer.store import JobStore, StoreError
+
+    try:
+        store = JobStore(store_url, upgrade=True)
+    except StoreError as e:
+        _bad_input(str(e))
+    click.echo(f"job store {store.url} is at schema revision {store.revision()} (newest {store.head()})")
+
+
+@db.command()
+@store_option
+def current(store_url: str) -> None:
+    """Print the job store's schema revision."""
+    store = _store(store_url)
+    click.echo(f"{store.revision()} (newest {store.head()})")
+
+
+@click.command(name="_work", hidden=True)
+@click.argument("job_id")
+@click.option("--store", "store_url", required=True)
+def work(job_id: str, store_url: str) -> None:
+    """Run a recorded job in this (detached) process."""
+    import logging
+
+    import foreseer as fs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from foreseer.cli import follow_to_exit
+
+    follow_to_exit(fs.resume(job_id, store_url), live=False)
