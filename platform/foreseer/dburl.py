@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-__all__ = ["mask_url", "prepare_sqlite", "sqlite_path"]
+__all__ = ["mask_url", "prepare_sqlite", "reachability_problem", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -38,3 +38,24 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def reachability_problem(url: str) -> str | None:
+    """Why the database at ``url`` cannot be used, or ``None``; checks without writing anything."""
+    path = sqlite_path(url)
+    if path is not None:
+        folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+        if folder is None or not folder.is_dir():
+            return f"cannot create the SQLite file {path}: {folder} is not a folder"
+        return None
+    from sqlalchemy import create_engine
+
+    try:
+        engine = create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:  # drivers raise their own types; the message is what matters here
+        first = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"cannot connect to {mask_url(url)}: {type(e).__name__}: {first}"
+    return None

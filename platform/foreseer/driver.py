@@ -162,6 +162,7 @@ class SearchDriver:
         """The backend restarts a trial from its last checkpoint after ``error``."""
         record = self.ledger.get(self._ids[backend_id])
         record.attempts += 1
+        record.retry_errors.append(error)
         logger.warning("trial %d failed (%s); retry %d from its last checkpoint", record.number, error, record.attempts - 1)
         if self.journal is not None:
             self.journal.update_trial(record.number, attempts=record.attempts, reason=f"retried after: {error}")

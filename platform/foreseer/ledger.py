@@ -37,6 +37,7 @@ class TrialRecord:
     run_id: str | None = None
     diverged: str | None = None
     attempts: int = 1
+    retry_errors: list[str] = field(default_factory=list)
     policy_metrics: list[dict[str, float]] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:

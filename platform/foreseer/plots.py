@@ -67,6 +67,8 @@ def best_so_far_points(ledger: Ledger) -> list[tuple[int, float]]:
 def best_so_far(ledger: Ledger) -> Figure:
     """The best value of the primary objective against the epochs the job has consumed, with
     every epoch's value behind it and the budget of running every trial to the end."""
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = _figure()
     metric = ledger.primary.metric
     consumed = 0
@@ -87,6 +89,7 @@ def best_so_far(ledger: Ledger) -> Figure:
     if full:
         axes.axvline(full, color="black", linestyle="--", linewidth=1, label=f"every trial to the end ({full})")
     axes.set_xlabel("epochs consumed")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(metric)
     axes.set_title(f"best {metric} so far ({ledger.primary.mode}), {consumed} epochs used")
     axes.legend(loc="best", fontsize="small")
@@ -96,8 +99,10 @@ def best_so_far(ledger: Ledger) -> Figure:
 def trial_curves(ledger: Ledger) -> Figure:
     """One learning curve per trial on the primary objective, coloured by how it ended: early
     stopped trials end in an ``x`` at the stop point, failed ones are dotted and end in an ``X``."""
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = _figure()
-    records = ledger.records()
+    records = [r for r in ledger.records() if r.epochs]  # a candidate screened out never trained
     alpha = max(0.15, min(0.9, 3 / math.sqrt(max(len(records), 1))))
     counts = dict.fromkeys(STYLES, 0)
     for record in records:
@@ -113,9 +118,10 @@ def trial_curves(ledger: Ledger) -> Figure:
         if counts[state]:
             axes.plot([], [], color=colour, linestyle=style, marker=marker, label=f"{label}: {counts[state]}")
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(ledger.primary.metric)
     axes.set_xlim(0.8, ledger.max_epochs + 0.2)
-    axes.set_title(f"{len(records)} trials, {ledger.primary.metric} per epoch")
+    axes.set_title(f"{len(records)} trials trained, {ledger.primary.metric} per epoch")
     if records:
         axes.legend(loc="best", fontsize="small")
     return figure

@@ -141,8 +141,16 @@ def open_tracker(job: SearchJob) -> Tracker:
 def open_records(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     """Create the job's row in the job store, its MLflow experiment and its parent run."""
     from foreseer._processes import describe_driver
+    from foreseer.dburl import reachability_problem
 
     job = prepared.job
+    problems = [
+        Problem(field, problem)
+        for field, url in {"tracking_uri": job.tracking_uri, "store_uri": job.store_uri}.items()
+        if url is not None and (problem := reachability_problem(url))
+    ]
+    if problems:
+        raise SpecError(problems)
     journal = open_journal(job.store_url, prepared.job_id)
     tracker = open_tracker(job)
     spec = job.to_dict()

@@ -82,6 +82,18 @@ class CandidateSearcher:
         self._sampled[number] = dict(sampled)
         self._next = max(self._next, number + 1)
 
+    def screen_out(self, number: int, score: float, screener: str) -> None:
+        """Close an asked candidate that will not be trained: PRUNED in Optuna, with its score."""
+        from optuna.trial import TrialState
+
+        trial = self._open.pop(number, None)
+        if trial is None:
+            return
+        trial.set_user_attr("status", "screened")
+        trial.set_user_attr(f"{screener}_score", score)
+        self.study.tell(trial, state=TrialState.PRUNED)
+        self._sampled.pop(number, None)
+
     def report(self, number: int, epoch: int, value: float) -> None:
         """Record an intermediate value of the primary objective (single-objective studies only)."""
         trial = self._open.get(number)

@@ -32,6 +32,8 @@ from foreseer.errors import Problem, SpecError
 __all__ = [
     "AshaStopping",
     "DatasetSpec",
+    "GHNBudget",
+    "ScreeningSpec",
     "MedianStopping",
     "NoStopping",
     "PFNStopping",
@@ -166,6 +168,30 @@ class SpaceSpec(_Spec):
         return params
 
 
+class ScreeningSpec(_Spec):
+    """Screen candidates with the graph hypernetwork before training them (``screening: true``).
+
+    Of every ``batch`` candidates asked from Optuna the bottom ``drop_fraction`` by GHN score is
+    told to Optuna as pruned without training; screening switches itself off when, after
+    ``min_trials`` completed trials, GHN scores rank results no better than parameter count.
+    Off by default: on the benchmark (``benchmarks/ghn.py``) parameter count ranks as well.
+    """
+
+    enabled: bool = False
+    batch: int = Field(4, ge=2)
+    drop_fraction: float = Field(0.25, gt=0, lt=1)
+    min_trials: int = Field(8, ge=3)
+
+
+class GHNBudget(_Spec):
+    """Meta-training budget of the graph hypernetwork, used when none is cached for the
+    (space, dataset) pair; ``max_seconds`` counts CPU seconds on a CPU worker."""
+
+    max_seconds: float = Field(240.0, gt=0)
+    max_steps: int = Field(3000, ge=1)
+    gpus: float = Field(0.0, ge=0)
+
+
 class DatasetSpec(_Spec):
     """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed."""
 
@@ -215,6 +241,11 @@ class SearchJob(_Spec):
         artifact_location: where MLflow stores artifacts (next to a SQLite store by default).
         workdir: where trial checkpoints and job files go.
         address: Ray cluster address; ``None`` uses ``RAY_ADDRESS`` or starts a local Ray.
+        screening: screen candidates with the graph hypernetwork (``true``/``false`` or a
+            :class:`ScreeningSpec`).
+        warm_start: start every trial from the graph hypernetwork's predicted weights (with a
+            one-epoch learning-rate warm-up).
+        ghn: the hypernetwork's meta-training budget (:class:`GHNBudget`).
     """
 
     name: str
@@ -235,6 +266,14 @@ class SearchJob(_Spec):
     artifact_location: str | None = None
     workdir: str = "foreseer-runs"
     address: str | None = None
+    screening: ScreeningSpec = Field(default_factory=ScreeningSpec)
+    warm_start: bool = False
+    ghn: GHNBudget = Field(default_factory=GHNBudget)
+
+    @field_validator("screening", mode="before")
+    @classmethod
+    def _coerce_screening(cls, screening: Any) -> Any:
+        return {"enabled": screening} if isinstance(screening, bool) else screening
 
     @field_validator("name")
     @classmethod

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 _BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 _BATCH_PARAMS = 100
+# MLflow 3's UI opens an experiment on its GenAI pages (traces) unless the experiment says it is
+# model training; with this tag it opens on the runs table, parent and nested trial runs.
+_EXPERIMENT_KIND = "mlflow.experimentKind"
+_EXPERIMENT_KIND_TAG = (_EXPERIMENT_KIND, "custom_model_development")
 _STATUS = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED", "running": "RUNNING"}
 
 
@@ -70,8 +74,10 @@ class Tracker:
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:
+            if _EXPERIMENT_KIND not in existing.tags:
+                self.client.set_experiment_tag(existing.experiment_id, *_EXPERIMENT_KIND_TAG)
             return existing.experiment_id
-        return self.client.create_experiment(name, artifact_location=artifact_location)
+        return self.client.create_experiment(name, artifact_location=artifact_location, tags=dict([_EXPERIMENT_KIND_TAG]))
 
     def start_job(self, job_id: str, spec: dict[str, Any], run_name: str) -> str:
         """Create the parent run with the job's spec as params and as a YAML artifact."""
@@ -161,6 +167,8 @@ class Tracker:
         tags = [RunTag("foreseer.status", record.state), RunTag("foreseer.stop_reason", record.reason[:5000])]
         if record.stopped_by:
             tags.append(RunTag("stopped_by", record.stopped_by))
+        if record.retry_errors:
+            tags.append(RunTag("foreseer.retried_after", " | ".join(record.retry_errors)[:5000]))
         self.client.log_batch(record.run_id, tags=tags)
         self.client.set_terminated(record.run_id, _STATUS[record.state])
 
@@ -190,6 +198,26 @@ class Tracker:
 
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def log_screened(self, number: int, candidate: Any, score: float, screener: str) -> None:
+        """Record a candidate screened out before training: a closed child run with its score."""
+        from mlflow.entities import Metric, RunTag
+
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id or "",
+            "mlflow.runName": f"screened-{number:03d}-{candidate.hash[:8]}",
+            "foreseer.kind": "trial",
+            "foreseer.trial_number": str(number),
+            "foreseer.candidate_hash": candidate.hash,
+            "foreseer.status": "screened",
+            "foreseer.screened_by": screener,
+        }
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        params = {"space": candidate.space, **{f"arch.{k}": v for k, v in candidate.arch.items()}}
+        self._log_params(run.info.run_id, params)
+        metric = Metric(f"{screener}_score", float(score), int(time.time() * 1000), 0)
+        self.client.log_batch(run.info.run_id, metrics=[metric], tags=[RunTag("foreseer.score", f"{score:.6g}")])
+        self.client.set_terminated(run.info.run_id, "KILLED")
+
     def end_job(self, status: str) -> None:
         """Flush and close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
         self.flush()
@@ -202,6 +230,59 @@ class Tracker:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), _BATCH_PARAMS):
             self.client.log_batch(run_id, params=items[start : start + _BATCH_PARAMS])
+
+
+#: The experiment that caches meta-trained predictors, keyed by tags.
+CACHE_EXPERIMENT = "foreseer-predictor-cache"
+
+
+def find_cached_file(tracking_uri: str, key: dict[str, str], artifact: str, dest: str | Path) -> Path | None:
+    """The ``artifact`` of the newest finished cache run whose tags equal ``key``, downloaded
+    into ``dest``; ``None`` when there is none.
+
+    Example:
+        >>> find_cached_file("sqlite:///foreseer.db", {"foreseer.space_fingerprint": "ab12"}, "ghn.safetensors", "/tmp")
+    """
+    from mlflow.tracking import MlflowClient
+
+    prepare_sqlite(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(CACHE_EXPERIMENT)
+    if experiment is None:
+        return None
+    query = " and ".join([f"tags.`{k}` = '{v}'" for k, v in key.items()] + ["attributes.status = 'FINISHED'"])
+    runs = client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(runs[0].info.run_id, artifact, str(dest)))
+
+
+def store_cached_file(
+    tracking_uri: str, key: dict[str, str], path: str | Path, metrics: dict[str, float], run_name: str
+) -> str:
+    """Log ``path`` as the artifact of a new cache run tagged with ``key``; returns the run id."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    prepare_sqlite(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(CACHE_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(CACHE_EXPERIMENT, artifact_location=artifact_location_for(tracking_uri, CACHE_EXPERIMENT))
+    )
+    run = client.create_run(experiment_id, tags={"mlflow.runName": run_name, **key})
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        tags=[RunTag("foreseer.kind", "predictor-cache")],
+    )
+    client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -160,21 +160,28 @@ class _Observer(_DriverBound, tune.Callback):
         self._driver.trial_ended(trial.trial_id)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = trial.get_error()
-        self._driver.trial_retried(trial.trial_id, _last_line(error) if error else "the trial's worker died")
+        self._driver.trial_retried(trial.trial_id, _error_text(trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = trial.get_error()
-        self._driver.trial_ended(trial.trial_id, error=_last_line(error) if error else "the trial raised an error")
+        self._driver.trial_ended(trial.trial_id, error=_error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._driver.tracker is not None:
             self._driver.tracker.flush()
 
 
-def _last_line(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else type(error).__name__
+def _error_text(trial: Any) -> str:
+    """The last line of the trial's latest failure (Tune appends each one to its error file)."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    failures = text.split("Failure # ")
+    lines = [line.strip() for line in failures[-1].splitlines()[1:] if line.strip()]
+    if not lines:
+        return "the trial failed without an error message"
+    died = next((line for line in lines if "actor died" in line.lower()), None)
+    return (died or lines[-1])[:500]
 
 
 class _CancelStopper(_DriverBound, tune.Stopper):

@@ -34,7 +34,7 @@ _OP_INDEX = {op: i for i, op in enumerate(OPS)}
 ROLES: tuple[str, ...] = ("weight", "bias", "norm_weight", "norm_bias")
 _WEIGHTED_OPS = ("conv", "linear")
 _NORM_OPS = ("batch_norm", "layer_norm")
-NUM_SHAPE_FEATURES = 8
+NUM_SHAPE_FEATURES = 10
 
 
 @dataclass(frozen=True)
@@ -178,14 +178,17 @@ def encode(graph: ArchGraph, *, max_hops: int = 3) -> GraphEncoding:
         raise ValueError("graph nodes must be in topological order (every edge from a lower to a higher id).")
     slots, skipped = _slots(graph)
     virtual = _virtual_edges(len(graph.nodes), edges, max_hops)
+    forward, backward = (_levels(len(graph.nodes), edges, reverse=r) for r in (False, True))
+    # Depth from either end tells the decoder where a node sits before message passing does.
+    features = [[*_node_features(n), f / 64, b / 64] for n, f, b in zip(graph.nodes, forward, backward, strict=True)]
     return GraphEncoding(
         ops=torch.tensor([_OP_INDEX.get(n.op, _OP_INDEX["unsupported"]) for n in graph.nodes]),
-        features=torch.tensor([_node_features(n) for n in graph.nodes], dtype=torch.float32),
+        features=torch.tensor(features, dtype=torch.float32),
         edges=torch.tensor(edges, dtype=torch.long).reshape(-1, 2),
         virtual=torch.tensor([(s, t) for s, t, _ in virtual], dtype=torch.long).reshape(-1, 2),
         hops=torch.tensor([d for _, _, d in virtual], dtype=torch.float32),
-        forward_level=torch.tensor(_levels(len(graph.nodes), edges, reverse=False)),
-        backward_level=torch.tensor(_levels(len(graph.nodes), edges, reverse=True)),
+        forward_level=torch.tensor(forward),
+        backward_level=torch.tensor(backward),
         slots=tuple(slots),
         skipped=tuple(skipped),
     )

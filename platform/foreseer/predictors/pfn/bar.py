@@ -39,16 +39,17 @@ class BarDistribution(nn.Module):
     def __init__(self, borders: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("borders", borders.float().clone())
+        widths = self.borders[1:] - self.borders[:-1]
+        # derived once: the borders never change after construction (checkpoints carry the same)
+        self.register_buffer("widths", widths, persistent=False)
+        self.register_buffer("tail_scales", widths[[0, -1]] / _HALF_NORMAL_MEDIAN, persistent=False)
 
     @property
     def n_buckets(self) -> int:
         return self.borders.numel() - 1
 
     def _parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        widths = self.borders[1:] - self.borders[:-1]  # (K,)
-        scale_lo = widths[0] / _HALF_NORMAL_MEDIAN
-        scale_hi = widths[-1] / _HALF_NORMAL_MEDIAN
-        return widths, scale_lo, scale_hi
+        return self.widths, self.tail_scales[0], self.tail_scales[1]
 
     def log_prob(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Log-density of ``y`` (shape ``(...)``) under the distributions ``logits`` ``(..., K)``."""

@@ -36,9 +36,11 @@ def pfn() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=1000, show_default=True, help="Steps between evaluations.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this checkpoint's weights (fresh optimizer and schedule).")
 def train_command(out_dir: Path, prior: str, curves: int, batch_size: int, n_targets: int, lr: float,
                   layers: int, width: int, heads: int, hidden: int, buckets: int, seed: int,
-                  eval_every: int, threads: int) -> None:
+                  eval_every: int, threads: int, init_from: str | None) -> None:
     """Fit a PFN to the prior; resumable; writes OUT/model.safetensors."""
     import torch
     from rich.console import Console
@@ -52,7 +54,7 @@ def train_command(out_dir: Path, prior: str, curves: int, batch_size: int, n_tar
     try:
         model_config = PFNConfig(n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets)
         config = TrainConfig(prior=prior, curves=curves, batch_size=batch_size, n_targets=n_targets, lr=lr,
-                             seed=seed, eval_every=eval_every)  # type: ignore[arg-type]
+                             seed=seed, eval_every=eval_every, init_from=init_from)  # type: ignore[arg-type]
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("training", total=config.steps, loss=float("nan"))

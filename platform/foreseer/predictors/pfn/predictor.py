@@ -71,10 +71,13 @@ class CurveForecaster:
         meta: the checkpoint's training metadata.
     """
 
-    def __init__(self, model: CurvePFN, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: CurvePFN, meta: dict[str, Any] | None = None, stretch: bool = True) -> None:
         self.model = model.eval()
         self.meta = meta or {}
         self.horizon = model.config.horizon
+        #: map a budget of E epochs onto the whole horizon (``e -> e * H / E``); when False, epochs
+        #: are used as they are (only budgets above H are compressed onto it)
+        self.stretch = stretch
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> CurveForecaster:
@@ -122,7 +125,7 @@ class CurveForecaster:
         ctx_y = np.zeros((n, length), dtype=np.float32)
         for b, (t, y) in enumerate(ctx):
             ctx_t[b, : len(t)], ctx_y[b, : len(y)] = t, y
-        scale = self.horizon / np.asarray(budgets, dtype=np.float64)[:, None]
+        scale = self._scale(np.asarray(budgets, dtype=np.float64))[:, None]
         with torch.no_grad():
             logits = self.model(
                 torch.from_numpy(ctx_t),
@@ -145,4 +148,8 @@ class CurveForecaster:
         if y.size > self.horizon:
             idx = np.unique(np.round(np.linspace(0, y.size - 1, self.horizon)).astype(int))
             epochs, y = epochs[idx], y[idx]
-        return epochs * self.horizon / budget, y
+        return epochs * self._scale(np.float64(budget))
+
+    def _scale(self, budgets: np.ndarray) -> np.ndarray:
+        scale = self.horizon / budgets
+        return scale if self.stretch else np.minimum(scale, 1.0), y

@@ -8,6 +8,7 @@ AdamW, linear warm-up then cosine decay, gradient clipping at 1.0.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -49,6 +50,7 @@ class TrainConfig:
         seed: seeds the prior draws.
         eval_every: steps between progress evaluations.
         save_every: steps between resumable checkpoints.
+        init_from: a checkpoint whose weights start the run (warm start with a fresh schedule).
     """
 
     prior: Literal["reference", "extended"] = "reference"
@@ -61,6 +63,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 500
     save_every: int = 200
+    init_from: str | None = None
 
     @property
     def steps(self) -> int:
@@ -69,8 +72,13 @@ class TrainConfig:
 
 def make_borders(n_buckets: int, prior: str = "reference", seed: int = 12345) -> torch.Tensor:
     """Equal-mass bucket borders from 20,000 noisy prior curves (all epochs)."""
+    return torch.from_numpy(_borders(n_buckets, prior, seed).copy())
+
+
+@functools.lru_cache(maxsize=4)
+def _borders(n_buckets: int, prior: str, seed: int) -> np.ndarray:
     curves = sample_curves(20_000, np.random.default_rng(seed), prior)  # type: ignore[arg-type]
-    return torch.from_numpy(equal_mass_borders(curves.ravel(), n_buckets))
+    return equal_mass_borders(curves.ravel(), n_buckets)
 
 
 def _batch(
@@ -146,6 +154,8 @@ def train(
     model = CurvePFN(model_config, make_borders(model_config.n_buckets, config.prior))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, seconds = _resume(out_dir, model, optimizer, model_config, config)
+    if step == 0 and config.init_from:
+        _warm_start(model, Path(config.init_from))
     started = time.monotonic() - seconds
     model.train()
     while step < config.steps:
@@ -173,6 +183,16 @@ def train(
     }
     save_checkpoint(model, out_dir / "model.safetensors", meta)
     return model
+
+
+def _warm_start(model: CurvePFN, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    if not torch.equal(state["bar.borders"], model.bar.borders):
+        raise ValueError(f"{path} was trained with other bucket borders; warm-start only from the same prior and size.")
+    model.load_state_dict(state)
+    logger.info("warm start from %s", path)
 
 
 def _save_state(out_dir, model, optimizer, model_config, config, step, seconds) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,101 @@
+"""Forecast quality on real curve sets: the PFN's median forecast of the final value against
+last-value and power-law-fit baselines, and the coverage of its 90% interval.
+
+Curve sets: ``../shared/data/lcbench_surrogate/curves.npz`` (LCBench via the YAHPO surrogate,
+accuracy in percent) and the curves Foreseer records (``benchmarks/data/foreseer_curves.npz``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from foreseer.predictors.pfn.normalize import CurveNormalizer
+from foreseer.predictors.pfn.predictor import CurveForecaster
+
+__all__ = ["load_curve_sets", "forecast_errors", "forecast_table", "power_law_forecast"]
+
+logger = logging.getLogger(__name__)
+
+_ROOT = Path(__file__).resolve().parents[4]
+LCBENCH = _ROOT.parent / "shared" / "data" / "lcbench_surrogate" / "curves.npz"
+RECORDED = _ROOT / "benchmarks" / "data" / "foreseer_curves.npz"
+CUTOFFS = (10, 20, 40, 80)
+
+
+def load_curve_sets(
+    lcbench: Path = LCBENCH, recorded: Path = RECORDED, per_set: int | None = None, seed: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
+    """Curve sets as ``{set: {group: (n, epochs) val-accuracy fractions}}``; missing files are skipped."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    rng = np.random.default_rng(seed)
+    if lcbench.exists():
+        data = np.load(lcbench)
+        acc = data["val_accuracy"] / 100.0
+        out["lcbench"] = {str(name): acc[i] for i, name in enumerate(data["task_names"])}
+    if recorded.exists():
+        data = np.load(recorded)
+        groups = sorted({k.split("/")[0] for k in data.files})
+        curves = {g: data[f"{g}/val_accuracy"] for g in groups}
+        out["foreseer"] = {g: c[np.isfinite(c).all(axis=1)] for g, c in curves.items()}
+    if per_set is not None:
+        for groups in out.values():
+            for g, c in groups.items():
+                groups[g] = c[rng.permutation(len(c))[:per_set]]
+    return out
+
+
+def power_law_forecast(curves: np.ndarray, cut: int, horizon: int) -> np.ndarray:
+    """Least-squares fit of ``a - b * t**-c`` to epochs ``1..cut`` (grid over ``c``), at ``horizon``."""
+    t = np.arange(1, cut + 1, dtype=np.float64)
+    y = curves[:, :cut].astype(np.float64)
+    best_err = np.full(len(y), np.inf)
+    best_pred = y[:, -1].copy()
+    if cut < 3:
+        return best_pred
+    for c in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0):
+        x = t**-c
+        xm, ym = x.mean(), y.mean(axis=1)
+        var = ((x - xm) ** 2).sum()
+        slope = ((x - xm) * (y - ym[:, None])).sum(axis=1) / var
+        intercept = ym - slope * xm
+        err = ((intercept[:, None] + slope[:, None] * x - y) ** 2).sum(axis=1)
+        better = err < best_err
+        best_err[better] = err[better]
+        best_pred[better] = (intercept + slope * horizon**-c)[better]
+    return best_pred
+
+
+def forecast_errors(forecaster: CurveForecaster, curves: np.ndarray, pct: int) -> dict[str, float]:
+    """Mean absolute error of final-value forecasts from the first ``pct``% of epochs, and coverage."""
+    horizon = curves.shape[1]
+    cut = max(1, pct * horizon // 100)
+    norm = CurveNormalizer.fit(list(curves))
+    final = curves[:, -1]
+    fc = forecaster.forecast([norm(c[:cut]) for c in curves], horizon)
+    q05, q50, q95 = norm.inverse(fc.quantiles([0.05, 0.5, 0.95])[:, -1].T)
+    return {
+        "pfn_mae": float(np.abs(q50 - final).mean()),
+        "last_value_mae": float(np.abs(curves[:, cut - 1] - final).mean()),
+        "power_law_mae": float(np.abs(np.clip(power_law_forecast(curves, cut, horizon), 0, 1) - final).mean()),
+        "coverage_90": float(((final >= q05) & (final <= q95)).mean()),
+    }
+
+
+def forecast_table(
+    forecaster: CurveForecaster, per_group: int = 100, sets: dict[str, dict[str, np.ndarray]] | None = None
+) -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """One table per curve set: rows per cutoff, errors averaged over the set's groups."""
+    sets = sets if sets is not None else load_curve_sets(per_set=per_group)
+    for name, groups in sets.items():
+        rows: list[dict[str, object]] = []
+        for pct in CUTOFFS:
+            per = [forecast_errors(forecaster, c, pct) for c in groups.values() if len(c)]
+            row: dict[str, object] = {"cutoff": f"{pct}%"}
+            row.update({k: float(np.mean([p[k] for p in per])) for k in per[0]})
+            rows.append(row)
+        n = sum(len(c) for c in groups.values())
+        yield f"{name}: final-value forecast error (MAE, accuracy fraction) and 90% coverage, {n} curves", rows
