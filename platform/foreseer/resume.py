@@ -11,6 +11,7 @@ background, so after a SIGKILL it may be behind what the driver already acted on
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
     journal.job_id = row.id
     if row.status == "succeeded":
         raise SpecError([Problem("job", f"job {row.id} already succeeded; nothing to resume")])
+    if row.status in ("cancelled", "failed"):
+        _wait_for_exit(row.driver, timeout=60.0)  # it has recorded its end and is shutting Ray down
     if row.driver and alive(row.driver.get("process")):
         raise SpecError([Problem("job", f"job {row.id} is still running (driver pid {row.driver['process'][0]}); cancel it first")])
     kill_leftovers(row.driver)
@@ -60,6 +63,14 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
     prepared.attempt = 1 + sum(1 for _ in prepared.directory.glob("tune-*"))
     _rebuild(prepared)
     return prepared
+
+
+def _wait_for_exit(driver: dict[str, Any] | None, timeout: float) -> None:
+    from foreseer._processes import alive
+
+    deadline = time.monotonic() + timeout
+    while driver and alive(driver.get("process")) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _spec_for(spec: dict[str, Any], space: Any, dataset: Any) -> dict[str, Any]:
