@@ -165,7 +165,7 @@ class SearchDriver:
         record.retry_errors.append(error)
         logger.warning("trial %d failed (%s); retry %d from its last checkpoint", record.number, error, record.attempts - 1)
         if self.journal is not None:
-            self.journal.update_trial(record.number, attempts=record.attempts, reason=f"retried after: {error}")
+            self.journal.update_trial(record.number, attempts=record.attempts, retry_errors=list(record.retry_errors))
 
     def trial_ended(self, backend_id: str, error: str | None = None) -> TrialRecord:
         """Settle the trial, tell the searcher, close its run; safe to call twice. While the job is

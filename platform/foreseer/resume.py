@@ -98,7 +98,7 @@ def _rebuild(prepared: PreparedJob) -> None:
         for metrics in epochs.get(row.number, []):
             ledger.record_epoch(record.trial_id, metrics)
         record.state, record.reason, record.stopped_by = row.state, row.reason, row.stopped_by
-        record.attempts = row.attempts
+        record.attempts, record.retry_errors = row.attempts, list(row.retry_errors or [])
         record.run_id = row.run_id or runs.get(record.trial_id)
         prepared.restored[row.number] = row.distributions
         prepared.next_number = max(prepared.next_number, row.number + 1)

@@ -85,16 +85,16 @@ class JobStore:
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             return context.get_current_revision()
 
-    def upgrade(self) -> tuple[str | None, str]:
-        """Migrate the schema to this Foreseer's newest revision; returns (from, to)."""
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
+        """Migrate the schema to ``revision`` (this Foreseer's newest by default); returns (from, to)."""
         from alembic import command
 
         before = self.revision()
         config = self._alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        return before, self.head()
+            command.upgrade(config, revision)
+        return before, self.revision()
 
     def _check_schema(self, upgrade: bool) -> None:
         from alembic.script import ScriptDirectory

@@ -74,6 +74,7 @@ class TrialRow(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text)
     checkpoint_epoch: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+    retry_errors: Mapped[list[str] | None] = mapped_column(JSON)
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
