@@ -174,8 +174,8 @@ def _summary(handle: JobHandle, console: Console) -> None:
         f"MLflow: store [bold]{handle.job.tracking_uri}[/], experiment {handle.job.name!r} "
         f"(id {handle.mlflow_experiment_id}), parent run {handle.mlflow_run_id}"
     )
-    console.print(f"See it in the MLflow UI:  mlflow ui --backend-store-uri {handle.job.tracking_uri} "
-                  "--host 127.0.0.1 --port 5000  then open http://127.0.0.1:5000")
+    console.print(f"See it in the MLflow UI:  foreseer ui --tracking-uri {handle.job.tracking_uri}  "
+                  "(then open the URL it prints)")
 
 
 def _or_exit(action: Any) -> Any:
@@ -221,6 +221,7 @@ def ui(tracking_uri: str, host: str, port: int) -> None:
 
 
 main.add_command(__import__("foreseer.predictors.pfn.cli", fromlist=["pfn"]).pfn)
+main.add_command(__import__("foreseer.predictors.ghn.cli", fromlist=["ghn"]).ghn)
 
 for _command in (commands.jobs, commands.show, commands.cancel, commands.resume, commands.schema, commands.db, commands.work):
     main.add_command(_command)

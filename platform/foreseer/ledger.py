@@ -60,6 +60,7 @@ class Ledger:
         self.objectives = list(objectives)
         self.max_epochs = max_epochs
         self._trials: dict[str, TrialRecord] = {}
+        self._order: list[tuple[str, int]] = []
         self._lock = threading.RLock()
 
     @property
@@ -86,7 +87,14 @@ class Ledger:
 
     def record_epoch(self, trial_id: str, metrics: dict[str, float]) -> None:
         with self._lock:
-            self._trials[trial_id].metrics.append(dict(metrics))
+            record = self._trials[trial_id]
+            record.metrics.append(dict(metrics))
+            self._order.append((trial_id, record.epochs))
+
+    def in_order(self) -> list[tuple[TrialRecord, int]]:
+        """Every (trial, 1-based epoch) in the order the epochs were recorded, across trials."""
+        with self._lock:
+            return [(self._trials[trial_id], epoch) for trial_id, epoch in self._order]
 
     def record_policy_metrics(self, trial_id: str, metrics: dict[str, float] | Any) -> None:
         """What the stopping policy computed at the trial's latest epoch (e.g. ``p_improve``)."""

@@ -46,22 +46,24 @@ def summary_figures(ledger: Ledger) -> dict[str, Figure]:
 def best_so_far_points(ledger: Ledger) -> list[tuple[int, float]]:
     """(epochs consumed, best value so far) after every epoch, failed trials excluded.
 
-    The ledger keeps each trial's epochs, not when they ran relative to other trials, so epochs
-    are counted trial after trial in the order the trials started: exact for one trial at a time,
-    and for concurrent trials a curve that reaches the same final best at the same total.
+    Epochs are counted in the order they were recorded across all trials, so concurrent trials
+    count as they ran.
     """
     sign = 1.0 if ledger.primary.mode == "max" else -1.0
     points: list[tuple[int, float]] = []
-    consumed, best = 0, -math.inf
-    for record in ledger.records():
+    best = -math.inf
+    for consumed, (record, value) in enumerate(_values_in_order(ledger), start=1):
         usable = record.state != "failed" and record.diverged is None
-        for value in record.values(ledger.primary.metric):
-            consumed += 1
-            if usable and math.isfinite(value) and sign * value > best:
-                best = sign * value
-            if math.isfinite(best):
-                points.append((consumed, sign * best))
+        if usable and math.isfinite(value) and sign * value > best:
+            best = sign * value
+        if math.isfinite(best):
+            points.append((consumed, sign * best))
     return points
+
+
+def _values_in_order(ledger: Ledger) -> list[tuple[TrialRecord, float]]:
+    metric = ledger.primary.metric
+    return [(r, r.metrics[e - 1].get(metric, math.nan)) for r, e in ledger.in_order()]
 
 
 def best_so_far(ledger: Ledger) -> Figure:
@@ -71,14 +73,10 @@ def best_so_far(ledger: Ledger) -> Figure:
 
     figure, axes = _figure()
     metric = ledger.primary.metric
-    consumed = 0
-    xs, ys = [], []
-    for record in ledger.records():
-        for value in record.values(metric):
-            consumed += 1
-            if math.isfinite(value):
-                xs.append(consumed)
-                ys.append(value)
+    values = [value for _, value in _values_in_order(ledger)]
+    consumed = len(values)
+    xs = [i for i, v in enumerate(values, start=1) if math.isfinite(v)]
+    ys = [v for v in values if math.isfinite(v)]
     axes.scatter(xs, ys, s=6, color="tab:gray", alpha=0.35, label="every epoch", linewidths=0)
     points = best_so_far_points(ledger)
     if points:

@@ -91,12 +91,14 @@ def _rebuild(prepared: PreparedJob) -> None:
     from foreseer_spaces import Candidate
 
     journal, ledger, tracker = prepared.journal, prepared.ledger, prepared.tracker
-    epochs = journal.epochs()
     runs = tracker.trial_runs()
-    for row in journal.trials():
-        record = ledger.add(trial_key(row.number), row.number, Candidate.from_dict(row.candidate))
-        for metrics in epochs.get(row.number, []):
-            ledger.record_epoch(record.trial_id, metrics)
+    rows = journal.trials()
+    for row in rows:
+        ledger.add(trial_key(row.number), row.number, Candidate.from_dict(row.candidate))
+    for number, _, metrics in journal.epochs_in_order():
+        ledger.record_epoch(trial_key(number), metrics)
+    for row in rows:
+        record = ledger.get(trial_key(row.number))
         record.state, record.reason, record.stopped_by = row.state, row.reason, row.stopped_by
         record.attempts, record.retry_errors = row.attempts, list(row.retry_errors or [])
         record.run_id = row.run_id or runs.get(record.trial_id)

@@ -130,10 +130,14 @@ def open_journal(url: str, job_id: str) -> JobJournal:
 
 def open_tracker(job: SearchJob) -> Tracker:
     from foreseer.dburl import mask_url
-    from foreseer.tracking import Tracker
+    from foreseer.tracking import Tracker, artifact_location_for
 
+    location = job.artifact_location
+    if location is None and artifact_location_for(job.tracking_uri, job.name) is None:
+        # a database server has no folder of its own: keep artifacts with the job's other files
+        location = (Path(job.workdir).resolve() / "mlartifacts" / job.name).as_uri()
     try:
-        return Tracker(job.tracking_uri, job.name, job.artifact_location)
+        return Tracker(job.tracking_uri, job.name, location)
     except Exception as e:  # MLflow raises many types for a store it cannot open
         raise SpecError([Problem("tracking_uri", f"cannot open the MLflow store {mask_url(job.tracking_uri)}: {e}")]) from e
 
@@ -169,6 +173,7 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     from foreseer._processes import describe_driver
     from foreseer.backends.ray_tune import RayTuneBackend
     from foreseer.driver import SearchDriver
+    from foreseer.predictors.ghn.job import job_ghn
     from foreseer.searcher import CandidateSearcher
     from foreseer.stopping import make_policy
     from foreseer.store.models import utcnow
@@ -177,6 +182,8 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     searcher = CandidateSearcher(
         prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger, prepared.next_number
     )
+    ghn = job_ghn(prepared)  # the graph hypernetwork, when the job screens or warm-starts
+    searcher = ghn.screened(searcher, prepared.tracker) if ghn is not None else searcher
     driver = SearchDriver(
         prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir, journal
     )
@@ -186,6 +193,7 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     if journal is not None:
         journal.update_job(status="running", started_at=utcnow(), ended_at=None, error=None, driver=describe_driver(started_ray))
     backend = RayTuneBackend(driver, prepared.data, prepared.space, job.resources, prepared.directory, prepared.cancelled)
+    backend.warm_start = ghn.warm_start if ghn is not None else None
     status, error = "failed", None
     try:
         backend.run(
@@ -232,8 +240,10 @@ def _close(prepared: PreparedJob, status: str, error: str | None) -> None:
 
 
 def publish(prepared: PreparedJob) -> None:
-    """Leaderboard, best candidate and weights, summary: on disk and on the parent run. Idempotent,
-    so a job killed while publishing publishes again on resume."""
+    """Leaderboard, best candidate and weights, summary and plots: on disk and on the parent run.
+    Idempotent, so a job killed while publishing publishes again on resume."""
+    from foreseer.plots import summary_figures
+
     ledger, tracker = prepared.ledger, prepared.tracker
     board = ledger.leaderboard()
     prepared.directory.mkdir(parents=True, exist_ok=True)
@@ -263,6 +273,8 @@ def publish(prepared: PreparedJob) -> None:
         (published / "best.json").write_text(json.dumps(best_info, indent=2))
         tracker.log_artifacts(published, "best")
     tracker.log_text(json.dumps(prepared.summary, indent=2), "summary.json")
+    for name, figure in summary_figures(ledger).items():
+        tracker.log_figure(figure, name)
     tags = {f"foreseer.trials_{state}": n for state, n in counts.items()}
     if best is not None:
         tags.update({"foreseer.best_candidate": best[0].candidate.hash, "foreseer.best_value": f"{best[2]:.6g}"})

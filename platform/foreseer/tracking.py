@@ -158,18 +158,26 @@ class Tracker:
         self._last_flush = time.monotonic()
 
     def end_trial(self, record: TrialRecord) -> None:
-        """Flush, then close the trial's run with its final status and why it ended."""
+        """Write the trial's buffered metrics, then close its run with its final status and why
+        it ended. Its last metrics and final tags share one ``log_batch``; other runs' metrics
+        stay buffered until the next flush (one transaction per trial end, not one per running
+        trial: ``benchmarks/tracking.py``)."""
         from mlflow.entities import RunTag
 
         if record.run_id is None:
             return
-        self.flush()
         tags = [RunTag("foreseer.status", record.state), RunTag("foreseer.stop_reason", record.reason[:5000])]
         if record.stopped_by:
             tags.append(RunTag("stopped_by", record.stopped_by))
         if record.retry_errors:
             tags.append(RunTag("foreseer.retried_after", " | ".join(record.retry_errors)[:5000]))
-        self.client.log_batch(record.run_id, tags=tags)
+        metrics = self._pending.pop(record.run_id, [])
+        room = _BATCH_METRICS - len(tags)  # MLflow's limit counts every entity in a batch
+        early, last = metrics[: max(len(metrics) - room, 0)], metrics[max(len(metrics) - room, 0) :]
+        for start in range(0, len(early), _BATCH_METRICS):
+            self.client.log_batch(record.run_id, metrics=early[start : start + _BATCH_METRICS])
+        self.client.log_batch(record.run_id, metrics=last, tags=tags)
+        self.metrics_written += len(metrics)
         self.client.set_terminated(record.run_id, _STATUS[record.state])
 
     def log_summary(self, metrics: dict[str, float], step: int) -> None:

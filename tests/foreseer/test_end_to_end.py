@@ -1,6 +1,5 @@
 """A real job end to end: Optuna samples, Ray Tune runs, MLflow (real SQLite) records."""
 
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -113,9 +112,8 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(ray_runtime, tmp_path):
     records = {r.number: r for r in handle._prepared.ledger.records()}
     stopped = [n for n, r in records.items() if r.state == "stopped"]
     assert stopped, "ASHA with reduction factor 2 stops some of 8 sequential trials"
-    hashes = {r.candidate.hash for r in records.values()}
-    leftovers = [p for p in Path(tempfile.gettempdir()).glob("foreseer-*") if p.name.split("-")[1] in hashes]
-    assert not leftovers, "stopped trials leave no checkpoint folders behind"
+    leftovers = list(Path(handle.directory).glob("tune-*/*/foreseer-*-epoch*"))
+    assert not leftovers, "stopped trials leave no scratch checkpoint folders behind"
     client = MlflowClient(handle.job.tracking_uri)
     runs = child_runs(client, handle)
     for trial in handle.study.trials:

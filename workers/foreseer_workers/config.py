@@ -25,6 +25,9 @@ class TrialConfig:
             More threads than free cores slows small networks down many times over.
         lr_warmup_epochs: length of a linear LR warm-up, in epochs (may be fractional); useful
             when the trial starts from predicted weights.
+        scratch_dir: where each epoch's checkpoint folder is written before ``report`` takes it
+            (the system's temporary folder when ``None``); the Ray backend uses the trial's own
+            folder, so a killed worker leaves nothing outside the job.
 
     Example:
         >>> from foreseer_spaces import Candidate, get_space
@@ -42,6 +45,7 @@ class TrialConfig:
     device: str = "cpu"
     num_threads: int = 1
     lr_warmup_epochs: float = 0.0
+    scratch_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):

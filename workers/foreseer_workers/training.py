@@ -211,7 +211,7 @@ class _Trial:
         """Write a checkpoint of the state after ``metrics['epoch']`` into a new temporary directory."""
         epoch = int(metrics["epoch"])
         cand = self.config.candidate
-        directory = tempfile.mkdtemp(prefix=f"foreseer-{cand.hash}-epoch{epoch:04d}-")
+        directory = tempfile.mkdtemp(prefix=f"foreseer-{cand.hash}-epoch{epoch:04d}-", dir=self.config.scratch_dir)
         state = {
             "epoch": epoch,
             "optimizer": self.optimizer.state_dict(),

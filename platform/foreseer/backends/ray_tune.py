@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from foreseer.driver import SearchDriver
     from foreseer.spec import Resources
 
-__all__ = ["RayTuneBackend", "ensure_ray", "check_resources"]
+__all__ = ["RayTuneBackend", "ensure_ray", "check_resources", "meta_train_on_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,19 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
     from foreseer_workers import TrialConfig, run_trial
 
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    candidate = Candidate.from_dict(config["candidate"])
+    warm = settings.get("warm_start")
+    fresh = tune.get_checkpoint() is None and config.get("resume_from") is None
+    init_weights = _warm_start_weights(warm, space, data, candidate, config["number"]) if warm and fresh else None
     trial_config = TrialConfig(
         space=space,
-        candidate=Candidate.from_dict(config["candidate"]),
+        candidate=candidate,
         max_epochs=settings["max_epochs"],
         seed=settings["seed"] + config["number"],
         device=device,
         num_threads=settings["num_threads"],
+        lr_warmup_epochs=min(warm["warmup_epochs"], settings["max_epochs"]) if init_weights is not None else 0.0,
+        scratch_dir=tune.get_context().get_trial_dir(),
     )
 
     def report(metrics: dict[str, float], checkpoint_dir: str) -> None:
@@ -100,9 +106,44 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
         with checkpoint.as_directory() as resume_dir:
             outcome = run_trial(trial_config, data, report, resume_from=resume_dir)
     else:  # a resumed job continues its unfinished trials from the checkpoint the store recorded
-        outcome = run_trial(trial_config, data, report, resume_from=config.get("resume_from"))
+        outcome = run_trial(
+            trial_config, data, report, resume_from=config.get("resume_from"), init_weights=init_weights
+        )
     if outcome.status == "diverged":
         tune.report({DIVERGED_KEY: outcome.reason})
+
+
+def _warm_start_weights(warm: dict[str, Any], space: SearchSpace, data: DataBundle, candidate: Any, seed: int) -> dict:
+    """A trial's initial weights predicted by the job's graph hypernetwork, on this worker."""
+    from foreseer.predictors.ghn.model import GHNConfig, GraphHyperNetwork
+    from foreseer.predictors.ghn.predictor import GHNPredictor
+
+    ghn = GraphHyperNetwork(GHNConfig.from_dict(warm["config"]))
+    ghn.load_state_dict(warm["state"])
+    predictor = GHNPredictor(ghn, space, data.task, cache_size=1)
+    return predictor.warm_start(candidate, data.x_train, noise=warm["noise"], seed=seed)
+
+
+def _meta_train_task(space: SearchSpace, data: DataBundle, config: Any, ghn_config: Any) -> tuple[dict, dict, list]:
+    from foreseer.predictors.ghn.meta_train import meta_train
+
+    if ray.get_gpu_ids():
+        import torch
+
+        config = type(config)(**{**config.to_dict(), "device": "cuda" if torch.cuda.is_available() else "cpu"})
+    result = meta_train(space, data, config, ghn_config)
+    state = {k: v.detach().cpu() for k, v in result.ghn.state_dict().items()}
+    return state, result.summary(), result.history
+
+
+def meta_train_on_ray(space: SearchSpace, data: DataBundle, config: Any, ghn_config: Any, *, gpus: float = 0.0) -> tuple[dict, dict, list]:
+    """Meta-train a graph hypernetwork as a Ray task (on a GPU worker when ``gpus`` > 0).
+
+    Returns:
+        The hypernetwork's ``state_dict``, the meta-training summary and its evaluation history.
+    """
+    task = ray.remote(num_cpus=config.num_threads, num_gpus=gpus)(_meta_train_task)
+    return ray.get(task.remote(space, data, config, ghn_config))
 
 
 class _DriverBound:
@@ -224,6 +265,9 @@ class RayTuneBackend:
         self.space = space
         self.resources = resources
         self.storage = storage
+        #: ``{"state", "config", "noise", "warmup_epochs"}`` of the job's hypernetwork to warm-start
+        #: every fresh trial from its predicted weights, or ``None``.
+        self.warm_start: dict[str, Any] | None = None
 
     def run(
         self,
@@ -246,7 +290,8 @@ class RayTuneBackend:
         # Tune snapshots its state whenever a trial has rotated num_to_keep checkpoints; with one
         # checkpoint per epoch that is by design, so its "may become a bottleneck" warning is noise.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-        settings = {"max_epochs": max_epochs, "seed": seed, "num_threads": max(1, int(self.resources.cpus))}
+        settings = {"max_epochs": max_epochs, "seed": seed, "num_threads": max(1, int(self.resources.cpus)),
+                    "warm_start": self.warm_start}  # fmt: skip
         trainable = tune.with_parameters(_trainable, data=self.data, space=self.space, settings=settings)
         trainable = tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus})
         tuner = tune.Tuner(

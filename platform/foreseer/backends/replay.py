@@ -67,7 +67,9 @@ def _check(curves: np.ndarray, order: Sequence[int], max_concurrent: int, budget
     if budget < 1:
         raise ValueError(f"budget must be at least 1 epoch, but got {budget=}.")
     if len(order) and (min(order) < 0 or max(order) >= len(curves)):
-        raise ValueError(f"order indexes curves 0..{len(curves) - 1}, but got values {min(order)}..{max(order)}.")
+        raise ValueError(
+            f"order indexes curves 0..{len(curves) - 1}, but got values {min(order)}..{max(order)}."
+        )
 
 
 def simulate(
@@ -116,7 +118,9 @@ def simulate(
             best_trace.append(best)
             reported.append(tid)
         decide = [views[t] for t in reported if views[t].epoch < max_epochs]
-        decisions = policy.decide(decide, best if np.isfinite(best) else None, list(views.values())) if decide else []
+        decisions = (
+            policy.decide(decide, best if np.isfinite(best) else None, list(views.values())) if decide else []
+        )
         stop = _record(decisions, running, metrics, views)
         for tid in reported:
             if tid in stop or views[tid].epoch >= max_epochs:
@@ -136,7 +140,9 @@ def _record(
     stop = set()
     for d in decisions:
         if d.metrics:
-            metrics.setdefault(running[d.trial_id], []).append({"epoch": views[d.trial_id].epoch, **d.metrics})
+            metrics.setdefault(running[d.trial_id], []).append(
+                {"epoch": views[d.trial_id].epoch, **d.metrics}
+            )
         if d.stop:
             stop.add(d.trial_id)
     return stop
@@ -182,7 +188,7 @@ class ReplayBackend:
         self.mode = mode
 
     def run(self, order: Sequence[int], policy: StoppingPolicy, budget: int, max_concurrent: int = 1):  # type: ignore[no-untyped-def]
-        """Replay the search; returns the driver's :class:`~foreseer.ledger.Ledger` and the best-so-far trace."""
+        """Replay the search; returns the driver's ledger and the best-so-far trace."""
         from foreseer.driver import SearchDriver
         from foreseer.ledger import Ledger
         from foreseer.spec import Objective

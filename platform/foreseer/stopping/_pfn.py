@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
 
 if TYPE_CHECKING:
+    from foreseer.predictors.pfn.normalize import CurveNormalizer
     from foreseer.predictors.pfn.predictor import CurveForecaster
 
 __all__ = ["PFNPolicy"]
@@ -32,6 +33,8 @@ class PFNPolicy(StoppingPolicy):
         min_epoch: first epoch at which a trial may be stopped; at least 1.
         checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
         forecaster: a loaded forecaster (overrides ``checkpoint``; lets callers share one).
+        normalizer: a fixed map onto the prior's scale; ``None`` refits one from the curves seen
+            at every decision (what a live job does).
 
     Example:
         >>> policy = PFNPolicy(delta=0.05, min_epoch=2)
@@ -48,6 +51,7 @@ class PFNPolicy(StoppingPolicy):
         min_epoch: int = 2,
         checkpoint: str | Path | None = None,
         forecaster: CurveForecaster | None = None,
+        normalizer: CurveNormalizer | None = None,
     ) -> None:
         if not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), but got {delta=}.")
@@ -57,6 +61,7 @@ class PFNPolicy(StoppingPolicy):
         self.min_epoch = min_epoch
         self._checkpoint = checkpoint
         self._forecaster = forecaster
+        self.normalizer = normalizer
 
     @property
     def forecaster(self) -> CurveForecaster:
@@ -70,15 +75,15 @@ class PFNPolicy(StoppingPolicy):
     def decide(
         self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
     ) -> list[Decision]:
-        eligible = [
-            c for c in running if best is not None and self.min_epoch <= c.epoch < c.max_epochs
-        ]
+        eligible = [c for c in running if best is not None and self.min_epoch <= c.epoch < c.max_epochs]
         if not eligible:
             return [Decision(c.trial_id, stop=False) for c in running]
         from foreseer.predictors.pfn.normalize import CurveNormalizer
 
-        norm = CurveNormalizer.fit([c.values for c in (*history, *running)])
-        forecast = self.forecaster.forecast([norm(c.values) for c in eligible], [c.max_epochs for c in eligible])
+        norm = self.normalizer or CurveNormalizer.fit([c.values for c in (history or running)])
+        forecast = self.forecaster.forecast(
+            [norm(c.values) for c in eligible], [c.max_epochs for c in eligible]
+        )
         threshold = float(norm([best])[0])  # type: ignore[list-item]
         p_improve = forecast.prob_above([threshold] * len(eligible))
         q05, q50, q95 = norm.inverse(forecast.quantiles([0.05, 0.5, 0.95])[:, -1].T)

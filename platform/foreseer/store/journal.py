@@ -69,10 +69,16 @@ class JobJournal:
     def epochs(self) -> dict[int, list[dict[str, float]]]:
         """Every stored epoch by trial number, in epoch order."""
         out: dict[int, list[dict[str, float]]] = {}
-        with self.store.session() as session:
-            for row in EpochRow.of_job(session, self.job_id):
-                out.setdefault(row.number, []).append(row.metrics)
+        for number, _, metrics in self.epochs_in_order():
+            out.setdefault(number, []).append(metrics)
         return out
+
+    def epochs_in_order(self) -> list[tuple[int, int, dict[str, float]]]:
+        """(trial number, epoch, metrics) of every stored epoch, in the order they were recorded."""
+        with self.store.session() as session:
+            rows = EpochRow.of_job(session, self.job_id)
+        rows.sort(key=lambda r: (r.recorded_at, r.number, r.epoch))
+        return [(r.number, r.epoch, r.metrics) for r in rows]
 
     def last_epoch(self, number: int) -> int:
         with self.store.session() as session:

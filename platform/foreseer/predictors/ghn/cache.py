@@ -74,8 +74,11 @@ def load_ghn(path: str | os.PathLike[str], device: str = "cpu") -> tuple[GraphHy
 
     if not os.path.isfile(path):
         raise ValueError(f"GHN checkpoint {os.fspath(path)!r} does not exist.")
-    with safe_open(os.fspath(path), framework="pt") as f:
-        header = f.metadata() or {}
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
+        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file ({e}); give a GHN checkpoint.") from e
     if header.get("foreseer.format") != FORMAT:
         raise ValueError(
             f"{os.fspath(path)!r} is not a {FORMAT} checkpoint (its format is {header.get('foreseer.format')!r}); "

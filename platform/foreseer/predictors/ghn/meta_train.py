@@ -50,7 +50,8 @@ class MetaTrainConfig:
             other work.
         meta_batch: architectures per step (GHN-2 uses 8).
         batch_size: training examples per step, shared by the meta-batch.
-        lr, weight_decay, clip: Adam's learning rate and weight decay, gradient-norm clipping.
+        lr, weight_decay, clip: Adam's peak learning rate (decayed to 0 along a cosine over the
+            budget, steps or seconds, whichever runs out first), weight decay, gradient-norm clipping.
         train_archs: size of the pool of training architectures.
         val_archs: held-out architectures scored for early stopping.
         eval_every: steps between two held-out evaluations.
@@ -63,8 +64,8 @@ class MetaTrainConfig:
     max_steps: int = 3000
     max_seconds: float = 240.0
     meta_batch: int = 4
-    batch_size: int = 32
-    lr: float = 3e-3
+    batch_size: int = 64
+    lr: float = 2e-3
     weight_decay: float = 1e-5
     clip: float = 5.0
     train_archs: int = 128
@@ -146,6 +147,7 @@ class _Loop:
 
     def __init__(self, space: SearchSpace, data: DataBundle, ghn_config: GHNConfig, config: MetaTrainConfig) -> None:
         self.config, self.data, self.device = config, data, torch.device(config.device)
+        self.cpu_began = time.process_time()  # the budget counts building the pool
         torch.manual_seed(config.seed)
         self.ghn = GraphHyperNetwork(ghn_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.ghn.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -161,8 +163,10 @@ class _Loop:
         self.y = torch.tensor(data.y_train, dtype=torch.long, device=self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
 
-    def step(self) -> float:
+    def step(self, progress: float) -> float:
         c = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         picks = torch.randint(len(self.pool), (c.meta_batch,), generator=self.generator).tolist()
         idx = torch.randperm(len(self.y), generator=self.generator)[: c.batch_size].to(self.device)
         x, y = self.x[idx], self.y[idx]
@@ -177,6 +181,38 @@ class _Loop:
         nn.utils.clip_grad_norm_(self.ghn.parameters(), c.clip)
         self.optimizer.step()
         return loss.item()
+
+    def run(self, progress: Callable[[dict[str, float]], None] | None) -> MetaTrainResult:
+        """Step until the budget runs out or held-out accuracy stops improving; keep the best state."""
+        config, began, cpu_began = self.config, time.perf_counter(), self.cpu_began
+        best, best_state, history, losses, waited, stopped, step = -math.inf, None, [], [], 0, "max_steps", 0
+        for step in range(1, config.max_steps + 1):
+            used = max(step / config.max_steps, (time.process_time() - cpu_began) / config.max_seconds)
+            losses.append(self.step(used))
+            if step % config.eval_every and step != config.max_steps and used < 1:
+                continue
+            accuracy = self.evaluate()
+            record = {"step": step, "loss": sum(losses) / len(losses), "val_accuracy": accuracy,
+                      "seconds": time.perf_counter() - began}  # fmt: skip
+            history.append(record)
+            losses = []
+            if progress is not None:
+                progress(record)
+            logger.info("GHN meta-training step %d: loss %.3f, held-out accuracy %.3f", step, record["loss"], accuracy)
+            if accuracy > best:
+                best, best_state, waited = accuracy, copy.deepcopy(self.ghn.state_dict()), 0
+            else:
+                waited += 1
+            if waited >= config.patience:
+                stopped = "early stopping"
+                break
+            if time.process_time() - cpu_began >= config.max_seconds:
+                stopped = "max_seconds"
+                break
+        if best_state is not None:
+            self.ghn.load_state_dict(best_state)
+        return MetaTrainResult(self.ghn.eval(), step, time.perf_counter() - began, time.process_time() - cpu_began,
+                               best, stopped, history)  # fmt: skip
 
     def evaluate(self) -> float:
         self.ghn.eval()
@@ -204,44 +240,7 @@ def meta_train(
     config, ghn_config = config or MetaTrainConfig(), ghn_config or GHNConfig()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads)
-    began, cpu_began = time.perf_counter(), time.process_time()
     try:
-        loop = _Loop(space, data, ghn_config, config)
-        best, best_state, history, losses, waited, stopped = -math.inf, None, [], [], 0, "max_steps"
-        step = 0
-        for step in range(1, config.max_steps + 1):
-            losses.append(loop.step())
-            if step % config.eval_every and step != config.max_steps:
-                if time.process_time() - cpu_began < config.max_seconds:
-                    continue
-            accuracy = loop.evaluate()
-            record = {"step": step, "loss": sum(losses) / len(losses), "val_accuracy": accuracy,
-                      "seconds": time.perf_counter() - began}  # fmt: skip
-            history.append(record)
-            losses = []
-            if progress is not None:
-                progress(record)
-            logger.info("GHN meta-training step %d: loss %.3f, held-out accuracy %.3f", step, record["loss"], accuracy)
-            if accuracy > best:
-                best, best_state, waited = accuracy, copy.deepcopy(loop.ghn.state_dict()), 0
-            else:
-                waited += 1
-            if waited >= config.patience:
-                stopped = "early stopping"
-                break
-            if time.process_time() - cpu_began >= config.max_seconds:
-                stopped = "max_seconds"
-                break
-        if best_state is not None:
-            loop.ghn.load_state_dict(best_state)
-        return MetaTrainResult(
-            ghn=loop.ghn.eval(),
-            steps=step,
-            seconds=time.perf_counter() - began,
-            cpu_seconds=time.process_time() - cpu_began,
-            best_val_accuracy=best,
-            stopped=stopped,
-            history=history,
-        )
+        return _Loop(space, data, ghn_config, config).run(progress)
     finally:
         torch.set_num_threads(previous_threads)

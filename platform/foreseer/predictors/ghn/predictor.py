@@ -95,7 +95,7 @@ class GHNPredictor:
         Normalisation layers use batch statistics (running statistics are not predicted), in
         batches of :data:`SCORE_BATCH`.
         """
-        x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+        x, y = _tensor(x, torch.float32), _tensor(y, torch.long)
         device = self.ghn.embed.op.weight.device
         scores = []
         for candidate in candidates:
@@ -127,7 +127,7 @@ class GHNPredictor:
             weights[name] = w + noise * std * torch.randn(w.shape, generator=generator)
         module = self.space.build(candidate, self.task)
         module.load_state_dict(weights, strict=False)
-        _calibrate_norms(module, torch.as_tensor(x, dtype=torch.float32)[:SCORE_BATCH * 2])
+        _calibrate_norms(module, _tensor(x[: SCORE_BATCH * 2], torch.float32))
         state = module.state_dict()
         return {k: v.detach().clone() for k, v in state.items() if k in weights or _is_norm_stat(k)}
 
@@ -141,6 +141,12 @@ def _accuracy(module: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tens
         correct += int((predicted_forward(module, weights, xb).argmax(1) == yb).sum())
     module.train()
     return correct / len(y)
+
+
+def _tensor(value: Any, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype)
+    return torch.tensor(value, dtype=dtype)  # a copy: dataset arrays are read-only
 
 
 def _batches(n: int) -> tuple[torch.Tensor, ...]:

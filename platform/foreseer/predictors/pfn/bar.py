@@ -82,7 +82,11 @@ class BarDistribution(nn.Module):
         mids = (self.borders[1:] + self.borders[:-1]) / 2
         offset = math.sqrt(2 / math.pi)
         mids = torch.cat(
-            [(self.borders[1] - scale_lo * offset)[None], mids[1:-1], (self.borders[-2] + scale_hi * offset)[None]]
+            [
+                (self.borders[1] - scale_lo * offset)[None],
+                mids[1:-1],
+                (self.borders[-2] + scale_hi * offset)[None],
+            ]
         )
         return p @ mids
 

@@ -39,12 +39,14 @@ class PrefixCache(CurveForecaster):
         n, self.max_epochs = curves.shape
         self._index: dict[bytes, int] = {}
         rows: list[torch.Tensor] = []
+        row = 0
         for t in range(min_epoch, self.max_epochs):
             for i in range(0, n, batch_size):
                 chunk = curves[i : i + batch_size, :t]
                 rows.append(super().forecast(list(chunk), self.max_epochs).logits[:, -1].half())
-                for j, c in enumerate(chunk):
-                    self._index.setdefault(_key(c), len(self._index))
+                for c in chunk:  # equal prefixes (e.g. flat starts) share the first row
+                    self._index.setdefault(_key(c), row)
+                    row += 1
         self._logits = torch.cat(rows) if rows else torch.zeros(0, self.model.config.n_buckets)
         self.misses = 0
 
@@ -56,7 +58,11 @@ class PrefixCache(CurveForecaster):
     ) -> Forecast:
         budgets = [max_epochs] * len(curves) if isinstance(max_epochs, int) else list(max_epochs)
         rows = [self._index.get(_key(c)) for c in curves]
-        if query_epochs is not None or any(r is None for r in rows) or any(b != self.max_epochs for b in budgets):
+        if (
+            query_epochs is not None
+            or any(r is None for r in rows)
+            or any(b != self.max_epochs for b in budgets)
+        ):
             self.misses += 1
             return super().forecast(curves, max_epochs, query_epochs)
         logits = self._logits[torch.tensor(rows)].float().unsqueeze(1)  # (B, 1, K)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig

@@ -22,7 +22,13 @@ def pfn() -> None:
 
 
 @pfn.command("train")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Run folder (resumes if present).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder (resumes if present).",
+)
 @click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
 @click.option("--curves", type=int, default=1_000_000, show_default=True, help="Prior curves to train on.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -36,11 +42,29 @@ def pfn() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=1000, show_default=True, help="Steps between evaluations.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
-@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from this checkpoint's weights (fresh optimizer and schedule).")
-def train_command(out_dir: Path, prior: str, curves: int, batch_size: int, n_targets: int, lr: float,
-                  layers: int, width: int, heads: int, hidden: int, buckets: int, seed: int,
-                  eval_every: int, threads: int, init_from: str | None) -> None:
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Start from this checkpoint's weights (fresh optimizer and schedule).",
+)
+def train_command(
+    out_dir: Path,
+    prior: str,
+    curves: int,
+    batch_size: int,
+    n_targets: int,
+    lr: float,
+    layers: int,
+    width: int,
+    heads: int,
+    hidden: int,
+    buckets: int,
+    seed: int,
+    eval_every: int,
+    threads: int,
+    init_from: str | None,
+) -> None:
     """Fit a PFN to the prior; resumable; writes OUT/model.safetensors."""
     import torch
     from rich.console import Console
@@ -52,11 +76,27 @@ def train_command(out_dir: Path, prior: str, curves: int, batch_size: int, n_tar
     torch.set_num_threads(threads)
     console = Console()
     try:
-        model_config = PFNConfig(n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets)
-        config = TrainConfig(prior=prior, curves=curves, batch_size=batch_size, n_targets=n_targets, lr=lr,
-                             seed=seed, eval_every=eval_every, init_from=init_from)  # type: ignore[arg-type]
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console) as bar:
+        model_config = PFNConfig(
+            n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets
+        )
+        config = TrainConfig(
+            prior=prior,
+            curves=curves,
+            batch_size=batch_size,
+            n_targets=n_targets,
+            lr=lr,
+            seed=seed,
+            eval_every=eval_every,
+            init_from=init_from,
+        )  # type: ignore[arg-type]
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("training", total=config.steps, loss=float("nan"))
 
             def progress(step: int, steps: int, loss: float) -> None:
@@ -74,8 +114,12 @@ def train_command(out_dir: Path, prior: str, curves: int, batch_size: int, n_tar
 
 
 @pfn.command("export")
-@click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (.safetensors).")
+@click.option(
+    "--run", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (.safetensors)."
+)
 def export_command(run_dir: Path, out: Path) -> None:
     """Write a training run's latest state (finished or not) as a checkpoint."""
     from foreseer.predictors.pfn.train import export_run
@@ -89,19 +133,25 @@ def export_command(run_dir: Path, out: Path) -> None:
 
 
 @pfn.command("eval")
-@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True), default=None,
-              help="Checkpoint to evaluate (default: the shipped one).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Checkpoint to evaluate (default: the shipped one).",
+)
 @click.option("--curves", type=int, default=10_000, show_default=True, help="Fresh prior curves.")
 @click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
 @click.option("--real/--no-real", default=True, show_default=True, help="Also forecast the real curve sets.")
 @click.option("--threads", type=int, default=1, show_default=True)
-def eval_command(checkpoint: Path | None, curves: int, prior: str, real: bool, threads: int) -> None:
-    """Prior log-likelihood beside the paper's, and forecast quality on real curve sets."""
+@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the tables here.")
+def eval_command(
+    checkpoint: Path | None, curves: int, prior: str, real: bool, threads: int, markdown: Path | None
+) -> None:
+    """Prior log-likelihood beside the paper's, inference time, and forecasts of real curve sets."""
     import torch
     from rich.console import Console
-    from rich.table import Table
 
-    from foreseer.predictors.pfn.evaluate import forecast_table
+    from foreseer.predictors.pfn.evaluate import forecast_table, inference_ms
     from foreseer.predictors.pfn.predictor import CurveForecaster
     from foreseer.predictors.pfn.train import EVAL_CUTOFFS, evaluate_prior
 
@@ -109,19 +159,44 @@ def eval_command(checkpoint: Path | None, curves: int, prior: str, real: bool, t
     console = Console()
     forecaster = CurveForecaster.load(checkpoint)
     ll = evaluate_prior(forecaster.model, n_curves=curves, prior=prior)
-    table = Table(title=f"log-likelihood on {curves} fresh {prior}-prior curves (higher is better)")
-    table.add_column("model")
-    for pct in EVAL_CUTOFFS:
-        table.add_column(f"{pct}%", justify="right")
-    table.add_row(f"ours ({forecaster.describe()})", *(f"{ll[p]:.3f}" for p in EVAL_CUTOFFS))
-    for name, row in PAPER_LL.items():
-        table.add_row(name, *(f"{v:.3f}" for v in row))
-    console.print(table)
+    rows: list[dict[str, object]] = [
+        {"model": f"ours ({forecaster.describe()})", **{f"{p}%": ll[p] for p in EVAL_CUTOFFS}}
+    ]
+    rows += [
+        {"model": name, **{f"{p}%": v for p, v in zip(EVAL_CUTOFFS, row, strict=True)}}
+        for name, row in PAPER_LL.items()
+    ]
+    tables = [(f"log-likelihood on {curves:,} fresh {prior}-prior curves (higher is better)", rows)]
+    timing = [
+        {"trials": 32, "epochs observed": e, "ms per call": inference_ms(forecaster, 32, e)}
+        for e in (5, 20, 50)
+    ]
+    tables.append((f"one forward pass for 32 running trials ({threads} thread)", timing))
     if real:
-        for title, rows in forecast_table(forecaster):
-            out = Table(title=title)
-            for column in rows[0]:
-                out.add_column(column, justify="right")
-            for row in rows:
-                out.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
-            console.print(out)
+        tables += list(forecast_table(forecaster))
+    for title, table_rows in tables:
+        _print_table(console, title, table_rows)
+    if markdown is not None:
+        markdown.write_text("\n".join(_markdown(title, table_rows) for title, table_rows in tables))
+        console.print(f"wrote {markdown}")
+
+
+def _print_table(console: object, title: str, rows: list[dict[str, object]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    console.print(table)  # type: ignore[attr-defined]
+
+
+def _markdown(title: str, rows: list[dict[str, object]]) -> str:
+    lines = [f"**{title}**", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(_cell(v) for v in row.values()) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

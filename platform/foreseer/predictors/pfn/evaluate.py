@@ -8,6 +8,7 @@ accuracy in percent) and the curves Foreseer records (``benchmarks/data/foreseer
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
 
-__all__ = ["load_curve_sets", "forecast_errors", "forecast_table", "power_law_forecast"]
+__all__ = ["load_curve_sets", "forecast_errors", "forecast_table", "inference_ms", "power_law_forecast"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ def forecast_errors(forecaster: CurveForecaster, curves: np.ndarray, pct: int) -
     return {
         "pfn_mae": float(np.abs(q50 - final).mean()),
         "last_value_mae": float(np.abs(curves[:, cut - 1] - final).mean()),
-        "power_law_mae": float(np.abs(np.clip(power_law_forecast(curves, cut, horizon), 0, 1) - final).mean()),
+        "power_law_mae": float(
+            np.abs(np.clip(power_law_forecast(curves, cut, horizon), 0, 1) - final).mean()
+        ),
         "coverage_90": float(((final >= q05) & (final <= q95)).mean()),
     }
 
@@ -98,4 +101,21 @@ def forecast_table(
             row.update({k: float(np.mean([p[k] for p in per])) for k in per[0]})
             rows.append(row)
         n = sum(len(c) for c in groups.values())
-        yield f"{name}: final-value forecast error (MAE, accuracy fraction) and 90% coverage, {n} curves", rows
+        yield (
+            f"{name}: final-value forecast error (MAE, accuracy fraction) and 90% coverage, {n} curves",
+            rows,
+        )
+
+
+def inference_ms(forecaster: CurveForecaster, trials: int, epochs: int, repeats: int = 20) -> float:
+    """Median milliseconds of one :meth:`~CurveForecaster.forecast` + ``prob_above`` call for
+    ``trials`` running trials that have each observed ``epochs`` epochs of a 100-epoch budget."""
+    rng = np.random.default_rng(0)
+    curves = list(np.sort(rng.uniform(0, 1, (trials, epochs)), axis=1))
+    forecaster.forecast(curves, 100)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        forecaster.forecast(curves, 100).prob_above(np.full(trials, 0.9))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)

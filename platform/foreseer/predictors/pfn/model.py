@@ -75,7 +75,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, S, E = x.shape
         q, k, v = self.qkv(x).split(E, dim=2)
-        q, k, v = (z.view(B, S, self.n_head, E // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, H, S, D)
+        q, k, v = (
+            z.view(B, S, self.n_head, E // self.n_head).transpose(1, 2) for z in (q, k, v)
+        )  # (B, H, S, D)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, S, D)
         return self.proj(y.transpose(1, 2).reshape(B, S, E))
 
@@ -131,7 +133,8 @@ class CurvePFN(nn.Module):
         super().__init__()
         if borders.numel() != config.n_buckets + 1:
             raise ValueError(
-                f"borders must have n_buckets + 1 = {config.n_buckets + 1} entries, but got {borders.numel()}."
+                f"borders must have n_buckets + 1 = {config.n_buckets + 1} entries, "
+                f"but got {borders.numel()}."
             )
         self.config = config
         self.embed = TokenEmbedding(config)

@@ -98,6 +98,8 @@ def _bounds(curves: Sequence[Sequence[float]]) -> tuple[float, float] | None:
     if not nonempty:
         return 0.0, 0.0
     low, high = min(min(c) for c in nonempty), max(max(c) for c in nonempty)
-    if not (math.isfinite(low) and math.isfinite(high)) or any(not math.isfinite(x) for c in nonempty for x in c[-1:]):
+    if not (math.isfinite(low) and math.isfinite(high)) or any(
+        not math.isfinite(x) for c in nonempty for x in c[-1:]
+    ):
         return None
     return float(low), float(high)

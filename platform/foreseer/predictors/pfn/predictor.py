@@ -95,7 +95,9 @@ class CurveForecaster:
     def describe(self) -> str:
         c = self.model.config
         seen = self.meta.get("curves_seen")
-        return f"{c.n_layer}x{c.n_embd}, {self.meta.get('prior', '?')} prior" + (f", {seen:,} curves" if seen else "")
+        return f"{c.n_layer}x{c.n_embd}, {self.meta.get('prior', '?')} prior" + (
+            f", {seen:,} curves" if seen else ""
+        )
 
     def forecast(
         self,
@@ -118,8 +120,12 @@ class CurveForecaster:
         budgets = [int(max_epochs)] * n if isinstance(max_epochs, int) else [int(e) for e in max_epochs]
         if len(budgets) != n:
             raise ValueError(f"max_epochs must give one budget per curve ({n}), but got {len(budgets)}.")
-        queries = np.asarray(query_epochs if query_epochs is not None else [[e] for e in budgets], dtype=np.float64)
-        ctx = [self._context(np.asarray(c, dtype=np.float64), e) for c, e in zip(curves, budgets, strict=True)]
+        queries = np.asarray(
+            query_epochs if query_epochs is not None else [[e] for e in budgets], dtype=np.float64
+        )
+        ctx = [
+            self._context(np.asarray(c, dtype=np.float64), e) for c, e in zip(curves, budgets, strict=True)
+        ]
         length = max(len(t) for t, _ in ctx)
         ctx_t = np.zeros((n, length), dtype=np.float32)
         ctx_y = np.zeros((n, length), dtype=np.float32)
@@ -148,8 +154,8 @@ class CurveForecaster:
         if y.size > self.horizon:
             idx = np.unique(np.round(np.linspace(0, y.size - 1, self.horizon)).astype(int))
             epochs, y = epochs[idx], y[idx]
-        return epochs * self._scale(np.float64(budget))
+        return epochs * self._scale(np.float64(budget)), y
 
     def _scale(self, budgets: np.ndarray) -> np.ndarray:
         scale = self.horizon / budgets
-        return scale if self.stretch else np.minimum(scale, 1.0), y
+        return scale if self.stretch else np.minimum(scale, 1.0)

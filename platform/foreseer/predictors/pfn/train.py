@@ -190,7 +190,9 @@ def _warm_start(model: CurvePFN, path: Path) -> None:
 
     state = load_file(str(path))
     if not torch.equal(state["bar.borders"], model.bar.borders):
-        raise ValueError(f"{path} was trained with other bucket borders; warm-start only from the same prior and size.")
+        raise ValueError(
+            f"{path} was trained with other bucket borders; warm-start only from the same prior and size."
+        )
     model.load_state_dict(state)
     logger.info("warm start from %s", path)
 
@@ -200,7 +202,12 @@ def _save_state(out_dir, model, optimizer, model_config, config, step, seconds) 
     tmp = out_dir / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(out_dir / STATE_FILE)
-    info = {"step": step, "seconds": seconds, "model_config": model_config.to_dict(), "config": asdict(config)}
+    info = {
+        "step": step,
+        "seconds": seconds,
+        "model_config": model_config.to_dict(),
+        "config": asdict(config),
+    }
     (out_dir / "train_state.json").write_text(json.dumps(info, indent=2))
     logger.info("saved state at step %d", step)
 

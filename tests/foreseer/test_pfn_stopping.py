@@ -1,0 +1,96 @@
+"""PFN stopping through the StoppingPolicy interface, the job spec and the search driver."""
+
+import foreseer as fs
+import numpy as np
+import pytest
+import torch
+from foreseer.backends.replay import ReplayBackend
+from foreseer.errors import SpecError
+from foreseer.stopping import CurveView, PFNPolicy, make_policy
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.set_num_threads(1)
+    return PFNPolicy(delta=0.05, min_epoch=2)
+
+
+def job(**fields):
+    return fs.SearchJob(name="j", space="mlp", dataset="wine", trials=2, max_epochs=5, **fields)
+
+
+def test_spec_accepts_pfn_by_name_and_with_settings():
+    assert isinstance(make_policy(job(stopping="pfn").stopping), PFNPolicy)
+    built = make_policy(job(stopping={"name": "pfn", "delta": 0.01, "min_epoch": 3}).stopping)
+    assert (built.delta, built.min_epoch, built.name) == (0.01, 3, "pfn")
+    with pytest.raises(SpecError, match="stopping.pfn.delta"):
+        job(stopping={"name": "pfn", "delta": 1.5})
+
+
+def test_policy_settings_are_validated():
+    with pytest.raises(ValueError, match="delta must be in"):
+        PFNPolicy(delta=0)
+    with pytest.raises(ValueError, match="min_epoch must be at least 1"):
+        PFNPolicy(min_epoch=0)
+
+
+def test_hopeless_trial_stops_and_promising_one_continues(policy):
+    flat = CurveView("flat", (0.30, 0.31, 0.30, 0.31), 20)
+    rising = CurveView("rising", (0.40, 0.60, 0.72, 0.80), 20)
+    decisions = policy.decide([flat, rising], best=0.82, history=[flat, rising])
+    by_id = {d.trial_id: d for d in decisions}
+    assert by_id["flat"].stop and "pfn: P(final > best" in by_id["flat"].reason
+    assert by_id["flat"].metrics["p_improve"] < 0.05
+    assert not by_id["rising"].stop and by_id["rising"].metrics["p_improve"] > 0.2
+    assert by_id["rising"].metrics["forecast_final"] > 0.8
+    q05, q95 = by_id["rising"].metrics["forecast_final_q05"], by_id["rising"].metrics["forecast_final_q95"]
+    assert q05 < by_id["rising"].metrics["forecast_final"] < q95
+
+
+def test_batched_decisions_equal_one_at_a_time(policy):
+    rng = np.random.default_rng(0)
+    curves = [
+        CurveView(f"t{i}", tuple(np.sort(rng.uniform(0, 0.9, rng.integers(2, 19)))), 20) for i in range(8)
+    ]
+    together = policy.decide(curves, best=0.85, history=curves)
+    alone = [policy.decide([c], best=0.85, history=curves)[0] for c in curves]
+    for a, b in zip(together, alone, strict=True):
+        assert a.stop == b.stop and a.metrics["p_improve"] == pytest.approx(b.metrics["p_improve"], abs=1e-5)
+
+
+def test_no_decision_before_min_epoch_at_the_budget_or_without_a_best(policy):
+    early = CurveView("a", (0.1,), 20)
+    done = CurveView("b", tuple([0.1] * 20), 20)
+    assert policy.decide([early, done], best=0.9, history=[early, done]) == [
+        type(policy.decide([early], 0.9)[0])("a", stop=False),
+        type(policy.decide([early], 0.9)[0])("b", stop=False),
+    ]
+    assert not policy.decide([CurveView("c", (0.1, 0.1), 20)], best=None)[0].stop
+
+
+def test_losses_are_normalised_so_minimised_metrics_work(policy):
+    # oriented: a minimised loss arrives negated
+    good = CurveView("good", tuple(-v for v in (2.3, 1.2, 0.8, 0.6, 0.5, 0.45)), 30)
+    stuck = CurveView("stuck", tuple(-v for v in (2.3, 2.29, 2.3, 2.3)), 30)
+    decisions = policy.decide([stuck], best=-0.45, history=[good, stuck])
+    assert decisions[0].stop and decisions[0].metrics["p_improve"] < 0.05
+    assert decisions[0].metrics["forecast_final"] < -1.5, "the forecast is reported in the metric's own units"
+
+
+def test_stopped_trials_go_through_the_driver_with_p_improve_each_epoch(policy):
+    rng = np.random.default_rng(1)
+    t = np.arange(1, 21)
+    finals = rng.uniform(0.3, 0.95, 12)
+    curves = finals[:, None] * (1 - np.exp(-t / rng.uniform(1, 4, (12, 1)))) + rng.normal(0, 0.005, (12, 20))
+    ledger, trace = ReplayBackend(curves).run(list(range(12)), policy, budget=12 * 20)
+    records = ledger.records()
+    stopped = [r for r in records if r.state == "stopped"]
+    assert stopped and all(r.stopped_by == "pfn" and r.reason.startswith("pfn:") for r in stopped)
+    assert ledger.epochs_used() < 12 * 20
+    assert trace[-1] > np.median(curves[:, -1]), "stopping keeps a better-than-median trial"
+    for r in records[1:]:
+        epochs = [m["epoch"] for m in r.policy_metrics]
+        assert epochs == list(range(2, min(r.epochs, 19) + 1)), (
+            "p_improve is recorded every epoch from min_epoch"
+        )
+        assert all(0 <= m["p_improve"] <= 1 for m in r.policy_metrics)

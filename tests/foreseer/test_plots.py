@@ -1,0 +1,90 @@
+"""Summary plots drawn from a ledger: the numbers behind the lines, the markers for how trials ended."""
+
+import math
+
+import pytest
+from foreseer_spaces import Candidate
+
+from foreseer.ledger import Ledger
+from foreseer.plots import best_so_far, best_so_far_points, summary_figures, trial_curves
+from foreseer.spec import Objective
+from foreseer.stopping import Decision
+
+
+def ledger_of(curves, mode="max", max_epochs=4):
+    """curves: (values, how it ended) per trial, in start order."""
+    ledger = Ledger([Objective("val_accuracy", mode=mode)], max_epochs)
+    for number, (values, ending) in enumerate(curves):
+        trial_id = f"t{number}"
+        ledger.add(trial_id, number, Candidate("mlp", {"depth": 1}, {"lr": 0.1 * (number + 1)}))
+        for value in values:
+            ledger.record_epoch(trial_id, {"val_accuracy": value})
+        if ending == "stopped":
+            ledger.mark_stopped(Decision(trial_id, True, "below the rung cutoff"), "asha")
+        if ending == "diverged":
+            ledger.mark_diverged(trial_id, "loss is nan")
+        ledger.finalize(trial_id, error="boom" if ending == "raised" else None)
+    return ledger
+
+
+CURVES = [
+    ([0.5, 0.6, 0.7, 0.8], "completed"),
+    ([0.3, 0.35], "stopped"),
+    ([0.9, float("nan")], "diverged"),  # a high value from a failed trial never counts as best
+    ([0.6, 0.85, 0.84, 0.83], "completed"),
+]
+
+
+def test_best_so_far_counts_epochs_and_skips_failed_trials():
+    points = best_so_far_points(ledger_of(CURVES))
+    assert [p[0] for p in points] == list(range(1, 13))
+    assert [p[1] for p in points] == [0.5, 0.6, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.85, 0.85, 0.85]
+
+
+def test_best_so_far_when_lower_is_better():
+    ledger = ledger_of([([0.9, 0.5], "completed"), ([0.7, 0.3], "completed")], mode="min", max_epochs=2)
+    assert best_so_far_points(ledger) == [(1, 0.9), (2, 0.5), (3, 0.5), (4, 0.3)]
+
+
+def test_best_so_far_figure_draws_the_step_line_and_the_full_budget():
+    axes = best_so_far(ledger_of(CURVES)).axes[0]
+    step = next(line for line in axes.lines if line.get_label() == "best so far")
+    assert list(step.get_ydata())[-1] == pytest.approx(0.85)
+    budget = next(line for line in axes.lines if "every trial to the end" in line.get_label())
+    assert list(budget.get_xdata()) == [16, 16]  # 4 trials x 4 epochs
+    assert "12 epochs used" in axes.get_title()
+
+
+def test_trial_curves_mark_stopped_and_failed_trials_where_they_ended():
+    ledger = ledger_of(CURVES + [([0.4], "raised")])
+    axes = trial_curves(ledger).axes[0]
+    ends = [line for line in axes.lines if line.get_linestyle() == "None"]
+    stopped = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ends if line.get_marker() == "x"]
+    failed = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ends if line.get_marker() == "X"]
+    assert stopped == [(2, 0.35)]
+    assert failed == [(1, 0.9), (1, 0.4)]  # the diverged trial at its last finite value
+    labels = axes.get_legend().get_texts()
+    assert {t.get_text() for t in labels} >= {"completed: 2", "stopped early (x): 1",
+                                              "failed (X at the last finite value): 2",
+                                              "best: trial 3 (0.85 at epoch 2)"}
+
+
+def test_summary_figures_render_to_png(tmp_path):
+    figures = summary_figures(ledger_of(CURVES))
+    for name, figure in figures.items():
+        figure.savefig(tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert not any(math.isnan(p[1]) for p in best_so_far_points(ledger_of(CURVES)))
+
+
+def test_candidates_that_never_trained_draw_no_curve():
+    ledger = ledger_of(CURVES)
+    ledger.add("screened", 9, Candidate("mlp", {"depth": 3}, {"lr": 0.5}))
+    axes = trial_curves(ledger).axes[0]
+    assert axes.get_title().startswith("4 trials trained")
+    assert "running: 1" not in {t.get_text() for t in axes.get_legend().get_texts()}
+
+
+def test_an_empty_ledger_still_draws():
+    figures = summary_figures(Ledger([Objective("val_loss", mode="min")], 5))
+    assert set(figures) == {"best_so_far.png", "trial_curves.png"}

@@ -1,0 +1,57 @@
+"""The replay backend: budgets, concurrency, and agreement with the real search driver."""
+
+import numpy as np
+import pytest
+from foreseer.backends.replay import ReplayBackend, simulate
+from foreseer.stopping import AshaPolicy, MedianPolicy, NoStoppingPolicy
+
+
+@pytest.fixture(scope="module")
+def curves():
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 16)
+    finals = rng.uniform(0.2, 0.95, 40)
+    return finals[:, None] * (1 - np.exp(-t / rng.uniform(1, 5, (40, 1)))) + rng.normal(0, 0.01, (40, 15))
+
+
+def test_no_stopping_trains_budget_over_epochs_trials_fully(curves):
+    order = list(np.random.default_rng(1).permutation(40))
+    run = simulate(curves, order, NoStoppingPolicy(), budget=5 * 15)
+    assert run.epochs_used == 75 and [t[1] for t in run.trials] == [15] * 5
+    assert run.best_so_far[-1] == pytest.approx(curves[order[:5]].max())
+    assert np.all(np.diff(run.best_so_far) >= 0)
+    assert run.epochs_to_reach(run.best_so_far[-1]) <= 75
+
+
+def test_concurrency_runs_slots_side_by_side_and_stops_at_the_budget(curves):
+    run = simulate(curves, range(40), NoStoppingPolicy(), budget=100, max_concurrent=4)
+    assert run.epochs_used == 100
+    assert [t[1] for t in run.trials] == [15] * 4 + [10] * 4, "four slots advance in lockstep"
+
+
+@pytest.mark.parametrize(
+    "policy", [NoStoppingPolicy(), AshaPolicy(1, 3), MedianPolicy(2, 3)], ids=lambda p: p.name
+)
+def test_simulate_matches_the_search_driver(curves, policy):
+    order = list(np.random.default_rng(2).permutation(40))
+    fast = simulate(curves, order, policy, budget=200)
+    ledger, trace = ReplayBackend(curves).run(order, policy, budget=200)
+    np.testing.assert_array_equal(fast.best_so_far, trace)
+    assert [(i, n, s) for i, n, s in fast.trials] == [
+        (int(r.candidate.arch["curve"]), r.epochs, r.stopped_by == policy.name) for r in ledger.records()
+    ]
+
+
+def test_stopping_saves_epochs(curves):
+    order = list(range(40))
+    asha = simulate(curves, order, AshaPolicy(1, 3), budget=300)
+    assert len(asha.trials) > 300 // 15 and any(stopped for *_, stopped in asha.trials)
+
+
+def test_malformed_inputs_are_refused(curves):
+    with pytest.raises(ValueError, match="max_concurrent must be at least 1"):
+        simulate(curves, [0], NoStoppingPolicy(), budget=10, max_concurrent=0)
+    with pytest.raises(ValueError, match="order indexes curves 0..39"):
+        simulate(curves, [40], NoStoppingPolicy(), budget=10)
+    with pytest.raises(ValueError, match="2-d array"):
+        simulate(curves[0], [0], NoStoppingPolicy(), budget=10)
