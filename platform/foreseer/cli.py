@@ -67,7 +67,7 @@ def run(job_file: str, sets: tuple[str, ...], detach: bool) -> None:
 
         prepared = _or_exit(lambda: prepare(job))
         _or_exit(lambda: open_records(prepared))
-        spawn_detached(prepared.job_id, job.store_url)
+        spawn_detached(prepared.job_id, job.store_url, job.tracking_uri)
         click.echo(prepared.job_id)
         return
     from foreseer.api import submit
@@ -89,17 +89,24 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def spawn_detached(job_id: str, store_url: str) -> None:
-    """Run a recorded job in a new background process (its own session, output to a log file)."""
+def spawn_detached(job_id: str, store_url: str, tracking_uri: str | None = None) -> None:
+    """Run a recorded job in a new background process (its own session, output to a log file).
+
+    The URLs travel in its environment, not its command line, which every user of the machine can
+    read; they also give the stored (masked) spec its passwords back."""
     import subprocess
 
     from foreseer.dburl import sqlite_path
 
     folder = (sqlite_path(store_url) or Path("foreseer.db")).resolve().parent / "foreseer-logs"
     folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FORESEER_STORE": store_url}
+    if tracking_uri:
+        env["FORESEER_TRACKING_URI"] = tracking_uri
     with open(folder / f"{job_id}.log", "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "foreseer", "_work", job_id, "--store", store_url],
+            [sys.executable, "-m", "foreseer", "_work", job_id],
+            env=env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -125,7 +132,9 @@ def follow_to_exit(handle: JobHandle, *, live: bool = True) -> None:
         console.print(f"[yellow]cancelled[/]: job {handle.job_id} stopped; continue it with `foreseer resume {handle.job_id}`")
         sys.exit(EXIT_INTERRUPTED)
     if status.state != "succeeded":
-        console.print(f"[red]job {handle.job_id} failed:[/] {status.error}")
+        from foreseer.dburl import mask_text
+
+        console.print(f"[red]job {handle.job_id} failed:[/] {mask_text(str(status.error))}")
         sys.exit(EXIT_FAILED)
     _summary(handle, console)
 
@@ -170,11 +179,14 @@ def _summary(handle: JobHandle, console: Console) -> None:
     console.print(table)
     s = handle.status()
     console.print(f"epochs used {s.epochs_used} of {s.epochs_budget}; job folder {handle.directory}")
+    from foreseer.dburl import mask_url
+
+    tracking = mask_url(handle.job.tracking_uri)
     console.print(
-        f"MLflow: store [bold]{handle.job.tracking_uri}[/], experiment {handle.job.name!r} "
+        f"MLflow: store [bold]{tracking}[/], experiment {handle.job.name!r} "
         f"(id {handle.mlflow_experiment_id}), parent run {handle.mlflow_run_id}"
     )
-    console.print(f"See it in the MLflow UI:  foreseer ui --tracking-uri {handle.job.tracking_uri}  "
+    console.print(f"See it in the MLflow UI:  foreseer ui --tracking-uri {tracking}  "
                   "(then open the URL it prints)")
 
 
@@ -182,7 +194,9 @@ def _or_exit(action: Any) -> Any:
     try:
         return action()
     except SpecError as e:
-        click.echo(str(e), err=True)
+        from foreseer.dburl import mask_text
+
+        click.echo(mask_text(str(e)), err=True)  # a problem may quote the spec, URLs included
         sys.exit(EXIT_BAD_INPUT)
 
 

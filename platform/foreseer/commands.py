@@ -22,7 +22,9 @@ store_option = click.option(
 
 
 def _bad_input(message: str) -> None:
-    click.echo(message, err=True)
+    from foreseer.dburl import mask_text
+
+    click.echo(mask_text(message), err=True)
     sys.exit(2)
 
 
@@ -36,12 +38,13 @@ def _store(url: str) -> Any:
 
 
 def _find(store: Any, job_id: str) -> Any:
+    from foreseer.dburl import mask_url
     from foreseer.store.models import JobRow
 
     with store.session() as session:
         row = JobRow.find(session, job_id)
     if row is None:
-        _bad_input(f"no job {job_id!r} in {store.url} (an id or a unique prefix of one; see `foreseer jobs`)")
+        _bad_input(f"no job {job_id!r} in {mask_url(store.url)} (an id or a unique prefix of one; see `foreseer jobs`)")
     return row
 
 
@@ -53,12 +56,13 @@ def jobs(store_url: str, limit: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from foreseer.dburl import mask_url
     from foreseer.store.models import JobRow
 
     store = _store(store_url)
     with store.session() as session:
         rows = JobRow.recent(session, limit)
-        table = Table(title=f"jobs in {store.url}")
+        table = Table(title=f"jobs in {mask_url(store.url)}")
         for column in ("id", "name", "status", "trials", "best", "created", "error"):
             table.add_column(column)
         for row in rows:
@@ -67,12 +71,14 @@ def jobs(store_url: str, limit: int) -> None:
 
 
 def _job_cells(row: Any) -> list[str]:
+    from foreseer.dburl import mask_text
+
     summary = row.summary or {}
     done = sum(summary.get("trials", {}).values()) if summary else 0
     best = f"{summary['best_value']:.4f}" if "best_value" in summary else "-"
     trials = f"{done}/{row.spec.get('trials', '?')}" if summary else f"?/{row.spec.get('trials', '?')}"
     error = (row.error or "").splitlines()[-1][:60] if row.error else ""
-    return [row.id, row.name, row.status, trials, best, f"{row.created_at:%Y-%m-%d %H:%M}", error]
+    return [row.id, row.name, row.status, trials, best, f"{row.created_at:%Y-%m-%d %H:%M}", mask_text(error)]
 
 
 @click.command()
@@ -84,6 +90,7 @@ def show(job_id: str, store_url: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from foreseer.dburl import mask_secrets, mask_text
     from foreseer.store.models import EpochRow, TrialRow
 
     store = _store(store_url)
@@ -92,8 +99,9 @@ def show(job_id: str, store_url: str) -> None:
     console.print(f"[bold]{row.name}[/] {row.id}: [bold]{row.status}[/]")
     console.print(f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, parent run {row.mlflow_parent_run_id}")
     if row.error:
-        console.print(f"[red]{row.error}[/]")
-    console.print(yaml.safe_dump(row.spec, sort_keys=False).rstrip())
+        console.print(f"[red]{mask_text(row.error)}[/]")
+    # Jobs recorded before specs were masked in the store may still hold a password: mask on display too.
+    console.print(yaml.safe_dump(mask_secrets(row.spec), sort_keys=False).rstrip())
     with store.session() as session:
         trials = TrialRow.of_job(session, row.id)
         epochs: dict[int, list[dict[str, float]]] = {}
@@ -195,13 +203,14 @@ def db() -> None:
 @store_option
 def upgrade(store_url: str) -> None:
     """Migrate the job store to this Foreseer's schema."""
+    from foreseer.dburl import mask_url
     from foreseer.store import JobStore, StoreError
 
     try:
         store = JobStore(store_url, upgrade=True)
     except StoreError as e:
         _bad_input(str(e))
-    click.echo(f"job store {store.url} is at schema revision {store.revision()} (newest {store.head()})")
+    click.echo(f"job store {mask_url(store.url)} is at schema revision {store.revision()} (newest {store.head()})")
 
 
 @db.command()
@@ -214,7 +223,7 @@ def current(store_url: str) -> None:
 
 @click.command(name="_work", hidden=True)
 @click.argument("job_id")
-@click.option("--store", "store_url", required=True)
+@click.option("--store", "store_url", required=True, envvar="FORESEER_STORE")
 def work(job_id: str, store_url: str) -> None:
     """Run a recorded job in this (detached) process."""
     import logging

@@ -53,7 +53,7 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
     if row.driver and alive(row.driver.get("process")):
         raise SpecError([Problem("job", f"job {row.id} is still running (driver pid {row.driver['process'][0]}); cancel it first")])
     kill_leftovers(row.driver)
-    job = SearchJob.from_dict(_spec_for(row.spec, space, dataset), source=f"job {row.id}")
+    job = SearchJob.from_dict(_with_passwords(_spec_for(row.spec, space, dataset), store_url), source=f"job {row.id}")
     prepared = prepare(job, job_id=row.id)
     if row.data_fingerprint and prepared.data.fingerprint != row.data_fingerprint:
         raise SpecError([Problem("dataset", "the data differs from the data the job started with; resume needs the same data")])
@@ -83,6 +83,19 @@ def _spec_for(spec: dict[str, Any], space: Any, dataset: Any) -> dict[str, Any]:
         if dataset is None:
             raise SpecError([Problem("dataset", "the job was given (X, y) arrays; pass them again: fs.resume(job_id, dataset=(X, y))")])
         spec["dataset"] = dataset
+    return spec
+
+
+def _with_passwords(spec: dict[str, Any], store_url: str) -> dict[str, Any]:
+    """The stored spec's masked database URLs with their passwords, from the URLs this process knows."""
+    import os
+
+    from foreseer.dburl import with_password
+
+    known = [store_url, os.environ.get("FORESEER_STORE"), os.environ.get("FORESEER_TRACKING_URI")]
+    for key in ("tracking_uri", "store_uri"):
+        if isinstance(spec.get(key), str):
+            spec[key] = with_password(spec[key], known)
     return spec
 
 

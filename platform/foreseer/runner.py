@@ -145,7 +145,7 @@ def open_tracker(job: SearchJob) -> Tracker:
 def open_records(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     """Create the job's row in the job store, its MLflow experiment and its parent run."""
     from foreseer._processes import describe_driver
-    from foreseer.dburl import reachability_problem
+    from foreseer.dburl import mask_secrets, reachability_problem
 
     job = prepared.job
     problems = [
@@ -157,7 +157,8 @@ def open_records(prepared: PreparedJob, *, started_ray: bool = False) -> None:
         raise SpecError(problems)
     journal = open_journal(job.store_url, prepared.job_id)
     tracker = open_tracker(job)
-    spec = job.to_dict()
+    # The stored spec is masked like the MLflow params; resume gets the password back (dburl.with_password).
+    spec = mask_secrets(job.to_dict())
     journal.create_job(
         job.name, spec, data_fingerprint=prepared.data.fingerprint, tune_path=str(prepared.directory),
         driver=describe_driver(started_ray) if started_ray else None,

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foreseer.dburl import prepare_sqlite, sqlite_path
+from foreseer.dburl import mask_secrets, prepare_sqlite, sqlite_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -80,9 +80,12 @@ class Tracker:
         return self.client.create_experiment(name, artifact_location=artifact_location, tags=dict([_EXPERIMENT_KIND_TAG]))
 
     def start_job(self, job_id: str, spec: dict[str, Any], run_name: str) -> str:
-        """Create the parent run with the job's spec as params and as a YAML artifact."""
+        """Create the parent run with the job's spec as params and as a YAML artifact; passwords
+        in URLs anywhere in the spec are masked first (MLflow params are readable by anyone who can
+        read the experiment)."""
         import yaml
 
+        spec = mask_secrets(spec)
         tags = {"mlflow.runName": run_name, "foreseer.job_id": job_id, "foreseer.kind": "job"}
         run = self.client.create_run(self.experiment_id, tags=tags)
         self.parent_run_id = run.info.run_id

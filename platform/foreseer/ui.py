@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from foreseer.dburl import sqlite_path
+from foreseer.dburl import mask_text, sqlite_path
 
 __all__ = ["UiSettings", "UiServer", "UiError", "is_loopback", "server_command", "free_port"]
 
@@ -142,7 +142,7 @@ class UiServer:
         command, extra = server_command(self.settings)
         # Without a log file the server's output goes where ours does (the terminal, for the CLI).
         log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        logger.info("starting the MLflow UI: %s", " ".join(command))
+        logger.info("starting the MLflow UI: %s", mask_text(" ".join(command)))
         self.process = subprocess.Popen(
             command,
             env={**os.environ, **extra},

@@ -120,3 +120,62 @@ def test_ending_a_trial_writes_its_own_metrics_with_its_tags_and_leaves_others_b
     assert tracker.metrics_written == 1000
     tracker.end_job("FINISHED")
     assert [m.value for m in client.get_metric_history(other.run_id, "val_accuracy")] == [0.5]
+
+
+SECRET = "s3cret"
+SECRET_URL = f"postgresql+psycopg://user:{SECRET}@db.example:5432/foreseer"
+
+
+def test_a_password_in_the_job_spec_never_reaches_mlflow(tmp_path):
+    """Params, tags and the job.yaml artifact of the parent run, read back from a real SQLite store."""
+    tracker = Tracker(f"sqlite:///{tmp_path}/store.db", "exp")
+    spec = {"name": "exp", "tracking_uri": SECRET_URL, "store_uri": SECRET_URL,
+            "artifact_location": f"https://user:{SECRET}@files.example/a", "nested": {"dsn": f"{SECRET_URL}?password={SECRET}"}}
+    run_id = tracker.start_job("job1", spec, "exp-job1")
+    client = MlflowClient(tracker.tracking_uri)
+    run = client.get_run(run_id)
+    assert run.data.params["tracking_uri"] == "postgresql+psycopg://user:***@db.example:5432/foreseer"
+    assert run.data.params["artifact_location"] == "https://user:***@files.example/a"
+    texts = [*run.data.params.values(), *run.data.tags.values()]
+    artifacts = tmp_path / "downloaded"
+    client.download_artifacts(run_id, "", str(artifacts))
+    texts += [p.read_text() for p in artifacts.rglob("*") if p.is_file()]
+    assert any("user:***@db.example" in t for t in texts[-1:]), "job.yaml keeps the masked URL"
+    assert not [t for t in texts if SECRET in t]
+    assert spec["tracking_uri"] == SECRET_URL, "the caller's spec is left as it was"
+
+
+def test_the_job_store_keeps_the_masked_spec_and_resume_gets_the_password_back(tmp_path, monkeypatch):
+    from foreseer.dburl import mask_secrets, with_password
+    from foreseer.resume import _with_passwords
+
+    stored = mask_secrets({"tracking_uri": SECRET_URL, "store_uri": None, "trials": 2})
+    assert SECRET not in str(stored)
+    # The store URL given to `foreseer resume --store` names the same user on the same server.
+    monkeypatch.delenv("FORESEER_STORE", raising=False)
+    monkeypatch.delenv("FORESEER_TRACKING_URI", raising=False)
+    again = _with_passwords(dict(stored), SECRET_URL.replace("/foreseer", "/jobs"))
+    assert again["tracking_uri"] == SECRET_URL
+    # No URL with it: no password at all, so libpq falls back to PGPASSWORD / ~/.pgpass.
+    assert with_password(stored["tracking_uri"], ["postgresql+psycopg://other:x@db.example:5432/foreseer"]) == (
+        "postgresql+psycopg://user@db.example:5432/foreseer")
+    monkeypatch.setenv("FORESEER_TRACKING_URI", SECRET_URL)
+    assert _with_passwords(dict(stored), "sqlite:///jobs.db")["tracking_uri"] == SECRET_URL
+    assert with_password("sqlite:///x.db", []) == "sqlite:///x.db"
+
+
+def test_cli_output_masks_database_passwords(tmp_path):
+    from click.testing import CliRunner
+
+    from foreseer.cli import main
+
+    store = f"sqlite:///{tmp_path}/jobs.db"
+    runner = CliRunner()
+    listed = runner.invoke(main, ["jobs", "--store", store])
+    assert listed.exit_code == 0
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: x\nspace: mlp\ndataset: digits\ntrials: 0\ntracking_uri: {SECRET_URL}\n")
+    bad = runner.invoke(main, ["validate", str(job)])
+    assert bad.exit_code == 2 and "user:***@db.example" in bad.output and SECRET not in bad.output
+    missing = runner.invoke(main, ["show", "nope", "--store", f"sqlite:///{tmp_path}/jobs.db?password={SECRET}"])
+    assert SECRET not in missing.output
