@@ -139,8 +139,14 @@ def print_table(console: Console, title: str, rows: list[dict[str, object]]) -> 
     for column in rows[0]:
         table.add_column(column, justify="right" if column != "policy" else "left")
     for row in rows:
-        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(_cell(k, v) for k, v in row.items()))
     console.print(table)
+
+
+def _cell(column: str, value: object) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.4f}" if column == "final regret" else f"{value:.2f}"
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def test_shipped_checkpoint_is_small_safetensors_with_a_model_card():
 def test_prior_log_likelihood_of_the_shipped_model(forecaster):
     ll = evaluate_prior(forecaster.model, n_curves=400, cutoffs=(10, 40, 80), seed=7)
     # honest floors below the measured 10,000-curve figures (see the model card)
-    assert ll[10] > 1.0 and ll[40] > 1.4 and ll[80] > 1.5, ll
+    assert ll[10] > 1.4 and ll[40] > 2.05 and ll[80] > 2.15, ll
 
 
 def test_forecasts_for_curves_of_different_lengths_in_one_call(forecaster):
@@ -40,7 +40,7 @@ def test_forecasts_for_curves_of_different_lengths_in_one_call(forecaster):
     mean = fc.mean()
     assert mean.shape == (3, 1) and mean[0, 0] > 0.55 and abs(mean[2, 0] - 0.1) < 0.1
     p = fc.prob_above([0.3, 0.3, 0.3])
-    assert p[0] > 0.9 and p[2] < 0.1
+    assert p[0] > 0.9 and p[2] < 0.05
     assert (forecaster.forecast(curves[:1], 20).prob_above([0.5]) > fc.prob_above([0.8, 0.8, 0.8])[0]).all()
     for i, c in enumerate(curves):
         alone = forecaster.forecast([c], [20, 20, 50][i]).prob_above([0.3])
@@ -52,7 +52,7 @@ def test_long_curves_are_subsampled_and_queries_can_be_any_epochs(forecaster):
     curve = 0.9 - 0.5 * t**-0.5
     fc = forecaster.forecast([curve[:250]], 300, query_epochs=[[260, 300]])
     med = fc.quantiles([0.5])[0, :, 0]
-    assert abs(med[1] - curve[-1]) < 0.05
+    assert abs(med[1] - curve[-1]) < 0.02
 
 
 def test_bad_inputs_say_what_is_wrong(forecaster):

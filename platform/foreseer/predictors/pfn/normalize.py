@@ -78,7 +78,7 @@ class CurveNormalizer:
         if self.kind == "percent":
             return v / 100.0
         u = (v - self.lo) / (self.hi - self.lo)
-        return 1.0 / (1.0 + np.exp(-_SLOPE * (u - 0.5)))
+        return 1.0 / (1.0 + np.exp(np.clip(-_SLOPE * (u - 0.5), -500, 500)))
 
     def inverse(self, y: Sequence[float] | np.ndarray) -> np.ndarray:
         """Back from the prior's scale to oriented metric values."""
