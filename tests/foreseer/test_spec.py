@@ -71,6 +71,12 @@ def test_each_bad_value_is_reported_with_its_field(fields, field, words):
     assert words.lower() in str(info.value).lower()
 
 
+def test_defaults_are_validated_like_given_values():
+    job = fs.SearchJob(name="defaults")
+    assert job.dataset_spec().name == "digits" and job.space_name == "mlp"
+    assert job.to_dict()["dataset"]["name"] == "digits"
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(fs.SpecError) as info:
         make(trials=0, max_epochs=0, sampler="nope", space="nope")

@@ -38,7 +38,9 @@ class GHNConfig:
 
     Attributes:
         hidden: node state size.
-        rounds: forward + backward sweep pairs.
+        rounds: forward + backward sweep pairs. One by default: on cells x digits, with a fixed
+            CPU budget, one round reached higher held-out accuracy than two (more steps, about
+            the same progress per step).
         max_hops: longest shortest path joined by a virtual edge (GHN-2's s_max).
         decoder_hidden: width of the decoder MLP.
         block: fan-out and fan-in of the full-rank block; wider layers use the low-rank decoder.
@@ -50,7 +52,7 @@ class GHNConfig:
     """
 
     hidden: int = 32
-    rounds: int = 2
+    rounds: int = 1
     max_hops: int = 3
     decoder_hidden: int = 64
     block: int = 32

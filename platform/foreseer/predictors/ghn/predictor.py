@@ -89,6 +89,16 @@ class GHNPredictor:
         return Prediction({k: v.detach().cpu() for k, v in weights.items()}, enc.skipped)
 
     @torch.no_grad()
+    def predict_many(self, candidates: Sequence[Candidate], *, batch: int = 16) -> list[dict[str, torch.Tensor]]:
+        """Predicted parameters of several candidates, ``batch`` graphs per hypernetwork pass (the
+        sweeps run level by level, so a batch of graphs costs little more than one)."""
+        out: list[dict[str, torch.Tensor]] = []
+        for start in range(0, len(candidates), batch):
+            encodings = [self.network(c)[1] for c in candidates[start : start + batch]]
+            out.extend(self.ghn(GraphBatch.of(encodings)) if encodings else [])
+        return out
+
+    @torch.no_grad()
     def score(self, candidates: Sequence[Candidate], x: Any, y: Any) -> list[float]:
         """Accuracy on ``(x, y)`` of each candidate with predicted weights and no training.
 
@@ -98,10 +108,10 @@ class GHNPredictor:
         x, y = _tensor(x, torch.float32), _tensor(y, torch.long)
         device = self.ghn.embed.op.weight.device
         scores = []
-        for candidate in candidates:
-            module, enc = self.network(candidate)
-            weights = self.ghn(GraphBatch.of([enc]))[0]
-            scores.append(_accuracy(module.to(device), weights, x, y))
+        for start in range(0, len(candidates), self.cache_size):
+            chunk = candidates[start : start + self.cache_size]  # their networks stay cached meanwhile
+            for candidate, weights in zip(chunk, self.predict_many(chunk), strict=True):
+                scores.append(_accuracy(self.network(candidate)[0].to(device), weights, x, y))
         return scores
 
     @torch.no_grad()
