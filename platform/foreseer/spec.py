@@ -12,22 +12,31 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from foreseer.errors import Problem, SpecError
+from foreseer.spec_parts import (
+    STOPPING_NAMES,
+    TRIAL_METRICS,
+    AshaStopping,
+    DatasetSpec,
+    GHNBudget,
+    MedianStopping,
+    NoStopping,
+    Objective,
+    PFNStopping,
+    Resources,
+    ScreeningSpec,
+    SpaceSpec,
+    SpecModel,
+    StoppingSpec,
+    did_you_mean,
+)
 
 __all__ = [
     "AshaStopping",
@@ -47,179 +56,13 @@ __all__ = [
     "load_job",
 ]
 
-#: Metrics every trial reports each epoch, with the direction in which they improve.
-TRIAL_METRICS: dict[str, str] = {
-    "val_accuracy": "max",
-    "val_loss": "min",
-    "train_accuracy": "max",
-    "train_loss": "min",
-    "num_params": "min",
-}
-
 #: Optuna samplers by name (see :mod:`foreseer.samplers`).
 SAMPLERS = ("random", "tpe", "cmaes", "gp", "nsgaii", "qmc")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class Objective(_Spec):
-    """The metric a search optimises and its direction.
-
-    Example:
-        >>> Objective("val_loss", mode="min").mode
-        'min'
-    """
-
-    metric: str = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
-
-    def __init__(self, metric: str = "val_accuracy", mode: str = "max", **data: Any) -> None:
-        super().__init__(metric=metric, mode=mode, **data)
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, metric: str) -> str:
-        if metric not in TRIAL_METRICS:
-            raise ValueError(f"unknown metric; trials report {', '.join(TRIAL_METRICS)}{_did_you_mean(metric, TRIAL_METRICS)}")
-        return metric
-
-
-class Resources(_Spec):
-    """What one trial needs. Fractional GPUs let several trials share one device.
-
-    Example:
-        >>> Resources(cpus=1, gpus=0.25).gpus
-        0.25
-    """
-
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
-
-    @field_validator("gpus")
-    @classmethod
-    def _whole_gpus_above_one(cls, gpus: float) -> float:
-        if gpus > 1 and gpus != int(gpus):
-            raise ValueError("a trial may use a fraction of one GPU (0 < gpus <= 1) or whole GPUs (2, 3, ...)")
-        return gpus
-
-
-class AshaStopping(_Spec):
-    """Asynchronous successive halving (Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020)."""
-
-    name: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1)
-
-
-class MedianStopping(_Spec):
-    """The median stopping rule (Golovin et al., "Google Vizier", KDD 2017)."""
-
-    name: Literal["median"] = "median"
-    grace_period: int = Field(1, ge=1)
-    min_samples: int = Field(3, ge=1)
-
-
-class NoStopping(_Spec):
-    """Every trial runs to ``max_epochs``."""
-
-    name: Literal["none"] = "none"
-
-
-class PFNStopping(_Spec):
-    """Learning-curve PFN stopping (Adriaensen et al., "Efficient Bayesian Learning Curve Extrapolation
-    using Prior-Data Fitted Networks", NeurIPS 2023): stop when P(final value > best so far) <= delta.
-
-    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
-    """
-
-    name: Literal["pfn"] = "pfn"
-    delta: float = Field(0.05, gt=0, lt=1)
-    min_epoch: int = Field(2, ge=1)
-    checkpoint: str | None = None
-
-
-StoppingSpec = Annotated[
-    AshaStopping | MedianStopping | NoStopping | PFNStopping, Field(discriminator="name")
-]
-_STOPPING_NAMES = ("none", "asha", "median", "pfn")
-
-
-class SpaceSpec(_Spec):
-    """A search space by name, optionally narrowed: ``params`` fixes or narrows any sampled parameter.
-
-    Example:
-        >>> SpaceSpec(name="mlp", params={"depth": 2, "lr": {"low": 1e-3, "high": 1e-1, "log": True}}).name
-        'mlp'
-    """
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("params")
-    @classmethod
-    def _valid_overrides(cls, params: dict[str, Any]) -> dict[str, Any]:
-        from foreseer_spaces import parse_overrides
-
-        parse_overrides(params)
-        return params
-
-
-class ScreeningSpec(_Spec):
-    """Screen candidates with the graph hypernetwork before training them (``screening: true``).
-
-    Of every ``batch`` candidates asked from Optuna the bottom ``drop_fraction`` by GHN score is
-    told to Optuna as pruned without training; screening switches itself off when, after
-    ``min_trials`` completed trials, GHN scores rank results no better than parameter count.
-    Off by default: on ``benchmarks/ghn.py`` (README, "Graph hypernetwork") GHN scores ranked
-    better than parameter count on two of three pairs but worse than one epoch of training on
-    cells x digits, and a new (space, dataset) pair first costs up to 5 CPU-minutes of
-    meta-training. When on, the conservative ``drop_fraction`` of 0.25 kept 10, 8 and 10 of the
-    true top 10 on those pairs.
-    """
-
-    enabled: bool = False
-    batch: int = Field(4, ge=2)
-    drop_fraction: float = Field(0.25, gt=0, lt=1)
-    min_trials: int = Field(8, ge=3)
-
-
-class GHNBudget(_Spec):
-    """Meta-training budget of the graph hypernetwork, used when none is cached for the
-    (space, dataset) pair; ``max_seconds`` counts CPU seconds on a CPU worker."""
-
-    max_seconds: float = Field(290.0, gt=0)
-    max_steps: int = Field(3000, ge=1)
-    gpus: float = Field(0.0, ge=0)
-
-
-class DatasetSpec(_Spec):
-    """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed."""
-
-    name: str | None = None
-    path: str | None = None
-    target: str | None = None
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    test_fraction: float = Field(0.2, ge=0, lt=1)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DatasetSpec:
-        if (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of 'name' (a built-in dataset) or 'path' (a .npz or .csv file)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must leave data to train on (sum < 1)")
-        return self
-
-    @property
-    def source(self) -> str:
-        return self.name if self.name is not None else self.path  # type: ignore[return-value]
-
-
-class SearchJob(_Spec):
+class SearchJob(SpecModel):
     """A search job: space, dataset, objective, budget, and where it runs and records.
 
     Args:
@@ -331,7 +174,7 @@ class SearchJob(_Spec):
     def _known_sampler(cls, sampler: Any) -> Any:
         if isinstance(sampler, str):
             if sampler not in SAMPLERS:
-                raise ValueError(f"unknown sampler; accepted: {', '.join(SAMPLERS)}{_did_you_mean(sampler, SAMPLERS)}, or an optuna.samplers.BaseSampler")
+                raise ValueError(f"unknown sampler; accepted: {', '.join(SAMPLERS)}{did_you_mean(sampler, SAMPLERS)}, or an optuna.samplers.BaseSampler")
             return sampler
         import optuna
 
@@ -343,11 +186,11 @@ class SearchJob(_Spec):
     @classmethod
     def _coerce_stopping(cls, stopping: Any) -> Any:
         if isinstance(stopping, str):
-            if stopping not in _STOPPING_NAMES:
-                raise ValueError(f"unknown stopping policy; accepted: {', '.join(_STOPPING_NAMES)}{_did_you_mean(stopping, _STOPPING_NAMES)}")
+            if stopping not in STOPPING_NAMES:
+                raise ValueError(f"unknown stopping policy; accepted: {', '.join(STOPPING_NAMES)}{did_you_mean(stopping, STOPPING_NAMES)}")
             return {"name": stopping}
-        if isinstance(stopping, dict) and stopping.get("name") not in _STOPPING_NAMES:
-            raise ValueError(f"'name' must be one of {', '.join(_STOPPING_NAMES)}")
+        if isinstance(stopping, dict) and stopping.get("name") not in STOPPING_NAMES:
+            raise ValueError(f"'name' must be one of {', '.join(STOPPING_NAMES)}")
         return stopping
 
     @field_validator("tracking_uri", "store_uri")
@@ -441,11 +284,11 @@ def _dataset_from_string(text: str) -> DatasetSpec:
         return DatasetSpec(path=text)
     if text not in available_datasets():
         names = available_datasets()
-        raise ValueError(f"unknown dataset; built-ins: {', '.join(names)}{_did_you_mean(text, names)}, or a path to a .npz or .csv file")
+        raise ValueError(f"unknown dataset; built-ins: {', '.join(names)}{did_you_mean(text, names)}, or a path to a .npz or .csv file")
     return DatasetSpec(name=text)
 
 
-def _nested(model: type[_Spec], value: Any) -> Any:
+def _nested(model: type[SpecModel], value: Any) -> Any:
     """Validate a nested spec, turning its errors into one readable ``ValueError``."""
     if isinstance(value, model):
         return value
@@ -453,11 +296,6 @@ def _nested(model: type[_Spec], value: Any) -> Any:
         return model.model_validate(value)
     except ValidationError as e:
         raise ValueError("; ".join(str(p) for p in _problems(e, value, model))) from None
-
-
-def _did_you_mean(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _problems(error: ValidationError, data: Any, model: type[BaseModel] | None = None) -> list[Problem]:
@@ -469,7 +307,7 @@ def _problems(error: ValidationError, data: Any, model: type[BaseModel] | None =
         where = ".".join(loc) or "job"
         message = err["msg"].removeprefix("Value error, ").removeprefix("Type error, ")
         if err["type"] == "extra_forbidden":
-            hint = _did_you_mean(loc[-1], fields) if len(loc) == 1 else ""
+            hint = did_you_mean(loc[-1], fields) if len(loc) == 1 else ""
             message = f"unknown key{hint}"
             if len(loc) == 1:
                 message += f"; accepted keys: {', '.join(fields)}"

@@ -6,7 +6,7 @@ import math
 import optuna
 import pytest
 import torch
-from foreseer_spaces import Candidate, get_space
+from foreseer_spaces import get_space
 from foreseer_workers import load_dataset
 
 from foreseer.ledger import Ledger

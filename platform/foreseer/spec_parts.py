@@ -1,0 +1,202 @@
+"""The parts of a job specification: objective, resources, stopping, space, data, screening.
+
+Each is a frozen pydantic model that rejects unknown keys; :class:`foreseer.spec.SearchJob`
+puts them together.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "AshaStopping",
+    "DatasetSpec",
+    "GHNBudget",
+    "MedianStopping",
+    "NoStopping",
+    "Objective",
+    "PFNStopping",
+    "Resources",
+    "STOPPING_NAMES",
+    "ScreeningSpec",
+    "SpaceSpec",
+    "SpecModel",
+    "StoppingSpec",
+    "TRIAL_METRICS",
+    "did_you_mean",
+]
+
+#: Metrics every trial reports each epoch, with the direction in which they improve.
+TRIAL_METRICS: dict[str, str] = {
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "train_accuracy": "max",
+    "train_loss": "min",
+    "num_params": "min",
+}
+
+class SpecModel(BaseModel):
+    """Base of every spec model: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Objective(SpecModel):
+    """The metric a search optimises and its direction.
+
+    Example:
+        >>> Objective("val_loss", mode="min").mode
+        'min'
+    """
+
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+
+    def __init__(self, metric: str = "val_accuracy", mode: str = "max", **data: Any) -> None:
+        super().__init__(metric=metric, mode=mode, **data)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in TRIAL_METRICS:
+            raise ValueError(f"unknown metric; trials report {', '.join(TRIAL_METRICS)}{did_you_mean(metric, TRIAL_METRICS)}")
+        return metric
+
+
+class Resources(SpecModel):
+    """What one trial needs. Fractional GPUs let several trials share one device.
+
+    Example:
+        >>> Resources(cpus=1, gpus=0.25).gpus
+        0.25
+    """
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_gpus_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError("a trial may use a fraction of one GPU (0 < gpus <= 1) or whole GPUs (2, 3, ...)")
+        return gpus
+
+
+class AshaStopping(SpecModel):
+    """Asynchronous successive halving (Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020)."""
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class MedianStopping(SpecModel):
+    """The median stopping rule (Golovin et al., "Google Vizier", KDD 2017)."""
+
+    name: Literal["median"] = "median"
+    grace_period: int = Field(1, ge=1)
+    min_samples: int = Field(3, ge=1)
+
+
+class NoStopping(SpecModel):
+    """Every trial runs to ``max_epochs``."""
+
+    name: Literal["none"] = "none"
+
+
+class PFNStopping(SpecModel):
+    """Learning-curve PFN stopping (Adriaensen et al., "Efficient Bayesian Learning Curve Extrapolation
+    using Prior-Data Fitted Networks", NeurIPS 2023): stop when P(final value > best so far) <= delta.
+
+    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
+    """
+
+    name: Literal["pfn"] = "pfn"
+    delta: float = Field(0.05, gt=0, lt=1)
+    min_epoch: int = Field(2, ge=1)
+    checkpoint: str | None = None
+
+
+StoppingSpec = Annotated[
+    AshaStopping | MedianStopping | NoStopping | PFNStopping, Field(discriminator="name")
+]
+STOPPING_NAMES = ("none", "asha", "median", "pfn")
+
+
+class SpaceSpec(SpecModel):
+    """A search space by name, optionally narrowed: ``params`` fixes or narrows any sampled parameter.
+
+    Example:
+        >>> SpaceSpec(name="mlp", params={"depth": 2, "lr": {"low": 1e-3, "high": 1e-1, "log": True}}).name
+        'mlp'
+    """
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_overrides(cls, params: dict[str, Any]) -> dict[str, Any]:
+        from foreseer_spaces import parse_overrides
+
+        parse_overrides(params)
+        return params
+
+
+class ScreeningSpec(SpecModel):
+    """Screen candidates with the graph hypernetwork before training them (``screening: true``).
+
+    Of every ``batch`` candidates asked from Optuna the bottom ``drop_fraction`` by GHN score is
+    told to Optuna as pruned without training; screening switches itself off when, after
+    ``min_trials`` completed trials, GHN scores rank results no better than parameter count.
+    Off by default: on ``benchmarks/ghn.py`` (README, "Graph hypernetwork") GHN scores ranked
+    better than parameter count on two of three pairs but worse than one epoch of training on
+    cells x digits, and a new (space, dataset) pair first costs up to 5 CPU-minutes of
+    meta-training. When on, the conservative ``drop_fraction`` of 0.25 kept 10, 8 and 10 of the
+    true top 10 on those pairs.
+    """
+
+    enabled: bool = False
+    batch: int = Field(4, ge=2)
+    drop_fraction: float = Field(0.25, gt=0, lt=1)
+    min_trials: int = Field(8, ge=3)
+
+
+class GHNBudget(SpecModel):
+    """Meta-training budget of the graph hypernetwork, used when none is cached for the
+    (space, dataset) pair; ``max_seconds`` counts CPU seconds on a CPU worker."""
+
+    max_seconds: float = Field(290.0, gt=0)
+    max_steps: int = Field(3000, ge=1)
+    gpus: float = Field(0.0, ge=0)
+
+
+class DatasetSpec(SpecModel):
+    """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed."""
+
+    name: str | None = None
+    path: str | None = None
+    target: str | None = None
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a built-in dataset) or 'path' (a .npz or .csv file)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave data to train on (sum < 1)")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.name if self.name is not None else self.path  # type: ignore[return-value]
+
+
+def did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
