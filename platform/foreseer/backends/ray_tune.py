@@ -46,7 +46,8 @@ def ensure_ray(address: str | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
-        ray.init(
+        ray.init(  # "local": never attach to some other Ray that happens to run on this machine
+            address="local",
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
