@@ -11,7 +11,7 @@ The server runs in a session of its own, so stopping it stops every process it s
 it started. Example::
 
     with UiServer(UiSettings("sqlite:///foreseer.db", port=5000)) as server:
-        print(server.url)          # http://127.0.0.1:5000
+        url = server.url           # "http://127.0.0.1:5000"
         server.wait()              # until Ctrl-C
 """
 
