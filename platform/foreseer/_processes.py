@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from typing import Any
 
 import psutil
 
-__all__ = ["alive", "describe_driver", "kill_leftovers"]
+__all__ = ["alive", "describe_driver", "kill_leftovers", "pid_of", "terminate"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def kill_leftovers(driver: dict[str, Any] | None) -> int:
 
 
 def pid_of(driver: dict[str, Any] | None) -> int | None:
+    """The driver's pid while it still runs, else ``None``."""
     return driver["process"][0] if driver and alive(driver.get("process")) else None
 
 
 def terminate(pid: int) -> None:
-    os.kill(pid, 15)
+    """Ask a driver to stop: it cancels its job and records it as cancelled."""
+    os.kill(pid, signal.SIGTERM)
