@@ -76,10 +76,21 @@ stop() {
     rm -rf "$BUILD"
 }
 
+# Under .build/ in the checkout, unless the `postgres` user cannot reach it there (a checkout in
+# a private folder, e.g. one made by mktemp -d): then a folder of its own under /tmp.
+run_dir() {
+    local dir=$PWD/.build/pg-run-$$
+    if [[ $(id -u) -eq 0 ]] && ! as_owner test -x "$PWD/.build" 2>/dev/null; then
+        dir=$(mktemp -d /tmp/foreseer-pg-run.XXXXXX)
+        rmdir "$dir"
+    fi
+    echo "$dir"
+}
+
 run() {
     local pg_url rc=0
     # One server per run, so two suites started side by side never share or stop each other's.
-    [[ -n ${PG_BUILD_DIR:-} ]] || set_build "$PWD/.build/pg-run-$$"
+    [[ -n ${PG_BUILD_DIR:-} ]] || set_build "$(run_dir)"
     if pg_url=$(start 2>"$BUILD.err"); then
         export FORESEER_TEST_PG_URL=$pg_url
         echo "PostgreSQL for the tests: $pg_url (data in $DATA)"
