@@ -63,12 +63,9 @@ def run(job_file: str, sets: tuple[str, ...], detach: bool) -> None:
     _quiet_libraries()
     job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
     if detach:
-        from foreseer.runner import open_records, prepare
+        from foreseer.launch import launch
 
-        prepared = _or_exit(lambda: prepare(job))
-        _or_exit(lambda: open_records(prepared))
-        spawn_detached(prepared.job_id, job.store_url, job.tracking_uri)
-        click.echo(prepared.job_id)
+        click.echo(_or_exit(lambda: launch(job)).job_id)
         return
     from foreseer.api import submit
 
@@ -87,28 +84,6 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger's level on import
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def spawn_detached(job_id: str, store_url: str, tracking_uri: str | None = None) -> None:
-    """Run a recorded job in a new background process (its own session, output to a log file).
-
-    The URLs travel in its environment, not its command line, which every user of the machine can
-    read; they also give the stored (masked) spec its passwords back."""
-    import subprocess
-
-    from foreseer.dburl import sqlite_path
-
-    folder = (sqlite_path(store_url) or Path("foreseer.db")).resolve().parent / "foreseer-logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "FORESEER_STORE": store_url}
-    if tracking_uri:
-        env["FORESEER_TRACKING_URI"] = tracking_uri
-    with open(folder / f"{job_id}.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "foreseer", "_work", job_id],
-            env=env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
 
 
 def follow_to_exit(handle: JobHandle, *, live: bool = True) -> None:
@@ -237,5 +212,8 @@ def ui(tracking_uri: str, host: str, port: int) -> None:
 main.add_command(__import__("foreseer.predictors.pfn.cli", fromlist=["pfn"]).pfn)
 main.add_command(__import__("foreseer.predictors.ghn.cli", fromlist=["ghn"]).ghn)
 
-for _command in (commands.jobs, commands.show, commands.cancel, commands.resume, commands.schema, commands.db, commands.work):
+for _command in (
+    commands.submit, commands.jobs, commands.show, commands.logs, commands.cancel, commands.resume, commands.schema,
+    commands.db, commands.work,
+):
     main.add_command(_command)

@@ -1,4 +1,4 @@
-"""Job commands of the ``foreseer`` CLI: jobs, show, cancel, resume, schema, db."""
+"""Job commands of the ``foreseer`` CLI: submit, jobs, show, logs, cancel, resume, schema, db."""
 
 from __future__ import annotations
 
@@ -59,14 +59,16 @@ def jobs(store_url: str, limit: int) -> None:
     from foreseer.dburl import mask_url
     from foreseer.store.models import JobRow
 
+    from foreseer.launch import reconcile
+
     store = _store(store_url)
     with store.session() as session:
         rows = JobRow.recent(session, limit)
-        table = Table(title=f"jobs in {mask_url(store.url)}")
-        for column in ("id", "name", "status", "trials", "best", "created", "error"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*_job_cells(row))
+    table = Table(title=f"jobs in {mask_url(store.url)}")
+    for column in ("id", "name", "status", "where", "trials", "best", "created", "error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*_job_cells(reconcile(store, row)))
     Console().print(table)
 
 
@@ -78,7 +80,8 @@ def _job_cells(row: Any) -> list[str]:
     best = f"{summary['best_value']:.4f}" if "best_value" in summary else "-"
     trials = f"{done}/{row.spec.get('trials', '?')}" if summary else f"?/{row.spec.get('trials', '?')}"
     error = (row.error or "").splitlines()[-1][:60] if row.error else ""
-    return [row.id, row.name, row.status, trials, best, f"{row.created_at:%Y-%m-%d %H:%M}", mask_text(error)]
+    where = row.cluster or "local"
+    return [row.id, row.name, row.status, where, trials, best, f"{row.created_at:%Y-%m-%d %H:%M}", mask_text(error)]
 
 
 @click.command()
@@ -93,10 +96,17 @@ def show(job_id: str, store_url: str) -> None:
     from foreseer.dburl import mask_secrets, mask_text
     from foreseer.store.models import EpochRow, TrialRow
 
+    from foreseer.launch import reconcile, submission_state
+
     store = _store(store_url)
-    row = _find(store, job_id)
+    row = reconcile(store, _find(store, job_id))
     console = Console()
     console.print(f"[bold]{row.name}[/] {row.id}: [bold]{row.status}[/]")
+    if row.submission_id:
+        state, _ = submission_state(row.cluster, row.submission_id)
+        console.print(f"submitted to {row.cluster} as {row.submission_id} (Ray: {state})")
+    if row.schedule_id:
+        console.print(f"fired by schedule {row.schedule_id}")
     console.print(f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, parent run {row.mlflow_parent_run_id}")
     if row.error:
         console.print(f"[red]{mask_text(row.error)}[/]")
@@ -152,6 +162,9 @@ def cancel(job_id: str, store_url: str) -> None:
     row = _find(store, job_id)
     if row.status in ("succeeded", "failed", "cancelled"):
         _bad_input(f"job {row.id} already ended ({row.status})")
+    if row.submission_id:
+        _cancel_on_cluster(store, row)
+        return
     pid = pid_of(row.driver)
     if pid is not None:
         terminate(pid)
@@ -164,13 +177,90 @@ def cancel(job_id: str, store_url: str) -> None:
     click.echo(f"job {row.id}: cancelled (its driver was not running)")
 
 
+def _cancel_on_cluster(store: Any, row: Any) -> None:
+    from foreseer.launch import reconcile, stop_submission
+
+    try:
+        state = stop_submission(row.cluster, row.submission_id)
+    except SpecError as e:
+        _bad_input(str(e))
+    row = reconcile(store, row)
+    click.echo(f"job {row.id}: its driver on {row.cluster} stopped (Ray: {state}); the job is {row.status}")
+
+
+@click.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--cluster", required=True, envvar="FORESEER_CLUSTER",
+              help="The Ray cluster's dashboard address, e.g. http://HEAD:8265 (or $FORESEER_CLUSTER).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
+def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
+    """Submit a job file to a Ray cluster; its driver runs there. Prints the job id."""
+    from foreseer.cli import EXIT_FAILED, _or_exit, _parse_sets
+    from foreseer.errors import JobFailed
+    from foreseer.launch import launch
+    from foreseer.spec import load_job
+
+    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
+    try:
+        launched = _or_exit(lambda: launch(job, cluster=cluster))
+    except JobFailed as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(launched.job_id)
+    click.echo(f"submitted to {cluster} as {launched.submission_id}; follow it with "
+               f"`foreseer logs {launched.job_id} --follow` or `foreseer show {launched.job_id}`", err=True)
+
+
+@click.command()
+@click.argument("job_id")
+@store_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job's driver ends.")
+def logs(job_id: str, store_url: str, follow: bool) -> None:
+    """Print a background or cluster job's driver output."""
+    import time
+
+    from foreseer.launch import cluster_logs, log_file
+
+    store = _store(store_url)
+    row = _find(store, job_id)
+    if row.submission_id:
+        try:
+            cluster_logs(row.cluster, row.submission_id, lambda text: click.echo(text, nl=False), follow)
+        except SpecError as e:
+            _bad_input(str(e))
+        return
+    path = log_file(store_url, row.id)
+    if not path.exists():
+        _bad_input(f"job {row.id} has no log file ({path}): only jobs run with --detach or by a schedule write one; "
+                   "a job run in the foreground printed to its terminal")
+    with open(path, encoding="utf-8", errors="replace") as log:
+        while True:
+            chunk = log.read()
+            if chunk:
+                click.echo(chunk, nl=False)
+            elif not follow or _driver_ended(_find(store, row.id)):
+                return
+            else:
+                time.sleep(0.5)
+
+
+def _driver_ended(row: Any) -> bool:
+    """Whether a local job's driver is done: it recorded the end, or it died (killed) while running."""
+    from foreseer._processes import alive
+
+    if row.status == "queued":
+        return False
+    return row.status != "running" or not alive((row.driver or {}).get("process"))
+
+
 @click.command()
 @click.argument("job_id")
 @store_option
 @click.option("--detach", is_flag=True, help="Continue in the background and return at once.")
 def resume(job_id: str, store_url: str, detach: bool) -> None:
     """Continue a job whose driver died or that was cancelled: nothing lost, nothing run twice."""
-    from foreseer.cli import follow_to_exit, spawn_detached
+    from foreseer.cli import follow_to_exit
+    from foreseer.launch import spawn_detached
 
     if detach:
         row = _find(_store(store_url), job_id)

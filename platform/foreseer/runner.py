@@ -142,8 +142,10 @@ def open_tracker(job: SearchJob) -> Tracker:
         raise SpecError([Problem("tracking_uri", f"cannot open the MLflow store {mask_url(job.tracking_uri)}: {e}")]) from e
 
 
-def open_records(prepared: PreparedJob, *, started_ray: bool = False) -> None:
-    """Create the job's row in the job store, its MLflow experiment and its parent run."""
+def open_records(prepared: PreparedJob, *, started_ray: bool = False, extra: dict[str, Any] | None = None) -> None:
+    """Create the job's row in the job store, its MLflow experiment and its parent run.
+
+    ``extra`` holds more columns of the job's row: where it was submitted, the schedule that fired it."""
     from foreseer._processes import describe_driver
     from foreseer.dburl import mask_secrets, reachability_problem
 
@@ -161,7 +163,7 @@ def open_records(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     spec = mask_secrets(job.to_dict())
     journal.create_job(
         job.name, spec, data_fingerprint=prepared.data.fingerprint, tune_path=str(prepared.directory),
-        driver=describe_driver(started_ray) if started_ray else None,
+        driver=describe_driver(started_ray) if started_ray else None, **(extra or {}),
     )
     parent = tracker.start_job(prepared.job_id, {**spec, "job_id": prepared.job_id}, f"{job.name}-{prepared.job_id[:6]}")
     journal.update_job(mlflow_experiment_id=tracker.experiment_id, mlflow_parent_run_id=parent)

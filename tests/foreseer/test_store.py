@@ -17,9 +17,12 @@ from foreseer.store.models import JobRow, TrialRow
 
 def test_a_new_database_gets_the_newest_schema(tmp_path):
     store = JobStore(f"sqlite:///{tmp_path}/s.db")
-    assert store.revision() == store.head() == "0002"
+    assert store.revision() == store.head() == "0003"
     tables = set(inspect(store.engine).get_table_names())
-    assert {"foreseer_jobs", "foreseer_trials", "foreseer_epochs", "foreseer_alembic_version"} <= tables
+    assert {
+        "foreseer_jobs", "foreseer_trials", "foreseer_epochs", "foreseer_schedules", "foreseer_firings",
+        "foreseer_alembic_version",
+    } <= tables
     assert "alembic_version" not in tables
 
 
@@ -44,14 +47,15 @@ def test_an_older_store_is_refused_until_upgraded_and_keeps_its_rows(tmp_path):
     # store-0001.db was written at schema revision 0001, with one job and one trial in it
     shutil.copyfile(Path(__file__).with_name("data") / "store-0001.db", tmp_path / "old.db")
     url = f"sqlite:///{tmp_path}/old.db"
-    with pytest.raises(StoreError, match="older than this Foreseer's '0002'.*foreseer db upgrade"):
+    with pytest.raises(StoreError, match="older than this Foreseer's '0003'.*foreseer db upgrade"):
         JobStore(url)
     result = CliRunner().invoke(main, ["db", "upgrade", "--store", url])
-    assert result.exit_code == 0 and "revision 0002" in result.output, result.output
+    assert result.exit_code == 0 and "revision 0003" in result.output, result.output
     upgraded = JobStore(url)
     with upgraded.session() as session:
         assert session.get(JobRow, "j1").name == "old"
         assert TrialRow.of_job(session, "j1")[0].retry_errors is None
+        assert session.get(JobRow, "j1").cluster is None
 
 
 def test_a_store_from_a_newer_foreseer_is_refused(tmp_path):

@@ -26,8 +26,8 @@ class TrialConfig:
         lr_warmup_epochs: length of a linear LR warm-up, in epochs (may be fractional); useful
             when the trial starts from predicted weights.
         scratch_dir: where each epoch's checkpoint folder is written before ``report`` takes it
-            (the system's temporary folder when ``None``); the Ray backend uses the trial's own
-            folder, so a killed worker leaves nothing outside the job.
+            (the system's temporary folder when ``None``; created when missing); the Ray backend
+            uses a folder of the job's own, so a killed worker leaves nothing outside the job.
 
     Example:
         >>> from foreseer_spaces import Candidate, get_space

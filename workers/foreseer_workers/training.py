@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -211,6 +212,8 @@ class _Trial:
         """Write a checkpoint of the state after ``metrics['epoch']`` into a new temporary directory."""
         epoch = int(metrics["epoch"])
         cand = self.config.candidate
+        if self.config.scratch_dir is not None:
+            os.makedirs(self.config.scratch_dir, exist_ok=True)
         directory = tempfile.mkdtemp(prefix=f"foreseer-{cand.hash}-epoch{epoch:04d}-", dir=self.config.scratch_dir)
         state = {
             "epoch": epoch,

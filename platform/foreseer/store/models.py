@@ -1,4 +1,4 @@
-"""Foreseer's tables: jobs, their trials, and every epoch a trial reported.
+"""Foreseer's tables: jobs, their trials, every epoch a trial reported, schedules and their firings.
 
 The schema is made and changed only by the Alembic migrations in ``migrations/``; these models
 are how the code reads and writes it. Table names carry a ``foreseer_`` prefix and the migration
@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, select
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-__all__ = ["Base", "EpochRow", "JobRow", "TrialRow", "JOB_STATES", "utcnow"]
+__all__ = ["Base", "EpochRow", "FiringRow", "JobRow", "ScheduleRow", "TrialRow", "JOB_STATES", "utcnow"]
 
 #: queued → running → succeeded | failed | cancelled; a resumed job goes back to running.
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -45,6 +45,11 @@ class JobRow(Base):
     driver: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    #: the Ray dashboard address and submission id of a job sent to a cluster
+    cluster: Mapped[str | None] = mapped_column(Text)
+    submission_id: Mapped[str | None] = mapped_column(String(128))
+    #: the schedule that fired the job
+    schedule_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
     @classmethod
     def find(cls, session: Session, job_id: str) -> JobRow | None:
@@ -97,3 +102,39 @@ class EpochRow(Base):
     def of_job(cls, session: Session, job_id: str) -> list[EpochRow]:
         query = select(cls).where(cls.job_id == job_id).order_by(cls.number, cls.epoch)
         return list(session.scalars(query))
+
+
+class ScheduleRow(Base):
+    """A recurring job: its spec, a cron expression in a time zone, and what to do with runs the
+    daemon missed and with a run due while the previous one still runs."""
+
+    __tablename__ = "foreseer_schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(Text)
+    cron: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64))
+    cluster: Mapped[str | None] = mapped_column(Text)
+    missed: Mapped[str] = mapped_column(String(16))
+    overlap: Mapped[str] = mapped_column(String(16))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class FiringRow(Base):
+    """One occurrence of a schedule, claimed by one daemon: its primary key is what makes an
+    occurrence fire at most once, however many daemons race for it."""
+
+    __tablename__ = "foreseer_firings"
+
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("foreseer_schedules.id", ondelete="CASCADE"), primary_key=True)
+    occurrence: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    daemon: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")

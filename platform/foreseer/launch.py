@@ -1,0 +1,311 @@
+"""Launching a job away from the caller: a background process on this machine, or the driver of a
+Ray cluster through Ray's job submission API.
+
+Either way the job is validated and recorded here first (its row in the job store, its MLflow
+experiment and parent run), so it shows in ``foreseer jobs`` at once; the driver that runs it picks
+it up from the store (``foreseer _work JOB``) exactly as ``foreseer resume`` would. A cluster
+submission's id is derived from the job's (``foreseer-<job id>``), so Ray itself refuses to run the
+same job twice.
+
+Example:
+    >>> launched = launch(load_job("examples/quickstart.yaml"), cluster="http://127.0.0.1:8265")  # doctest: +SKIP
+    >>> launched.job_id, launched.submission_id  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from foreseer.errors import JobFailed, Problem, SpecError
+from foreseer.ui import is_loopback
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+    from foreseer.spec import SearchJob
+
+__all__ = [
+    "Launched", "cluster_client", "cluster_logs", "cluster_problems", "launch", "log_file", "on_this_machine",
+    "pin_paths", "reconcile", "spawn_detached", "stop_submission", "submission_state", "wait_for_submission",
+]
+
+#: How long to wait for the job agent of a head that has just started.
+AGENT_WAIT_S = 30.0
+#: Ray job states after which the driver no longer runs.
+RAY_ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+@dataclass(frozen=True)
+class Launched:
+    """Where a launched job runs: ``cluster`` and ``submission_id`` are set for a cluster submission."""
+
+    job_id: str
+    store_url: str
+    cluster: str | None = None
+    submission_id: str | None = None
+
+
+def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | None = None) -> Launched:
+    """Validate and record ``job``, then start its driver in the background or on ``cluster``.
+
+    Args:
+        job: the job.
+        cluster: a Ray dashboard address (``http://HEAD:8265``); ``None`` runs the job in a
+            background process on this machine.
+        schedule_id: the schedule that fired the job, recorded with it.
+
+    Raises:
+        SpecError: the job is invalid, or its stores or files cannot be reached from where its
+            driver will run; nothing was written.
+        JobFailed: the cluster refused the recorded job (it is marked failed).
+    """
+    from foreseer.runner import open_records, prepare
+
+    client = None
+    if cluster is not None:
+        problems = cluster_problems(job, cluster)
+        if problems:
+            raise SpecError(problems)
+        client = cluster_client(cluster)
+    job = pin_paths(job) if cluster is None or on_this_machine(cluster) else job
+    prepared = prepare(job)
+    submission_id = None if cluster is None else f"foreseer-{prepared.job_id}"
+    open_records(prepared, extra={"cluster": cluster, "submission_id": submission_id, "schedule_id": schedule_id})
+    if client is None:
+        spawn_detached(prepared.job_id, job.store_url, job.tracking_uri)
+    else:
+        _submit(client, prepared.job_id, job, submission_id, on_this_machine(cluster))  # type: ignore[arg-type]
+    return Launched(prepared.job_id, job.store_url, cluster, submission_id)
+
+
+def _submit(client: JobSubmissionClient, job_id: str, job: SearchJob, submission_id: str, local: bool) -> None:
+    """Start ``foreseer _work JOB`` as the cluster's driver. The URLs travel masked: a cluster
+    gets its database password from its own environment (``PGPASSWORD`` or ``~/.pgpass``, a
+    Kubernetes Secret), never from the submission, which Ray shows to anyone with dashboard access."""
+    from foreseer.dburl import mask_url
+    from foreseer.store.models import utcnow
+    from foreseer.runner import open_journal
+
+    python = shlex.quote(sys.executable) if local else "python"
+    env = {"FORESEER_STORE": mask_url(job.store_url), "FORESEER_TRACKING_URI": mask_url(job.tracking_uri)}
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            client.submit_job(
+                entrypoint=f"{python} -m foreseer _work {job_id}",
+                submission_id=submission_id,
+                runtime_env={"env_vars": env},
+                metadata={"foreseer_job": job_id, "name": job.name},
+            )
+            return
+        except Exception as e:  # the client raises RuntimeError or requests' errors
+            if "No available agent" in str(e) and time.monotonic() < deadline:
+                time.sleep(1.0)  # a head that has just started: its job agent is not up yet
+                continue
+            error = f"the cluster refused the job: {str(e).strip()}"
+            open_journal(job.store_url, job_id).update_job(status="failed", ended_at=utcnow(), error=error)
+            raise JobFailed(f"job {job_id} was recorded, but {error}; it is marked failed") from e
+
+
+def cluster_client(cluster: str) -> JobSubmissionClient:
+    """A job submission client for ``cluster``; an unreachable cluster or a missing Ray extra is bad input."""
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError as e:
+        raise SpecError([Problem(
+            "cluster", f"submitting to a cluster needs Ray's job submission client ({e}); "
+            "install it with `pip install 'foreseer[cluster]'`",
+        )]) from e
+    token = ray_auth_token()
+    try:
+        return JobSubmissionClient(cluster, headers={"Authorization": f"Bearer {token}"} if token else None)
+    except Exception as e:  # ConnectionError, RuntimeError, ValueError depending on what failed
+        raise SpecError([Problem(
+            "cluster", f"cannot reach the Ray cluster's job API at {cluster}: {str(e).splitlines()[0]} "
+            "(give the dashboard address, e.g. http://HEAD:8265; the head must run with the dashboard on)",
+            cluster, True,
+        )]) from e
+
+
+def ray_auth_token() -> str | None:
+    """The token for a Ray cluster with token auth (``RAY_AUTH_MODE=token``), found where Ray's
+    own CLI looks: ``$RAY_AUTH_TOKEN``, the file ``$RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    return path.read_text().strip() if path.is_file() else None
+
+
+def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
+    """Why the driver that ``cluster`` would run cannot use this job's stores and files."""
+    from sqlalchemy.engine import make_url
+
+    parts = urlsplit(cluster if "://" in cluster else f"http://{cluster}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [Problem("cluster", "expected the Ray dashboard's address, e.g. http://HEAD:8265", cluster, True)]
+    if on_this_machine(cluster):
+        return []
+    problems = []
+    for field, url in {"tracking_uri": job.tracking_uri, "store_uri": job.store_url}.items():
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            problems.append(Problem(field, (
+                f"{url} is a file on this machine, which the job's driver on {parts.hostname} cannot open; "
+                "use a database server both can reach, e.g. postgresql+psycopg://USER@DBHOST/foreseer"
+            )))
+        elif parsed.host is None or is_loopback(parsed.host):
+            problems.append(Problem(field, (
+                f"{parsed.host or 'localhost'} on the cluster is not this machine; give the database "
+                "server's address as the cluster sees it"
+            )))
+    if not Path(job.workdir).is_absolute():
+        problems.append(Problem("workdir", (
+            f"{job.workdir!r} is relative, and the driver on the cluster runs in a folder of its own; give an "
+            "absolute path on storage every cluster node shares (e.g. /mnt/foreseer)"
+        )))
+    spec = job.dataset_spec()
+    if spec is not None and spec.path is not None and not Path(spec.path).is_absolute():
+        problems.append(Problem("dataset.path", (
+            f"{spec.path!r} is relative to this machine; give an absolute path that exists both here and on the cluster"
+        )))
+    if spec is None:
+        problems.append(Problem("dataset", "arrays given from Python do not travel to a cluster; save them as .npz on shared storage"))
+    if not isinstance(job.space, str) and hasattr(job.space, "build"):
+        problems.append(Problem("space", "a SearchSpace object does not travel to a cluster; register it as an entry point"))
+    return problems
+
+
+def on_this_machine(address: str) -> bool:
+    """Whether ``address`` (a URL or host) names this machine: loopback, its name or one of its addresses."""
+    host = urlsplit(address if "://" in address else f"http://{address}").hostname or ""
+    if is_loopback(host):
+        return True
+    names = {socket.gethostname(), socket.getfqdn()}
+    try:
+        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        pass
+    return host in names
+
+
+def pin_paths(job: SearchJob) -> SearchJob:
+    """``job`` with its relative file paths made absolute, for a driver on this machine that runs
+    in another folder (a background process, a local Ray cluster's driver, ``foreseer resume``)."""
+    from sqlalchemy.engine import make_url
+
+    from foreseer.dburl import sqlite_path
+
+    def pinned(url: str | None) -> str | None:
+        path = sqlite_path(url) if url else None
+        if path is None or path.is_absolute():
+            return url
+        return make_url(url).set(database=str(path.resolve())).render_as_string(hide_password=False)
+
+    update: dict[str, Any] = {
+        "tracking_uri": pinned(job.tracking_uri),
+        "store_uri": pinned(job.store_uri),
+        "workdir": str(Path(job.workdir).resolve()),
+    }
+    spec = job.dataset_spec()
+    if spec is not None and spec.path is not None:
+        update["dataset"] = spec.model_copy(update={"path": str(Path(spec.path).resolve())})
+    return job.model_copy(update=update)
+
+
+def spawn_detached(job_id: str, store_url: str, tracking_uri: str | None = None) -> None:
+    """Run a recorded job in a new background process (its own session, output to :func:`log_file`).
+
+    The URLs travel in its environment, not its command line, which every user of the machine can
+    read; they also give the stored (masked) spec its passwords back."""
+    import subprocess
+
+    path = log_file(store_url, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FORESEER_STORE": store_url}
+    if tracking_uri:
+        env["FORESEER_TRACKING_URI"] = tracking_uri
+    with open(path, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "foreseer", "_work", job_id],
+            env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def log_file(store_url: str, job_id: str) -> Path:
+    """Where a background job on this machine writes its output: ``foreseer-logs/`` beside a SQLite
+    store, else beside the current folder."""
+    from foreseer.dburl import sqlite_path
+
+    return (sqlite_path(store_url) or Path("foreseer.db")).resolve().parent / "foreseer-logs" / f"{job_id}.log"
+
+
+def submission_state(cluster: str, submission_id: str) -> tuple[str, str]:
+    """Ray's state of a submission (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED, or UNKNOWN when
+    the cluster does not answer) and its message."""
+    try:
+        info = cluster_client(cluster).get_job_info(submission_id)
+    except (SpecError, RuntimeError) as e:
+        return "UNKNOWN", str(e).splitlines()[0]
+    return str(info.status.value if hasattr(info.status, "value") else info.status), info.message or ""
+
+
+def wait_for_submission(cluster: str, submission_id: str, timeout: float) -> str:
+    """Poll until the submission ends or ``timeout`` passes; returns its last state."""
+    deadline = time.monotonic() + timeout
+    state, _ = submission_state(cluster, submission_id)
+    while state not in RAY_ENDED and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state, _ = submission_state(cluster, submission_id)
+    return state
+
+
+def reconcile(store: Any, row: Any) -> Any:
+    """``row`` (a ``JobRow``), corrected when its driver on a cluster ended without recording the end
+    (the cluster could not start it, or stopped it before it could write): recorded as failed, or
+    cancelled when it was stopped, with Ray's message. Other rows come back as they are."""
+    from foreseer.store.models import JobRow, utcnow
+
+    if row.submission_id is None or row.status not in ("queued", "running"):
+        return row
+    state, message = submission_state(row.cluster, row.submission_id)
+    if state not in RAY_ENDED:
+        return row
+    with store.session() as session:
+        fresh = session.get(JobRow, row.id)
+        if fresh.status in ("queued", "running"):  # the driver may have recorded its end meanwhile
+            fresh.status = "cancelled" if state == "STOPPED" else "failed"
+            fresh.ended_at = utcnow()
+            fresh.error = fresh.error or f"the driver on the cluster ended ({state}) without recording the job's end: {message}"
+        return fresh
+
+
+def cluster_logs(cluster: str, submission_id: str, write: Callable[[str], Any], follow: bool = False) -> None:
+    """Hand the driver's output on the cluster to ``write``; with ``follow``, until the driver ends."""
+    client = cluster_client(cluster)
+    if not follow:
+        write(client.get_job_logs(submission_id))
+        return
+    import asyncio
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(submission_id):
+            write(lines)
+
+    asyncio.run(tail())
+
+
+def stop_submission(cluster: str, submission_id: str, timeout: float = 60.0) -> str:
+    """Ask the cluster to stop the driver (SIGTERM: it cancels the job and records it); returns
+    Ray's state of the submission once it ended or ``timeout`` passed."""
+    cluster_client(cluster).stop_job(submission_id)
+    return wait_for_submission(cluster, submission_id, timeout)
