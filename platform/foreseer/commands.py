@@ -197,10 +197,12 @@ def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
     """Submit a job file to a Ray cluster; its driver runs there. Prints the job id."""
     from foreseer.cli import EXIT_FAILED, _or_exit, _parse_sets
     from foreseer.errors import JobFailed
-    from foreseer.launch import launch
+    from foreseer.launch import launch, security_warnings
     from foreseer.spec import load_job
 
     job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
+    for warning in security_warnings(cluster):
+        click.echo(f"warning: {warning}", err=True)
     try:
         launched = _or_exit(lambda: launch(job, cluster=cluster))
     except JobFailed as e:

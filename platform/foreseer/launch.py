@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Launched", "cluster_client", "cluster_logs", "cluster_problems", "launch", "log_file", "on_this_machine",
-    "pin_paths", "reconcile", "spawn_detached", "stop_submission", "submission_state", "wait_for_submission",
+    "pin_paths", "reconcile", "security_warnings", "spawn_detached", "stop_submission", "submission_state", "wait_for_submission",
 ]
 
 #: How long to wait for the job agent of a head that has just started.
@@ -143,6 +143,17 @@ def ray_auth_token() -> str | None:
         return os.environ["RAY_AUTH_TOKEN"].strip()
     path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     return path.read_text().strip() if path.is_file() else None
+
+
+def security_warnings(cluster: str) -> list[str]:
+    """What an operator should hear before sending a job to ``cluster`` (empty when all is well)."""
+    if on_this_machine(cluster) or ray_auth_token():
+        return []
+    return [
+        f"no Ray auth token here ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): a cluster at {cluster} "
+        "that accepts jobs without one runs whatever anyone who reaches it submits. Turn token auth on "
+        "(RAY_AUTH_MODE=token on every node, as deploy/ does) and give its token here."
+    ]
 
 
 def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:

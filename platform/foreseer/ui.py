@@ -102,17 +102,21 @@ def default_artifacts_destination(tracking_uri: str) -> str:
 
 
 def server_command(settings: UiSettings) -> tuple[list[str], dict[str, str]]:
-    """The ``mlflow server`` command line and the environment additions for ``settings``."""
+    """The ``mlflow server`` command line and the environment additions for ``settings``.
+
+    The store URL goes in the environment, not on the command line, which every user of the
+    machine can read (``ps``) and which would show a database password."""
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", settings.tracking_uri,
         "--host", settings.host,
         "--port", str(settings.port),
         "--workers", str(settings.workers),
         "--serve-artifacts",
         "--artifacts-destination", settings.artifacts_destination or default_artifacts_destination(settings.tracking_uri),
     ]
-    env = {} if settings.job_execution else dict(LEAN_ENV)
+    env = {"MLFLOW_BACKEND_STORE_URI": settings.tracking_uri}
+    if not settings.job_execution:
+        env.update(LEAN_ENV)
     return command, env
 
 

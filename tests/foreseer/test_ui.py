@@ -48,15 +48,15 @@ def test_the_server_command_is_lean_and_serves_artifacts_beside_the_store(tmp_pa
     options.remove("--serve-artifacts")
     flags = dict(zip(options[::2], options[1::2]))
     assert flags == {
-        "--backend-store-uri": f"sqlite:///{tmp_path}/store.db",
         "--host": "127.0.0.1",
         "--port": "5123",
         "--workers": "1",
         "--artifacts-destination": (tmp_path / "mlartifacts").as_uri(),
     }
-    assert env == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    _, env = server_command(UiSettings("postgresql+psycopg://u@h/db", job_execution=True))
-    assert env == {}
+    assert env == {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/store.db", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command, env = server_command(UiSettings("postgresql+psycopg://u:secret@h/db", job_execution=True))
+    assert env == {"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg://u:secret@h/db"}
+    assert not any("secret" in part for part in command), "a password never shows in the process list"
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
