@@ -312,7 +312,9 @@ def test_the_job_files_the_deploy_files_ship_are_valid_foreseer_jobs(tmp_path):
 def test_the_compose_file_is_complete_and_consistent():
     compose = documents(DEPLOY / "docker-compose.yaml")[0]
     services = compose["services"]
-    assert {"postgres", "mlflow", "foreseer-init", "foreseer"} <= set(services)
+    assert {"postgres", "mlflow", "foreseer-init", "foreseer", "scheduler"} <= set(services)
+    assert services["scheduler"]["command"] == ["foreseer", "scheduler"]
+    assert "profiles" not in services["scheduler"], "`docker compose up` starts the scheduler"
     built = {s["image"] for s in services.values() if "build" in s}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
