@@ -217,3 +217,5 @@ for _command in (
     commands.db, commands.work,
 ):
     main.add_command(_command)
+for _command in __import__("foreseer.scheduling.cli", fromlist=["COMMANDS"]).COMMANDS:
+    main.add_command(_command)
