@@ -23,12 +23,16 @@ if TYPE_CHECKING:
     from foreseer.store.journal import JobJournal
     from foreseer.tracking import Tracker
 
-__all__ = ["SearchDriver", "DIVERGED_KEY", "REPORTED_METRICS", "trial_key"]
+__all__ = ["DIVERGED_KEY", "PLACEMENT_PREFIX", "REPORTED_METRICS", "SearchDriver", "trial_key"]
 
 logger = logging.getLogger(__name__)
 
 #: A trial's last result carries this key (with the reason) when its loss turned NaN/inf.
 DIVERGED_KEY = "foreseer_diverged"
+#: The first result of each attempt of a trial says where the attempt runs, in keys with this prefix
+#: (``node_id``, ``hostname``, ``device``, ``gpus`` given by Ray, ``cuda_visible_devices``), written as
+#: ``foreseer.<name>`` run tags. Flat keys: Ray Tune flattens nested results before its scheduler sees them.
+PLACEMENT_PREFIX = "foreseer_placement_"
 #: The per-epoch metrics a trial reports; anything else in a backend's result is ignored.
 REPORTED_METRICS = (
     "train_loss",
@@ -80,6 +84,7 @@ class SearchDriver:
         self._latest_checkpoint: dict[str, Path] = {}
         self._kept: tuple[str, int] | None = None
         self._ended: set[str] = set()
+        self._retried: set[str] = set()
 
     def restore_finished(self, record: TrialRecord) -> None:
         """A trial settled before a resume: the searcher learns its outcome, nothing else happens."""
@@ -114,11 +119,15 @@ class SearchDriver:
     def epoch_reported(self, backend_id: str, result: dict[str, Any]) -> bool:
         """Record one epoch; return True when the policy stops the trial."""
         trial_id = self._ids[backend_id]
+        self._placed(trial_id, result)
         if DIVERGED_KEY in result:
             self.ledger.mark_diverged(trial_id, str(result[DIVERGED_KEY]))
             return False
         record = self.ledger.get(trial_id)
         epoch = int(result.get("epoch", record.epochs + 1))
+        if trial_id in self._retried:
+            self._retried.discard(trial_id)
+            self._resumed(record, epoch - 1)
         if epoch <= record.epochs:  # replayed after a retry or a resume: recorded once already
             return False
         metrics = {k: float(result[k]) for k in REPORTED_METRICS if k in result}
@@ -142,6 +151,39 @@ class SearchDriver:
         logger.info("trial %d stopped: %s", record.number, decision.reason)
         return True
 
+    def _placed(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Tag the trial's run with where this attempt runs (if ``result`` says); warn when the trial
+        was given a GPU it cannot use."""
+        prefix = PLACEMENT_PREFIX
+        placement = {k.removeprefix(prefix): str(v) for k, v in result.items() if k.startswith(prefix)}
+        if not placement:
+            return
+        record = self.ledger.get(trial_id)
+        if placement.get("device") == "cpu" and placement.get("gpus"):
+            logger.warning(
+                "trial %d was given GPU %s on host %s, but CUDA is not available there: it trains on CPU",
+                record.number, placement["gpus"], placement.get("hostname", "?"),
+            )
+        if self.tracker is not None and record.run_id is not None:
+            self.tracker.tag_trial(record.run_id, {f"foreseer.{k}": v for k, v in placement.items()})
+
+    def _resumed(self, record: TrialRecord, epoch: int) -> None:
+        """A retried trial reported again, continuing after ``epoch`` (its checkpoint's epoch).
+
+        Tune registers an epoch's checkpoint in a step of its own after the epoch's result, so a
+        trial lost in between resumes one epoch before its last recorded one; that epoch is trained
+        again and not recorded twice. Further back means checkpoints were lost."""
+        if self.journal is not None:
+            self.journal.update_trial(record.number, resumed_from_epoch=epoch)
+        if record.epochs - epoch > 1:
+            logger.warning(
+                "trial %d restarted after epoch %d, though %d epochs were recorded: it lost its later "
+                "checkpoints",
+                record.number, epoch, record.epochs,
+            )
+        else:
+            logger.info("trial %d resumed from its checkpoint of epoch %d", record.number, epoch)
+
     def _decide(self, record: TrialRecord) -> Decision:
         best = self.ledger.best()
         return self.policy.decide(
@@ -163,6 +205,7 @@ class SearchDriver:
         record = self.ledger.get(self._ids[backend_id])
         record.attempts += 1
         record.retry_errors.append(error)
+        self._retried.add(record.trial_id)
         logger.warning("trial %d failed (%s); retry %d from its last checkpoint", record.number, error, record.attempts - 1)
         if self.journal is not None:
             self.journal.update_trial(record.number, attempts=record.attempts, retry_errors=list(record.retry_errors))

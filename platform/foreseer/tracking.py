@@ -142,6 +142,12 @@ class Tracker:
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def tag_trial(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags of a trial's run at once (not buffered: where an attempt runs, once per attempt)."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         """Buffer one epoch's metrics; written at the next flush."""
         from mlflow.entities import Metric

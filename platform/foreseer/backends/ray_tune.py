@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from foreseer.driver import DIVERGED_KEY
+from foreseer.driver import DIVERGED_KEY, PLACEMENT_PREFIX
 from foreseer.errors import Problem, SpecError
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
     from foreseer_spaces import Candidate
     from foreseer_workers import TrialConfig, run_trial
 
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    gpu_ids = ray.get_gpu_ids()
+    device = _device(gpu_ids, torch.cuda.is_available())
     candidate = Candidate.from_dict(config["candidate"])
     warm = settings.get("warm_start")
     fresh = tune.get_checkpoint() is None and config.get("resume_from") is None
@@ -96,7 +98,13 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
         scratch_dir=tune.get_context().get_trial_dir(),
     )
 
-    def report(metrics: dict[str, float], checkpoint_dir: str) -> None:
+    placement = _placement(device, gpu_ids)
+
+    def report(metrics: dict[str, Any], checkpoint_dir: str) -> None:
+        nonlocal placement
+        if placement is not None:  # once per attempt: a retry may run on another node
+            metrics = {**metrics, **{PLACEMENT_PREFIX + k: v for k, v in placement.items()}}
+            placement = None
         try:  # Tune copies the checkpoint into its storage; a stopped trial raises out of report
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
         finally:
@@ -112,6 +120,30 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
         )
     if outcome.status == "diverged":
         tune.report({DIVERGED_KEY: outcome.reason})
+
+
+def _device(gpu_ids: list[Any], cuda_available: bool) -> str:
+    """``"cuda"`` when Ray gave the trial a GPU this worker can use, else ``"cpu"``: a node that
+    declares GPUs without CUDA (or a CPU build of torch) still trains the trial, with a warning."""
+    if gpu_ids and not cuda_available:
+        logger.warning(
+            "this trial was given GPU %s, but CUDA is not available on its worker: it trains on CPU",
+            ",".join(str(i) for i in gpu_ids),
+        )
+    return "cuda" if gpu_ids and cuda_available else "cpu"
+
+
+def _placement(device: str, gpu_ids: list[Any]) -> dict[str, str]:
+    """Where this attempt of the trial runs; the driver writes it as tags of the trial's run."""
+    placement = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "hostname": socket.gethostname(),
+        "device": device,
+        "gpus": ",".join(str(i) for i in gpu_ids),
+    }
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # Ray sets it to the GPUs it gave the trial
+        placement["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return placement
 
 
 def _warm_start_weights(warm: dict[str, Any], space: SearchSpace, data: DataBundle, candidate: Any, seed: int) -> dict:
