@@ -224,6 +224,17 @@ def test_missing_job_file_exits_2(tmp_path):
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+def test_the_daemon_puts_masked_passwords_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORESEER_STORE", "postgresql+psycopg://me:s3cret@db.example:5432/foreseer")
+    daemon = Scheduler(JobStore(f"sqlite:///{tmp_path}/f.db"), identity="tests/1@0")
+    spec = {"tracking_uri": "postgresql+psycopg://me:***@db.example:5432/mlflow",
+            "store_uri": "postgresql+psycopg://me:***@db.example:5432/foreseer", "trials": 2}
+    restored = daemon._with_passwords(spec)
+    assert restored["store_uri"] == "postgresql+psycopg://me:s3cret@db.example:5432/foreseer"
+    assert restored["tracking_uri"] == "postgresql+psycopg://me:s3cret@db.example:5432/mlflow"
+    assert spec["store_uri"].count("***") == 1, "the stored spec is left masked"
+
+
 # ----------------------------------------------------------------------------- policies, in process
 
 

@@ -37,6 +37,13 @@ def _when(moment: datetime | None, tz: str) -> str:
     return f"{as_utc(moment).astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M:%S %Z}"
 
 
+def _console() -> Any:
+    """A console for tables: the terminal's width, or wide enough for whole ids in a pipe."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def schedule() -> None:
     """Recurring searches on a cron schedule, fired by `foreseer scheduler`."""
@@ -82,7 +89,6 @@ def add(job_file: str, cron: str, tz: str, cluster: str | None, name: str | None
 @store_option
 def list_(store_url: str) -> None:
     """List schedules: cron, time zone, next run, paused, the last firing and its job's status."""
-    from rich.console import Console
     from rich.table import Table
 
     from foreseer.dburl import mask_url
@@ -98,7 +104,7 @@ def list_(store_url: str) -> None:
         job_cell = "-" if job is None else f"{job.id} {job.status}"
         table.add_row(row.name, row.cron, row.timezone, "-" if row.paused else _when(row.next_run_at, row.timezone),
                       "yes" if row.paused else "no", f"{row.missed}/{row.overlap}", str(view.firings), last_cell, job_cell)
-    Console(width=200).print(table)
+    _console().print(table)
 
 
 @schedule.command()
@@ -107,7 +113,6 @@ def list_(store_url: str) -> None:
 @store_option
 def show(name: str, limit: int, store_url: str) -> None:
     """Show a schedule and its latest firings: when, by which daemon, the job and its status."""
-    from rich.console import Console
     from rich.table import Table
 
     from foreseer.dburl import mask_text
@@ -115,7 +120,7 @@ def show(name: str, limit: int, store_url: str) -> None:
 
     store = _store(store_url)
     row, firings = _or_bad_input(lambda: firings_of(store, name, limit))
-    console = Console(width=200)
+    console = _console()
     state = "paused" if row.paused else f"next run {_when(row.next_run_at, row.timezone)}"
     console.print(f"[bold]{row.name}[/] {row.id}: cron {row.cron!r} in {row.timezone}, {state}, "
                   f"missed: {row.missed}, overlap: {row.overlap}, {row.cluster or 'this machine'}")

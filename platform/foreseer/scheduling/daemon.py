@@ -44,6 +44,9 @@ __all__ = ["Claim", "Scheduler", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
+#: How soon to look again at an occurrence that was due but could not be claimed yet.
+RETRY_S = 0.2
+
 
 class Scheduler:
     """Fires the due schedules of one job store.
@@ -91,18 +94,25 @@ class Scheduler:
                     logger.warning("the job store did not answer (%s: %s); retrying in %.1f s", type(e).__name__,
                                    _masked(str(e).splitlines()[0]), poll)
                     wait = poll
+                except Exception:  # a daemon outlives its bugs; the next pass tries again
+                    logger.exception("the scheduler's pass failed; retrying in %.1f s", poll)
+                    wait = poll
                 stop.wait(wait)
             logger.info("scheduler %s stopping: waiting for %d launches in flight", self.identity, len(self._in_flight))
         logger.info("scheduler %s stopped", self.identity)
 
     def seconds_to_next(self, poll: float) -> float:
-        """Seconds until the earliest due time of an active schedule, at most ``poll``."""
+        """Seconds until the earliest due time of an active schedule, at most ``poll``.
+
+        An occurrence still due right after a pass waits for something (a launch in flight with
+        ``overlap: allow``, another daemon's lock): look again shortly, not in a busy loop."""
         with self.store.session() as session:
             due = session.scalar(select(ScheduleRow.next_run_at).where(ScheduleRow.paused.is_(False))
                                  .order_by(ScheduleRow.next_run_at).limit(1))
         if due is None:
             return poll
-        return min(poll, max(0.0, (as_utc(due) - utcnow()).total_seconds() + 0.001))
+        left = (as_utc(due) - utcnow()).total_seconds()
+        return min(poll, RETRY_S) if left <= 0 else min(poll, left + 0.001)
 
     def tick(self, now: datetime | None = None) -> list[Claim]:
         """One pass, launching in this thread, each claim before the next: take over the claims
@@ -127,7 +137,13 @@ class Scheduler:
             yield self._in_flight_now(claim)
         for schedule_id in self._due_ids(now):
             for _ in range(100):  # a schedule whose missed runs were skipped can be due again at once
-                claim, again = self._claim(schedule_id, as_utc(now or utcnow()))
+                try:
+                    claim, again = self._claim(schedule_id, as_utc(now or utcnow()))
+                except SQLAlchemyError:
+                    raise
+                except Exception:  # one broken schedule (say, a time zone gone from tzdata) blocks no other
+                    logger.exception("schedule %s: cannot fire it", schedule_id)
+                    break
                 if claim is not None:
                     yield self._in_flight_now(claim)
                 if not again:
@@ -308,8 +324,9 @@ class Scheduler:
                 .values(status=status, job_id=job_id, detail=detail)
             )
         if result.rowcount != 1:
-            logger.error("schedule %s: the firing of %s was taken over by another daemon while this one launched it "
-                         "(is --lease shorter than a launch takes?)", claim.name, claim.occurrence.isoformat())
+            logger.error("schedule %s: the firing of %s is no longer this daemon's open claim: the schedule was removed, "
+                         "or another daemon took the claim over (is --lease shorter than a launch takes?)",
+                         claim.name, claim.occurrence.isoformat())
 
     # ----------------------------------------------------------------------------- recovery
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from foreseer.errors import Problem, SpecError
 from foreseer.scheduling.cron import CronError, CronSchedule, parse_cron, parse_timezone
@@ -97,10 +98,14 @@ def add_schedule(
         timezone=tz, cluster=cluster, missed=missed, overlap=overlap, paused=False,
         next_run_at=CronSchedule(cron, tz).next_after(start),
     )
-    with store.session() as session:
-        if session.scalar(select(ScheduleRow.id).where(ScheduleRow.name == name)) is not None:
-            raise _problem("name", "a schedule with this name exists; pick another with --name, or remove it first", name)
-        session.add(row)
+    taken = _problem("name", "a schedule with this name exists; pick another with --name, or remove it first", name)
+    try:
+        with store.session() as session:
+            if session.scalar(select(ScheduleRow.id).where(ScheduleRow.name == name)) is not None:
+                raise taken
+            session.add(row)
+    except IntegrityError as e:  # added at the same moment by someone else
+        raise taken from e
     return row
 
 
