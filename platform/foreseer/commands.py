@@ -66,7 +66,7 @@ def jobs(store_url: str, limit: int) -> None:
         rows = JobRow.recent(session, limit)
     table = Table(title=f"jobs in {mask_url(store.url)}")
     for column in ("id", "name", "status", "where", "trials", "best", "created", "error"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "status"))
     for row in rows:
         table.add_row(*_job_cells(reconcile(store, row)))
     Console().print(table)

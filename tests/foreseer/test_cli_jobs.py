@@ -1,4 +1,4 @@
-"""The job commands as a user runs them: run --detach, jobs, cancel, resume, show."""
+"""The job commands as a user runs them: run --detach, jobs, logs, cancel, resume, show."""
 
 import os
 import sqlite3
@@ -51,6 +51,8 @@ def test_detach_cancel_resume_show(tmp_path):
     cancelled = foreseer(tmp_path, "cancel", job_id[:5])
     assert cancelled.returncode == 0 and "asked its driver" in cancelled.stdout
     assert wait_for(lambda: status(tmp_path) == "cancelled"), (tmp_path / "foreseer-logs" / f"{job_id}.log").read_text()
+    logs = foreseer(tmp_path, "logs", job_id, "--follow", timeout=60)
+    assert logs.returncode == 0 and "cancelled" in logs.stdout, "--follow returns once the driver has ended"
     with sqlite3.connect(tmp_path / "foreseer.db") as connection:
         unfinished = connection.execute("select count(*) from foreseer_trials where state = 'running'").fetchone()[0]
     assert unfinished == 1, "the trial cut short by the cancel stays resumable"
@@ -64,3 +66,5 @@ def test_detach_cancel_resume_show(tmp_path):
 
     again = foreseer(tmp_path, "resume", job_id)
     assert again.returncode == 2 and "already succeeded" in again.stderr
+    no_log = foreseer(tmp_path, "logs", "nosuchjob")
+    assert no_log.returncode == 2 and "no job 'nosuchjob'" in no_log.stderr

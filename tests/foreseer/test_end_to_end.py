@@ -114,6 +114,7 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(ray_runtime, tmp_path):
     assert stopped, "ASHA with reduction factor 2 stops some of 8 sequential trials"
     leftovers = list(Path(handle.directory).glob("tune-*/*/foreseer-*-epoch*"))
     assert not leftovers, "stopped trials leave no scratch checkpoint folders behind"
+    assert not (Path(handle.directory) / "scratch").exists(), "the job's scratch folder is cleared at its end"
     client = MlflowClient(handle.job.tracking_uri)
     runs = child_runs(client, handle)
     for trial in handle.study.trials:

@@ -36,6 +36,10 @@ __all__ = ["RayTuneBackend", "ensure_ray", "check_resources", "meta_train_on_ray
 logger = logging.getLogger(__name__)
 
 
+#: The environment variable that keeps a Ray node on loopback (see _init_loopback_ray).
+_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def ensure_ray(address: str | None = None) -> bool:
     """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray on loopback with the
     dashboard off. Returns True when this call started Ray."""
@@ -47,14 +51,37 @@ def ensure_ray(address: str | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
+        _init_loopback_ray()
+    return True
+
+
+def _init_loopback_ray() -> None:
+    """Start a local Ray whose every server listens on 127.0.0.1 only.
+
+    ``_node_ip_address="127.0.0.1"`` alone does not do it: Ray maps a loopback address back to the
+    machine's network address and binds its servers to every interface. It keeps to loopback only
+    where it thinks clusters are off (macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``),
+    a setting it reads once at import; so it is switched for this start, in this process and in the
+    environment of the processes Ray starts. tests/foreseer/test_ray_loopback.py checks the sockets.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(_LOOPBACK_SWITCH)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[_LOOPBACK_SWITCH] = "0"
+    try:
         ray.init(  # "local": never attach to some other Ray that happens to run on this machine
             address="local",
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
-            _node_ip_address="127.0.0.1",
         )
-    return True
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(_LOOPBACK_SWITCH, None)
+        else:
+            os.environ[_LOOPBACK_SWITCH] = saved[1]
 
 
 def check_resources(resources: Resources) -> None:
@@ -95,7 +122,7 @@ def _trainable(config: dict[str, Any], data: DataBundle, space: SearchSpace, set
         device=device,
         num_threads=settings["num_threads"],
         lr_warmup_epochs=min(warm["warmup_epochs"], settings["max_epochs"]) if init_weights is not None else 0.0,
-        scratch_dir=tune.get_context().get_trial_dir(),
+        scratch_dir=settings["scratch_dir"],
     )
 
     placement = _placement(device, gpu_ids)
@@ -323,8 +350,11 @@ class RayTuneBackend:
         # Tune snapshots its state whenever a trial has rotated num_to_keep checkpoints; with one
         # checkpoint per epoch that is by design, so its "may become a bottleneck" warning is noise.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        # Each epoch's checkpoint is written under the job's folder, outside the trial folders Tune
+        # syncs (a sync racing the folder's removal copies it half-written into Tune's storage).
+        scratch = self.storage.resolve() / "scratch"
         settings = {"max_epochs": max_epochs, "seed": seed, "num_threads": max(1, int(self.resources.cpus)),
-                    "warm_start": self.warm_start}  # fmt: skip
+                    "warm_start": self.warm_start, "scratch_dir": str(scratch)}  # fmt: skip
         trainable = tune.with_parameters(_trainable, data=self.data, space=self.space, settings=settings)
         trainable = tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus})
         tuner = tune.Tuner(
@@ -348,4 +378,7 @@ class RayTuneBackend:
                 stop=_CancelStopper(self.cancelled),
             ),
         )
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:  # what workers killed mid-checkpoint left behind
+            shutil.rmtree(scratch, ignore_errors=True)
