@@ -8,9 +8,9 @@ whole cluster at teardown, kills exactly the processes that carry its marker: ne
 which would stop every Ray on the machine. The test process itself never connects to the cluster;
 the Foreseer driver runs in a subprocess with :attr:`RayCluster.env`.
 
-``--node-ip-address=127.0.0.1`` is passed, but Ray 2.60's ``ray start`` replaces a loopback address
-with the machine's own (``resolve_ip_for_localhost``) and its servers listen on every interface
-whatever the node address: the cluster's own token is what keeps other processes out of it.
+Every process of these clusters listens on 127.0.0.1 only (see :data:`JOIN_ON_LOOPBACK` for what
+that takes with Ray 2.60; :meth:`RayNode.exposed` checks it), and the cluster's own token keeps
+other local processes out of it.
 
 Loaded by path (``tests/`` is not a package), e.g.::
 
@@ -19,6 +19,7 @@ Loaded by path (``tests/`` is not a package), e.g.::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -36,6 +37,21 @@ from typing_extensions import Self
 
 MARKER = "FORESEER_TEST_RAY_NODE"
 
+#: Ray 2.60 keeps a node on 127.0.0.1 (it otherwise rewrites ``--node-ip-address 127.0.0.1`` to the
+#: machine's network address and listens on every interface) only with
+#: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which every process of these clusters gets; with it, the
+#: CLI refuses to join a node to a head. This ``ray start`` lifts that refusal for the joining CLI
+#: process alone, and keeps its 127.0.0.1 as it is.
+JOIN_ON_LOOPBACK = """
+import sys
+from ray._private import ray_constants, services
+from ray.scripts.scripts import main
+ray_constants.ENABLE_RAY_CLUSTER = True
+services.resolve_ip_for_localhost = lambda host: host
+sys.argv[0] = "ray"
+main()
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,7 +66,8 @@ class RayNode:
         self.name, self.temp_dir = name, temp_dir
         self.marker = f"{name}-{secrets.token_hex(6)}"
         self.log = temp_dir.parent / f"{name}.log"
-        command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args,
+        ray_cli = ["-m", "ray.scripts.scripts"] if "--head" in args else ["-c", JOIN_ON_LOOPBACK]
+        command = [sys.executable, *ray_cli, "start", "--block", *args,
                    "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}"]  # fmt: skip
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
@@ -78,6 +95,17 @@ class RayNode:
                     found.append(process)
             except psutil.Error:  # gone, or another user's
                 pass
+        return found
+
+    def exposed(self) -> list[tuple[str, int, str]]:
+        """(address, port, process) of every socket the node listens on beyond loopback."""
+        pids = {p.pid: p for p in self.processes()}
+        found = []
+        for c in psutil.net_connections(kind="inet"):
+            if c.status == psutil.CONN_LISTEN and c.pid in pids:
+                address = ipaddress.ip_address(c.laddr.ip)
+                if not (getattr(address, "ipv4_mapped", None) or address).is_loopback:
+                    found.append((c.laddr.ip, c.laddr.port, pids[c.pid].name()))
         return found
 
     def raylet(self) -> psutil.Process:
@@ -117,10 +145,9 @@ class RayCluster:
     def __init__(self, head_args: list[str], gcs_env: dict[str, str] | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
         self.port = free_port()
-        # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would make `ray start` refuse to join a head)
-        dropped = ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-        self.env = {k: v for k, v in os.environ.items() if k not in dropped}
-        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
+                        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
         self.nodes: list[RayNode] = []
         try:
             self.head = self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=false",

@@ -60,6 +60,7 @@ def run_job(cluster, tmp_path):
 
 
 def test_half_gpu_trials_share_two_declared_gpus_and_fall_back_to_cpu(gpu_node, tmp_path):
+    assert gpu_node.head.exposed() == [], "the test cluster listens on loopback only"
     run = run_job(gpu_node, tmp_path)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-5000:] + gpu_node.logs()

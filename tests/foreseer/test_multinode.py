@@ -108,6 +108,7 @@ def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
     db = tmp_path / "foreseer.db"
     try:
         node.wait_started()
+        assert [n.exposed() for n in cluster.nodes] == [[], []], "the test cluster listens on loopback only"
         killed_node_id = node.node_id()
         victims, kill_began, kill_ended = kill_when_a_trial_is_part_way(node, driver, db)
         replacement = cluster.add_node(["--num-cpus=2"], wait=False)
