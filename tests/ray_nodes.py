@@ -140,9 +140,10 @@ class RayCluster:
     Args:
         head_args: extra ``ray start`` arguments of the head, e.g. ``["--num-cpus=1"]``.
         gcs_env: ``RAY_*`` system settings for the head's processes (e.g. faster health checks).
+        dashboard: run the head's dashboard, which serves Ray's job submission API.
     """
 
-    def __init__(self, head_args: list[str], gcs_env: dict[str, str] | None = None) -> None:
+    def __init__(self, head_args: list[str], gcs_env: dict[str, str] | None = None, *, dashboard: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -150,8 +151,11 @@ class RayCluster:
                         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
         self.nodes: list[RayNode] = []
         try:
-            self.head = self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=false",
-                                             f"--dashboard-port={free_port()}", *head_args], gcs_env or {})  # fmt: skip
+            self.dashboard_port = free_port()
+            # the job agent's port too: another Ray on this machine may hold its default (52365)
+            served = [f"--include-dashboard={str(dashboard).lower()}", "--dashboard-host=127.0.0.1",
+                      f"--dashboard-port={self.dashboard_port}", f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
+            self.head = self._start("head", ["--head", f"--port={self.port}", *served, *head_args], gcs_env or {})
         except BaseException:
             self.stop()
             raise
@@ -159,6 +163,11 @@ class RayCluster:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The job submission API's address (with ``dashboard=True``)."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     def add_node(self, args: list[str], *, wait: bool = True) -> RayNode:
         """Start a node joined to the head; with ``wait``, return once it has registered."""

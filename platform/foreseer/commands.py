@@ -195,11 +195,12 @@ def _cancel_on_cluster(store: Any, row: Any) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
 def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
     """Submit a job file to a Ray cluster; its driver runs there. Prints the job id."""
-    from foreseer.cli import EXIT_FAILED, _or_exit, _parse_sets
+    from foreseer.cli import EXIT_FAILED, _or_exit, _parse_sets, _quiet_libraries
     from foreseer.errors import JobFailed
     from foreseer.launch import launch, security_warnings
     from foreseer.spec import load_job
 
+    _quiet_libraries()
     job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
     for warning in security_warnings(cluster):
         click.echo(f"warning: {warning}", err=True)
