@@ -357,6 +357,10 @@ def test_the_ray_cluster_launcher_config_passes_rays_own_validation():
     assert any(t["resources"].get("GPU", 0) >= 1 for t in types.values())
     run_options = " ".join(config["docker"]["run_options"])
     assert "RAY_AUTH_MODE=token" in run_options and "RAY_AUTH_TOKEN_FILE=" in run_options
+    # one folder on every node for Tune's trial checkpoints, where the shipped job keeps its workdir
+    assert "-v /mnt/foreseer:/srv/foreseer" in run_options
+    assert any("mount -t nfs4" in command for command in config["initialization_commands"])
+    assert documents(DEPLOY / "jobs" / "job.yaml")[0]["workdir"].startswith("/srv/foreseer/")
 
 
 def test_rays_validation_rejects_an_unknown_node_type_field():
