@@ -5,7 +5,7 @@ import pytest
 import torch
 from foreseer.predictors.pfn.bar import BarDistribution, equal_mass_borders
 from foreseer.predictors.pfn.checkpoint import load_checkpoint, save_checkpoint
-from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+from foreseer.predictors.pfn.model import CurvePFN, PFNConfig, attention_mask
 from foreseer.predictors.pfn.train import TrainConfig, evaluate_prior, export_run, train
 
 TINY = PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50)
@@ -97,3 +97,21 @@ def test_seconds_long_training_learns_and_resumes(tmp_path):
     assert meta["curves_seen"] == 64 * 60
     with pytest.raises(ValueError, match="other settings"):
         train(tmp_path / "a", TINY, TrainConfig(curves=128, batch_size=64))
+
+
+def test_last_block_computes_only_the_query_rows_and_matches_the_full_pass():
+    torch.manual_seed(1)
+    model = CurvePFN(
+        PFNConfig(n_layer=2, n_embd=16, n_head=2, n_hidden=32, n_buckets=50), torch.linspace(0, 1, 51)
+    )
+    model.eval()
+    ctx_t, ctx_y = torch.arange(1, 8.0).expand(3, -1), torch.rand(3, 7)
+    q, ctx_len = torch.tensor([[20.0, 100.0]]).expand(3, -1), torch.tensor([7, 4, 1])
+    with torch.no_grad():
+        x = model.embed(ctx_t, ctx_y, q)
+        mask = attention_mask(ctx_len, 7, 2)
+        for block in model.blocks:
+            x = block(x, mask)  # every row, as before the shortcut
+        full = model.head(model.ln_f(x[:, 7:]))
+        assert model.blocks[-1](x, mask, start=7).shape == (3, 2, 16)
+        torch.testing.assert_close(model(ctx_t, ctx_y, q, ctx_len), full, atol=1e-5, rtol=0)

@@ -72,14 +72,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Attention outputs for rows ``start:`` of ``x``; every row is a key and a value."""
         B, S, E = x.shape
+        R = S - start
+        D = E // self.n_head
         q, k, v = self.qkv(x).split(E, dim=2)
-        q, k, v = (
-            z.view(B, S, self.n_head, E // self.n_head).transpose(1, 2) for z in (q, k, v)
-        )  # (B, H, S, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, S, D)
-        return self.proj(y.transpose(1, 2).reshape(B, S, E))
+        q = q[:, start:].reshape(B, R, self.n_head, D).transpose(1, 2)  # (B, H, R, D)
+        k, v = (z.view(B, S, self.n_head, D).transpose(1, 2) for z in (k, v))  # (B, H, S, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, start:])  # (B, H, R, D)
+        return self.proj(y.transpose(1, 2).reshape(B, R, E))
 
 
 class FeedForward(nn.Module):
@@ -102,8 +104,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.ff = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Outputs for rows ``start:`` of ``x`` ``(B, S, E)``: shape ``(B, S - start, E)``."""
+        x = x[:, start:] + self.attn(self.ln_1(x), mask, start)
         return x + self.ff(self.ln_2(x))
 
 
@@ -167,6 +170,9 @@ class CurvePFN(nn.Module):
             ctx_len = torch.full((B,), L, dtype=torch.long, device=ctx_t.device)
         x = self.embed(ctx_t, ctx_y, qry_t)  # (B, L+Q, E)
         mask = attention_mask(ctx_len, L, Q)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.head(self.ln_f(x[:, L:]))  # (B, Q, K)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # only the query rows of the last block are read, so its context rows are skipped
+            # (exact: context tokens never attend to queries)
+            x = block(x, mask, start=L if i == last else 0)  # last: (B, Q, E)
+        return self.head(self.ln_f(x[:, -Q:]))  # (B, Q, K)
