@@ -55,7 +55,8 @@ def test_batched_decisions_equal_one_at_a_time(policy):
     together = policy.decide(curves, best=0.85, history=curves)
     alone = [policy.decide([c], best=0.85, history=curves)[0] for c in curves]
     for a, b in zip(together, alone, strict=True):
-        assert a.stop == b.stop and a.metrics["p_improve"] == pytest.approx(b.metrics["p_improve"], abs=1e-5)
+        # int8 blocks: a last-bit difference from padding can move a token by one rounding step
+        assert a.stop == b.stop and a.metrics["p_improve"] == pytest.approx(b.metrics["p_improve"], abs=5e-3)
 
 
 def test_no_decision_before_min_epoch_at_the_budget_or_without_a_best(policy):

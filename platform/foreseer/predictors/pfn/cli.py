@@ -143,22 +143,49 @@ def export_command(run_dir: Path, out: Path) -> None:
 @click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
 @click.option("--real/--no-real", default=True, show_default=True, help="Also forecast the real curve sets.")
 @click.option("--threads", type=int, default=1, show_default=True)
+@click.option(
+    "--quantize/--no-quantize",
+    default=True,
+    show_default=True,
+    help="int8 blocks (the default inference path).",
+)
+@click.option(
+    "--max-context",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Most context points per curve (evenly spaced); default: all.",
+)
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the tables here.")
 def eval_command(
-    checkpoint: Path | None, curves: int, prior: str, real: bool, threads: int, markdown: Path | None
+    checkpoint: Path | None,
+    curves: int,
+    prior: str,
+    real: bool,
+    threads: int,
+    quantize: bool,
+    max_context: int | None,
+    markdown: Path | None,
 ) -> None:
-    """Prior log-likelihood beside the paper's, inference time, and forecasts of real curve sets."""
+    """Prior log-likelihood beside the paper's, inference time, and forecasts of real curve sets.
+
+    Everything goes through the forecaster's inference path, so ``--no-quantize`` and
+    ``--max-context`` change all three tables.
+    """
+    import numpy as np
     import torch
     from rich.console import Console
 
-    from foreseer.predictors.pfn.evaluate import forecast_table, inference_ms
+    from foreseer.predictors.pfn.evaluate import forecast_table, inference_ms, prior_log_likelihood
     from foreseer.predictors.pfn.predictor import CurveForecaster
-    from foreseer.predictors.pfn.train import EVAL_CUTOFFS, evaluate_prior
+    from foreseer.predictors.pfn.prior import sample_curves
+    from foreseer.predictors.pfn.train import EVAL_CUTOFFS
 
     torch.set_num_threads(threads)
     console = Console()
-    forecaster = CurveForecaster.load(checkpoint)
-    ll = evaluate_prior(forecaster.model, n_curves=curves, prior=prior)
+    forecaster = CurveForecaster.load(checkpoint, quantize=quantize, max_context=max_context)
+    # the same fresh curves as train.evaluate_prior (seed 2024)
+    prior_curves = sample_curves(curves, np.random.default_rng(2024), prior)  # type: ignore[arg-type]
+    ll = prior_log_likelihood(forecaster, prior_curves, EVAL_CUTOFFS)
     rows: list[dict[str, object]] = [
         {"model": f"ours ({forecaster.describe()})", **{f"{p}%": ll[p] for p in EVAL_CUTOFFS}}
     ]

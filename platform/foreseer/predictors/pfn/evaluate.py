@@ -1,5 +1,6 @@
 """Forecast quality on real curve sets: the PFN's median forecast of the final value against
-last-value and power-law-fit baselines, and the coverage of its 90% interval.
+last-value and power-law-fit baselines, and the coverage of its 90% interval; the likelihood of
+prior curves and the time of one call, both through the forecaster's own inference path.
 
 Curve sets: ``../shared/data/lcbench_surrogate/curves.npz`` (LCBench via the YAHPO surrogate,
 accuracy in percent) and the curves Foreseer records (``benchmarks/data/foreseer_curves.npz``).
@@ -13,11 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
 
-__all__ = ["load_curve_sets", "forecast_errors", "forecast_table", "inference_ms", "power_law_forecast"]
+__all__ = [
+    "forecast_errors",
+    "forecast_table",
+    "inference_ms",
+    "load_curve_sets",
+    "power_law_forecast",
+    "prior_log_likelihood",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +114,40 @@ def forecast_table(
             f"{name}: final-value forecast error (MAE, accuracy fraction) and 90% coverage, {n} curves",
             rows,
         )
+
+
+def prior_log_likelihood(
+    forecaster: CurveForecaster, curves: np.ndarray, cutoffs: tuple[int, ...] = CUTOFFS, batch_size: int = 250
+) -> dict[int, float]:
+    """Mean log-likelihood of every epoch after each cutoff (percent of the horizon) of ``curves``.
+
+    Unlike :func:`~foreseer.predictors.pfn.train.evaluate_prior`, which calls the network, this goes
+    through :meth:`CurveForecaster.forecast`, so the forecaster's context cap and int8 layers count.
+
+    Args:
+        forecaster: the forecaster to score.
+        curves: ``(n, H)`` noisy curves on the prior's scale (e.g. from ``prior.sample_curves``).
+        cutoffs: context = the first ``pct`` percent of the ``H`` epochs, targets = all later.
+        batch_size: curves per forward pass.
+    """
+    n, horizon = curves.shape
+    out: dict[int, float] = {}
+    for pct in cutoffs:
+        cut = pct * horizon // 100
+        queries = np.arange(cut + 1, horizon + 1, dtype=np.float64)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            chunk = curves[i : i + batch_size]
+            fc = forecaster.forecast(
+                list(chunk[:, :cut]),
+                horizon,
+                query_epochs=np.broadcast_to(queries, (len(chunk), queries.size)),
+            )
+            with torch.inference_mode():
+                y = torch.from_numpy(np.ascontiguousarray(chunk[:, cut:], dtype=np.float32))
+                total += forecaster.model.bar.log_prob(fc.logits, y).mean(1).sum().item()
+        out[pct] = total / n
+    return out
 
 
 def inference_ms(forecaster: CurveForecaster, trials: int, epochs: int, repeats: int = 20) -> float:
