@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from foreseer.spec import SearchJob
 
 __all__ = [
-    "Launched", "cluster_client", "cluster_logs", "cluster_problems", "launch", "log_file", "on_this_machine",
+    "Launched", "cluster_client", "cluster_logs", "cluster_problems", "ensure_submitted", "launch", "log_file", "on_this_machine",
     "pin_paths", "reconcile", "security_warnings", "spawn_detached", "stop_submission", "submission_state", "wait_for_submission",
 ]
 
@@ -114,6 +114,25 @@ def _submit(client: JobSubmissionClient, job_id: str, job: SearchJob, submission
             error = f"the cluster refused the job: {str(e).strip()}"
             open_journal(job.store_url, job_id).update_job(status="failed", ended_at=utcnow(), error=error)
             raise JobFailed(f"job {job_id} was recorded, but {error}; it is marked failed") from e
+
+
+def ensure_submitted(job_id: str, job: SearchJob, cluster: str, submission_id: str) -> bool:
+    """Submit a recorded job whose submitter may have died before the cluster got it (a scheduler
+    daemon killed mid-launch); the submission id makes this safe to repeat. Returns False when the
+    cluster already has the job.
+
+    Raises:
+        SpecError: the cluster cannot be reached.
+        JobFailed: the cluster refused the job (it is marked failed).
+    """
+    client = cluster_client(cluster)
+    try:
+        client.get_job_info(submission_id)
+        return False
+    except RuntimeError:  # the client's answer to an unknown submission id
+        pass
+    _submit(client, job_id, job, submission_id, on_this_machine(cluster))
+    return True
 
 
 def cluster_client(cluster: str) -> JobSubmissionClient:

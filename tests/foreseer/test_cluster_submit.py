@@ -134,3 +134,36 @@ def test_an_unreachable_cluster_is_bad_input(tmp_path):
     assert refused.returncode == 2
     assert f"cannot reach the Ray cluster's job API at http://127.0.0.1:{port}" in refused.stderr
     assert "foreseer.db" not in os.listdir(tmp_path)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_a_job_recorded_but_never_submitted_is_submitted_once(head, tmp_path, monkeypatch):
+    """What a scheduler daemon does for a launch it takes over: the submitter died after recording."""
+    from foreseer.launch import ensure_submitted
+    from foreseer.spec import SearchJob
+
+    env = {**head.env, "FORESEER_FAILPOINT": "job-recorded"}
+    killed = foreseer(tmp_path, env, "submit", write_job(tmp_path, "orphan"), "--cluster", head.dashboard_url)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    store = f"sqlite:///{tmp_path}/foreseer.db"
+    (row,) = _rows(store)
+    assert (row.status, row.submission_id) == ("queued", f"foreseer-{row.id}")
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", head.env["RAY_AUTH_TOKEN"])
+    job = SearchJob.from_dict(row.spec)  # as recorded: its paths made absolute for a driver elsewhere
+    assert ensure_submitted(row.id, job, head.dashboard_url, row.submission_id) is True
+    assert ensure_submitted(row.id, job, head.dashboard_url, row.submission_id) is False, "never twice"
+    assert wait_for_status(store, row.id, ("succeeded", "failed", "cancelled")).status == "succeeded"
+
+
+def _rows(url):
+    from foreseer.store import JobStore
+    from foreseer.store.models import JobRow
+
+    store = JobStore(url)
+    try:
+        with store.session() as session:
+            return JobRow.recent(session)
+    finally:
+        store.dispose()

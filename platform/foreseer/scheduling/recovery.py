@@ -94,10 +94,16 @@ def orphan_job(store: JobStore, schedule_id: str) -> JobRow | None:
 def adopt(job: JobRow, with_passwords: Callable[[dict[str, Any]], dict[str, Any]]) -> str:
     """Make the dead daemon's recorded job the firing's; start its driver if it never started.
     Returns what happened, for the firing's detail."""
-    from foreseer.launch import spawn_detached
+    from foreseer.launch import ensure_submitted, spawn_detached
+    from foreseer.spec import SearchJob
 
-    if job.status != "queued" or job.driver or job.cluster:
+    if job.status != "queued" or job.driver:
         return f"its job {job.id} had been launched"
+    if job.cluster:
+        spec = SearchJob.from_dict(with_passwords(job.spec), source=f"job {job.id}")
+        if ensure_submitted(job.id, spec, job.cluster, job.submission_id):
+            return f"its job {job.id} had been recorded but not submitted; submitted it to {job.cluster}"
+        return f"its job {job.id} had been submitted to {job.cluster}"
     if work_process(job.id) is not None:
         return f"its job {job.id} had been launched and its driver is starting"
     spec = with_passwords(job.spec)
