@@ -38,8 +38,13 @@ def test_screening_and_warm_start_in_a_job_and_the_cache_on_the_next(ray_runtime
     screened = [r for r in runs if r.data.tags.get("foreseer.status") == "screened"]
     trained = [r for r in runs if r.data.tags.get("foreseer.status") == "completed"]
     assert len(trained) == 5
-    # batches of 2, half dropped: one screened per trained trial
-    assert len(screened) >= 4 and all("ghn_score" in r.data.metrics for r in screened)
+    # batches of 2, half dropped: one screened per trained trial while the gate is on. The trust check
+    # after 3 completed trials may switch it off (the GHN is meta-trained within 20 s, so how good it
+    # is depends on the machine's load): then the last 2 trials are not screened, and the job says why.
+    switched_off = parent.data.tags["foreseer.screening"] == "off"
+    assert len(screened) >= (3 if switched_off else 4) and all("ghn_score" in r.data.metrics for r in screened)
+    if switched_off:
+        assert "switched off" in parent.data.tags["foreseer.screening_verdict"]
     # the trust check ran once 3 trials had completed
     assert "screening_tau_ghn" in parent.data.metrics and "screening_tau_num_params" in parent.data.metrics
     cache = client.get_experiment_by_name(CACHE_EXPERIMENT)
