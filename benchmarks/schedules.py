@@ -31,6 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
+from foreseer.scheduling.recovery import work_process
 from foreseer.scheduling.schedules import add_schedule, as_utc, set_paused
 from foreseer.spec import SearchJob
 from foreseer.store import JobStore
@@ -40,19 +41,17 @@ from sqlalchemy import select
 
 def stop_drivers(job_ids: set[str]) -> None:
     """Kill the background drivers of the given jobs, and the Ray they started."""
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if cmdline[-2:-1] == ["_work"] and cmdline[-1] in job_ids:
+    for process in filter(None, map(work_process, job_ids)):
+        try:
+            victims = [process, *process.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for victim in victims:
             try:
-                victims = [process, *process.children(recursive=True)]
+                victim.kill()
             except psutil.Error:
-                continue
-            for victim in victims:
-                try:
-                    victim.kill()
-                except psutil.Error:
-                    pass
-            psutil.wait_procs(victims, timeout=10)
+                pass
+        psutil.wait_procs(victims, timeout=10)
 
 
 def quantiles(values: list[float]) -> tuple[float, float, float, float]:

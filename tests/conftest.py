@@ -25,13 +25,25 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 def ray_runtime():
     """A real local Ray runtime shared by every test that runs trials."""
     import ray
-
     from foreseer.backends.ray_tune import ensure_ray
 
     started = ensure_ray()
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_nodes():
+    """``tests/ray_nodes.py``: Ray clusters of real ``ray start`` nodes on loopback (loaded by path,
+    as ``tests/`` is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ray_nodes", Path(__file__).with_name("ray_nodes.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _admin(url):

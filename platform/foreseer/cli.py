@@ -8,21 +8,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from foreseer import commands
-from foreseer.errors import SpecError
+from foreseer.commands import _or_exit
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from foreseer.api import JobHandle
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130  # bad input exits 2: commands._bad_input
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
@@ -163,16 +162,6 @@ def _summary(handle: JobHandle, console: Console) -> None:
     )
     console.print(f"See it in the MLflow UI:  foreseer ui --tracking-uri {tracking}  "
                   "(then open the URL it prints)")
-
-
-def _or_exit(action: Any) -> Any:
-    try:
-        return action()
-    except SpecError as e:
-        from foreseer.dburl import mask_text
-
-        click.echo(mask_text(str(e)), err=True)  # a problem may quote the spec, URLs included
-        sys.exit(EXIT_BAD_INPUT)
 
 
 @main.command()

@@ -28,6 +28,14 @@ def _bad_input(message: str) -> None:
     sys.exit(2)
 
 
+def _or_exit(action: Any) -> Any:
+    """``action()``, or bad input (exit 2, the masked message) when it raises :class:`SpecError`."""
+    try:
+        return action()
+    except SpecError as e:
+        _bad_input(str(e))  # a problem may quote the spec, URLs included
+
+
 def _store(url: str) -> Any:
     from foreseer.store import JobStore, StoreError
 
@@ -57,9 +65,8 @@ def jobs(store_url: str, limit: int) -> None:
     from rich.table import Table
 
     from foreseer.dburl import mask_url
-    from foreseer.store.models import JobRow
-
     from foreseer.launch import reconcile
+    from foreseer.store.models import JobRow
 
     store = _store(store_url)
     with store.session() as session:
@@ -68,7 +75,7 @@ def jobs(store_url: str, limit: int) -> None:
     for column in ("id", "name", "status", "where", "trials", "best", "created", "error"):
         table.add_column(column, no_wrap=column in ("id", "status"))
     for row in rows:
-        table.add_row(*_job_cells(reconcile(store, row)))
+        table.add_row(*_job_cells(reconcile(store, row)[0]))
     Console().print(table)
 
 
@@ -94,16 +101,15 @@ def show(job_id: str, store_url: str) -> None:
     from rich.table import Table
 
     from foreseer.dburl import mask_secrets, mask_text
+    from foreseer.launch import reconcile, submission_state
     from foreseer.store.models import EpochRow, TrialRow
 
-    from foreseer.launch import reconcile, submission_state
-
     store = _store(store_url)
-    row = reconcile(store, _find(store, job_id))
+    row, state = reconcile(store, _find(store, job_id))
     console = Console()
     console.print(f"[bold]{row.name}[/] {row.id}: [bold]{row.status}[/]")
     if row.submission_id:
-        state, _ = submission_state(row.cluster, row.submission_id)
+        state = state or submission_state(row.cluster, row.submission_id)[0]
         console.print(f"submitted to {row.cluster} as {row.submission_id} (Ray: {state})")
     if row.schedule_id:
         console.print(f"fired by schedule {row.schedule_id}")
@@ -184,7 +190,7 @@ def _cancel_on_cluster(store: Any, row: Any) -> None:
         state = stop_submission(row.cluster, row.submission_id)
     except SpecError as e:
         _bad_input(str(e))
-    row = reconcile(store, row)
+    row, _ = reconcile(store, row)
     click.echo(f"job {row.id}: its driver on {row.cluster} stopped (Ray: {state}); the job is {row.status}")
 
 
@@ -195,7 +201,7 @@ def _cancel_on_cluster(store: Any, row: Any) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
 def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
     """Submit a job file to a Ray cluster; its driver runs there. Prints the job id."""
-    from foreseer.cli import EXIT_FAILED, _or_exit, _parse_sets, _quiet_libraries
+    from foreseer.cli import EXIT_FAILED, _parse_sets, _quiet_libraries
     from foreseer.errors import JobFailed
     from foreseer.launch import launch, security_warnings
     from foreseer.spec import load_job

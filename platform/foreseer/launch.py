@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Launched", "cluster_client", "cluster_logs", "cluster_problems", "ensure_submitted", "launch", "log_file", "on_this_machine",
-    "pin_paths", "reconcile", "security_warnings", "spawn_detached", "stop_submission", "submission_state", "wait_for_submission",
+    "pin_paths", "reconcile", "security_warnings", "spawn_detached", "stop_submission", "submission_state",
 ]
 
 #: How long to wait for the job agent of a head that has just started.
@@ -76,14 +76,15 @@ def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | Non
         if problems:
             raise SpecError(problems)
         client = cluster_client(cluster)
-    job = pin_paths(job) if cluster is None or on_this_machine(cluster) else job
+    here = cluster is None or on_this_machine(cluster)
+    job = pin_paths(job) if here else job
     prepared = prepare(job)
     submission_id = None if cluster is None else f"foreseer-{prepared.job_id}"
     open_records(prepared, extra={"cluster": cluster, "submission_id": submission_id, "schedule_id": schedule_id})
     if client is None:
         spawn_detached(prepared.job_id, job.store_url, job.tracking_uri)
     else:
-        _submit(client, prepared.job_id, job, submission_id, on_this_machine(cluster))  # type: ignore[arg-type]
+        _submit(client, prepared.job_id, job, submission_id, here)  # type: ignore[arg-type]
     return Launched(prepared.job_id, job.store_url, cluster, submission_id)
 
 
@@ -92,8 +93,8 @@ def _submit(client: JobSubmissionClient, job_id: str, job: SearchJob, submission
     gets its database password from its own environment (``PGPASSWORD`` or ``~/.pgpass``, a
     Kubernetes Secret), never from the submission, which Ray shows to anyone with dashboard access."""
     from foreseer.dburl import mask_url
-    from foreseer.store.models import utcnow
     from foreseer.runner import open_journal
+    from foreseer.store.models import utcnow
 
     python = shlex.quote(sys.executable) if local else "python"
     env = {"FORESEER_STORE": mask_url(job.store_url), "FORESEER_TRACKING_URI": mask_url(job.tracking_uri)}
@@ -129,8 +130,9 @@ def ensure_submitted(job_id: str, job: SearchJob, cluster: str, submission_id: s
     try:
         client.get_job_info(submission_id)
         return False
-    except RuntimeError:  # the client's answer to an unknown submission id
-        pass
+    except RuntimeError as e:  # the client raises it for any failed request; 404: no such job
+        if "status code 404" not in str(e):
+            raise
     _submit(client, job_id, job, submission_id, on_this_machine(cluster))
     return True
 
@@ -168,11 +170,11 @@ def security_warnings(cluster: str) -> list[str]:
     """What an operator should hear before sending a job to ``cluster`` (empty when all is well)."""
     if on_this_machine(cluster) or ray_auth_token():
         return []
-    return [
+    return [(
         f"no Ray auth token here ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): a cluster at {cluster} "
         "that accepts jobs without one runs whatever anyone who reaches it submits. Turn token auth on "
         "(RAY_AUTH_MODE=token on every node, as deploy/ does) and give its token here."
-    ]
+    )]
 
 
 def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
@@ -286,37 +288,32 @@ def submission_state(cluster: str, submission_id: str) -> tuple[str, str]:
         info = cluster_client(cluster).get_job_info(submission_id)
     except (SpecError, RuntimeError) as e:
         return "UNKNOWN", str(e).splitlines()[0]
-    return str(info.status.value if hasattr(info.status, "value") else info.status), info.message or ""
+    return _state_name(info.status), info.message or ""
 
 
-def wait_for_submission(cluster: str, submission_id: str, timeout: float) -> str:
-    """Poll until the submission ends or ``timeout`` passes; returns its last state."""
-    deadline = time.monotonic() + timeout
-    state, _ = submission_state(cluster, submission_id)
-    while state not in RAY_ENDED and time.monotonic() < deadline:
-        time.sleep(0.5)
-        state, _ = submission_state(cluster, submission_id)
-    return state
+def _state_name(status: Any) -> str:
+    return str(getattr(status, "value", status))
 
 
-def reconcile(store: Any, row: Any) -> Any:
-    """``row`` (a ``JobRow``), corrected when its driver on a cluster ended without recording the end
-    (the cluster could not start it, or stopped it before it could write): recorded as failed, or
-    cancelled when it was stopped, with Ray's message. Other rows come back as they are."""
+def reconcile(store: Any, row: Any) -> tuple[Any, str | None]:
+    """``row`` (a ``JobRow``) and Ray's state of its submission (``None`` for a job not sent to a
+    cluster, or one that has ended). The row is corrected when its driver on the cluster ended
+    without recording the end (the cluster could not start it, or stopped it before it could
+    write): recorded as failed, or cancelled when it was stopped, with Ray's message."""
     from foreseer.store.models import JobRow, utcnow
 
     if row.submission_id is None or row.status not in ("queued", "running"):
-        return row
+        return row, None
     state, message = submission_state(row.cluster, row.submission_id)
     if state not in RAY_ENDED:
-        return row
+        return row, state
     with store.session() as session:
         fresh = session.get(JobRow, row.id)
         if fresh.status in ("queued", "running"):  # the driver may have recorded its end meanwhile
             fresh.status = "cancelled" if state == "STOPPED" else "failed"
             fresh.ended_at = utcnow()
             fresh.error = fresh.error or f"the driver on the cluster ended ({state}) without recording the job's end: {message}"
-        return fresh
+        return fresh, state
 
 
 def cluster_logs(cluster: str, submission_id: str, write: Callable[[str], Any], follow: bool = False) -> None:
@@ -337,5 +334,9 @@ def cluster_logs(cluster: str, submission_id: str, write: Callable[[str], Any], 
 def stop_submission(cluster: str, submission_id: str, timeout: float = 60.0) -> str:
     """Ask the cluster to stop the driver (SIGTERM: it cancels the job and records it); returns
     Ray's state of the submission once it ended or ``timeout`` passed."""
-    cluster_client(cluster).stop_job(submission_id)
-    return wait_for_submission(cluster, submission_id, timeout)
+    client = cluster_client(cluster)
+    client.stop_job(submission_id)
+    deadline = time.monotonic() + timeout
+    while (state := _state_name(client.get_job_status(submission_id))) not in RAY_ENDED and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return state

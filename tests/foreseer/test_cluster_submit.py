@@ -1,30 +1,20 @@
 """foreseer submit: a job sent to a real Ray head through Ray's job submission API, its driver on
 the cluster, its results in MLflow on PostgreSQL; and the refusals that come before anything is sent."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
 WINE = {"name": "mlp", "params": {"depth": 1, "width_0": 32}}
-
-
-def _ray_nodes():
-    spec = importlib.util.spec_from_file_location("ray_nodes", ROOT / "tests" / "ray_nodes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def foreseer(cwd, env, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", "foreseer", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+                          text=True, timeout=timeout, check=False)  # fmt: skip
 
 
 def write_job(tmp_path, name, **fields):
@@ -36,8 +26,8 @@ def write_job(tmp_path, name, **fields):
 
 
 @pytest.fixture(scope="module")
-def head():
-    with _ray_nodes().RayCluster(["--num-cpus=2"], dashboard=True) as cluster:
+def head(ray_nodes):
+    with ray_nodes.RayCluster(["--num-cpus=2"], dashboard=True) as cluster:
         yield cluster
 
 
@@ -125,10 +115,10 @@ def test_a_cluster_elsewhere_gets_no_file_or_localhost_store(tmp_path):
     assert not (tmp_path / "foreseer.db").exists(), "nothing is recorded for a refused job"
 
 
-def test_an_unreachable_cluster_is_bad_input(tmp_path):
+def test_an_unreachable_cluster_is_bad_input(ray_nodes, tmp_path):
     from foreseer.launch import cluster_client  # noqa: F401  (the cluster extra is installed)
 
-    port = _ray_nodes().free_port()
+    port = ray_nodes.free_port()
     refused = foreseer(tmp_path, os.environ, "submit", write_job(tmp_path, "nowhere"),
                        "--cluster", f"http://127.0.0.1:{port}")  # fmt: skip
     assert refused.returncode == 2

@@ -4,12 +4,10 @@ exactly the GPU Ray gave it in ``CUDA_VISIBLE_DEVICES``, and trains on CPU, with
 because this machine has no CUDA. The job is run by the CLI in a subprocess against that node;
 this process never connects to it."""
 
-import importlib.util
 import json
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +15,6 @@ from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(360)]
 
-ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 4
 # Long enough that the last trial's worker has started before the first trial ends.
 EPOCHS = 30
@@ -26,16 +23,9 @@ EPOCHS = 30
 SPACE = {"name": "mlp", "params": {"depth": 3, "width_0": 256, "width_1": 256, "width_2": 256, "batch_size": 32}}
 
 
-def _ray_nodes():
-    spec = importlib.util.spec_from_file_location("ray_nodes", ROOT / "tests" / "ray_nodes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def gpu_node():
-    with _ray_nodes().RayCluster(["--num-cpus=4", "--num-gpus=2"]) as cluster:
+def gpu_node(ray_nodes):
+    with ray_nodes.RayCluster(["--num-cpus=4", "--num-gpus=2"]) as cluster:
         yield cluster
 
 

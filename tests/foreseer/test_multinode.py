@@ -3,13 +3,11 @@ across both, and the second node SIGKILLed (raylet, agents, trial workers) while
 part-way. Ray Tune retries those trials from their last checkpoint on the nodes left and on a
 replacement node; the job completes with every trial once, every epoch once, nothing lost."""
 
-import importlib.util
 import json
 import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +15,6 @@ from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[2]
 TRIALS, EPOCHS = 4, 30
 KILL_AFTER = 5  # epochs a trial on the node has recorded when the node is killed
 # The head notices a dead node after about a second instead of Ray's default of ~15-30 s.
@@ -32,17 +29,10 @@ FAST_NODE_DEATH = {
 SPACE = {"name": "mlp", "params": {"depth": 3, "width_0": 256, "width_1": 256, "width_2": 256, "batch_size": 32}}
 
 
-def _ray_nodes():
-    spec = importlib.util.spec_from_file_location("ray_nodes", ROOT / "tests" / "ray_nodes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def cluster():
+def cluster(ray_nodes):
     """A head with room for one trial; the test adds the nodes."""
-    with _ray_nodes().RayCluster(["--num-cpus=1"], gcs_env=FAST_NODE_DEATH) as cluster:
+    with ray_nodes.RayCluster(["--num-cpus=1"], gcs_env=FAST_NODE_DEATH) as cluster:
         yield cluster
 
 

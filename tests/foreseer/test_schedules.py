@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 from foreseer.cli import main
 from foreseer.scheduling.daemon import Scheduler
+from foreseer.scheduling.recovery import work_process
 from foreseer.scheduling.schedules import add_schedule, as_utc, set_paused
 from foreseer.spec import SearchJob
 from foreseer.store import JobStore
@@ -87,14 +88,6 @@ def kill_tree(process):
         except psutil.Error:
             pass
     psutil.wait_procs(victims, timeout=10)
-
-
-def work_process(job_id):
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if cmdline[-2:] == ["_work", job_id]:
-            return process
-    return None
 
 
 def stop_jobs(url):

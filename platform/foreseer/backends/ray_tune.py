@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from foreseer.driver import SearchDriver
     from foreseer.spec import Resources
 
-__all__ = ["RayTuneBackend", "ensure_ray", "check_resources", "meta_train_on_ray"]
+__all__ = ["RayTuneBackend", "check_resources", "ensure_ray", "meta_train_on_ray"]
 
 logger = logging.getLogger(__name__)
 

@@ -11,20 +11,9 @@ from typing import Any
 
 import click
 
-from foreseer.commands import _bad_input, _store, store_option
+from foreseer.commands import _or_exit, _store, store_option
 
 __all__ = ["COMMANDS", "schedule", "scheduler"]
-
-EXIT_INTERRUPTED = 130
-
-
-def _or_bad_input(action: Any) -> Any:
-    from foreseer.errors import SpecError
-
-    try:
-        return action()
-    except SpecError as e:
-        _bad_input(str(e))
 
 
 def _when(moment: datetime | None, tz: str) -> str:
@@ -69,10 +58,10 @@ def add(job_file: str, cron: str, tz: str, cluster: str | None, name: str | None
     from foreseer.scheduling.schedules import add_schedule
     from foreseer.spec import load_job
 
-    job = _or_bad_input(lambda: load_job(job_file, _parse_sets(sets)))
+    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
     store = _store(store_url)
     source = " ".join([f"job file {str(Path(job_file).resolve())!r}", *(f"--set {s}" for s in sets)])
-    row = _or_bad_input(lambda: add_schedule(
+    row = _or_exit(lambda: add_schedule(
         store, job, cron=cron, tz=tz, name=name, cluster=cluster, missed=missed, overlap=overlap, source=source,
     ))
     where = f"on the Ray cluster {cluster}" if cluster else "on this machine"
@@ -119,7 +108,7 @@ def show(name: str, limit: int, store_url: str) -> None:
     from foreseer.scheduling.schedules import as_utc, firings_of
 
     store = _store(store_url)
-    row, firings = _or_bad_input(lambda: firings_of(store, name, limit))
+    row, firings = _or_exit(lambda: firings_of(store, name, limit))
     console = _console()
     state = "paused" if row.paused else f"next run {_when(row.next_run_at, row.timezone)}"
     console.print(f"[bold]{row.name}[/] {row.id}: cron {row.cron!r} in {row.timezone}, {state}, "
@@ -143,7 +132,7 @@ def pause(name: str, store_url: str) -> None:
     """Pause a schedule: the daemon fires nothing for it until it is resumed."""
     from foreseer.scheduling.schedules import set_paused
 
-    row = _or_bad_input(lambda: set_paused(_store(store_url), name, True))
+    row = _or_exit(lambda: set_paused(_store(store_url), name, True))
     click.echo(f"schedule {row.name!r} paused")
 
 
@@ -154,7 +143,7 @@ def resume(name: str, store_url: str) -> None:
     """Resume a paused schedule from its next occurrence (what it had while paused does not run)."""
     from foreseer.scheduling.schedules import set_paused
 
-    row = _or_bad_input(lambda: set_paused(_store(store_url), name, False))
+    row = _or_exit(lambda: set_paused(_store(store_url), name, False))
     click.echo(f"schedule {row.name!r} resumed; next run {_when(row.next_run_at, row.timezone)}")
 
 
@@ -165,7 +154,7 @@ def remove(name: str, store_url: str) -> None:
     """Remove a schedule and its firings (the jobs it fired stay)."""
     from foreseer.scheduling.schedules import remove_schedule
 
-    row = _or_bad_input(lambda: remove_schedule(_store(store_url), name))
+    row = _or_exit(lambda: remove_schedule(_store(store_url), name))
     click.echo(f"schedule {row.name!r} removed")
 
 
@@ -187,7 +176,7 @@ def scheduler(store_url: str, poll: float, grace: float, lease: float, verbose: 
     import signal
     import threading
 
-    from foreseer.cli import _quiet_libraries
+    from foreseer.cli import EXIT_INTERRUPTED, _quiet_libraries
     from foreseer.scheduling.daemon import Scheduler
 
     _quiet_libraries()
