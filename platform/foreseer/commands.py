@@ -244,22 +244,29 @@ def logs(job_id: str, store_url: str, follow: bool) -> None:
                    "a job run in the foreground printed to its terminal")
     with open(path, encoding="utf-8", errors="replace") as log:
         while True:
+            ended = not follow or _driver_ended(_find(store, row.id))
             chunk = log.read()
             if chunk:
                 click.echo(chunk, nl=False)
-            elif not follow or _driver_ended(_find(store, row.id)):
+            if ended:
                 return
-            else:
+            if not chunk:
                 time.sleep(0.5)
 
 
 def _driver_ended(row: Any) -> bool:
-    """Whether a local job's driver is done: it recorded the end, or it died (killed) while running."""
+    """Whether a local job's driver is done writing its log: its process has exited (after recording
+    the end, or killed while running). A driver on another host is done once it recorded the end."""
+    import socket
+
     from foreseer._processes import alive
 
     if row.status == "queued":
         return False
-    return row.status != "running" or not alive((row.driver or {}).get("process"))
+    driver = row.driver or {}
+    if driver.get("host") == socket.gethostname():
+        return not alive(driver.get("process"))
+    return row.status != "running"
 
 
 @click.command()
