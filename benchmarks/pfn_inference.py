@@ -1,21 +1,19 @@
 """Learning-curve PFN inference: time of one call for 32 running trials, and what it costs in quality.
 
-Variants of :class:`CurveForecaster` over the shipped checkpoint, all timed in one process and
-interleaved call by call, so the ratios hold under a shared machine's varying load:
+Paths of the shipped model (:class:`CurveForecaster`), all timed in one process and interleaved
+call by call, so the ratios hold under a shared machine's varying load:
 
-- ``fp32, before``: the forward pass as shipped before (the last block computed every context row,
-  under ``torch.no_grad``): the 1.00x reference;
-- ``fp32``: the last block computes the query rows only (exact), under ``torch.inference_mode``;
-- ``int8 ao``: ``torch.ao.quantization.quantize_dynamic`` (deprecated in this torch) of the blocks;
-- ``int8``: the blocks in int8 with per-token / per-channel scales (``foreseer...pfn.quantize``);
-- ``... cap C``: at most C context points per curve, evenly spaced, first and last kept.
+- ``fp32, every epoch``: one context token per observed epoch, as Foreseer's first model had (the
+  shipped model fed that way, for the time only): the 1.00x reference;
+- ``int8, every epoch``: the same with the blocks in int8 (``foreseer...pfn.quantize``);
+- ``fp32, bins`` and ``int8, bins`` (the default): the context summarised into the model's
+  ``context_bins`` tokens (``foreseer...pfn.context``), as the model was trained.
 
 Each trial has observed 5, 20, 50 or 100 epochs of a 100-epoch budget (reference-prior curves);
 one call = ``forecast`` + ``prob_above`` (against the best last value, as ``PFNPolicy`` does).
-Quality: log-likelihood at the 10/20/40/80% cutoffs on the same fresh prior curves for every
-variant (through ``forecast``, so caps and int8 count), the largest change of ``prob_above``
-against fp32 on 1,024 prior curves, and (``--real``) the final-value forecast MAE on the real
-curve sets of ``foreseer pfn eval``.
+Quality of the binned paths: log-likelihood at the 10/20/40/80% cutoffs on fresh prior curves
+(through ``forecast``), the largest change of ``prob_above`` of int8 against fp32 on 1,024 prior
+curves, and (``--real``) the final-value forecast MAE on the real curve sets of ``foreseer pfn eval``.
 
 Run: ``.venv/bin/python benchmarks/pfn_inference.py [--calls 50] [--curves 5000] [--real] [--warm-malloc]``
 """
@@ -24,67 +22,40 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import resource
 import time
-import warnings
 
 import numpy as np
 import torch
 from foreseer.predictors.pfn.evaluate import forecast_table, prior_log_likelihood
-from foreseer.predictors.pfn.model import CurvePFN, attention_mask
+from foreseer.predictors.pfn.model import attention_mask
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.predictors.pfn.prior import sample_curves
 from foreseer.predictors.pfn.quantize import quantize_int8
-from torch import nn
 
 EPOCHS = (5, 20, 50, 100)
 TRIALS = 32
 BUDGET = 100
 CUTOFFS = (10, 20, 40, 80)
+BASELINE = "fp32, every epoch"
+BINNED = ("fp32, bins", "int8, bins")
 
 
-class AllRows(nn.Module):
-    """The forward pass as shipped before: every block computes every row, under ``no_grad``."""
-
-    def __init__(self, model: CurvePFN) -> None:
-        super().__init__()
-        self.inner, self.bar, self.config = model, model.bar, model.config
-
-    def forward(
-        self, ctx_t: torch.Tensor, ctx_y: torch.Tensor, qry_t: torch.Tensor, ctx_len: torch.Tensor
-    ) -> torch.Tensor:
-        with torch.inference_mode(False), torch.no_grad():
-            m, L, Q = self.inner, ctx_t.shape[1], qry_t.shape[1]
-            x = m.embed(ctx_t, ctx_y, qry_t)
-            mask = attention_mask(ctx_len, L, Q)
-            for block in m.blocks:
-                x = block(x, mask)
-            return m.head(m.ln_f(x[:, L:]))
+def every_epoch(f: CurveForecaster) -> CurveForecaster:
+    """The same weights fed one token per epoch (a model config without bins)."""
+    model = copy.copy(f.model)
+    model.config = dataclasses.replace(model.config, context_bins=0)
+    return CurveForecaster(model, f.meta)
 
 
-def ao_int8(model: CurvePFN) -> CurvePFN:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its DeprecationWarnings: the reason it is not the default
-        for block in model.blocks:
-            torch.ao.quantization.quantize_dynamic(block, {nn.Linear}, dtype=torch.qint8, inplace=True)
-    return model
-
-
-def variants(caps: list[int]) -> dict[str, CurveForecaster]:
-    base = CurveForecaster.load(quantize=False, max_context=None)
-    int8 = quantize_int8(copy.deepcopy(base.model))
-    out = {
-        "fp32, before": CurveForecaster(AllRows(base.model), base.meta, max_context=None),  # type: ignore[arg-type]
-        "fp32": base,
-        "int8 ao": CurveForecaster(ao_int8(copy.deepcopy(base.model)), base.meta, max_context=None),
-        "int8": CurveForecaster(int8, base.meta, max_context=None),
-    }
-    for c in caps:
-        out[f"fp32 cap {c}"] = CurveForecaster(base.model, base.meta, max_context=c)
-    for c in caps:
-        out[f"int8 cap {c}"] = CurveForecaster(int8, base.meta, max_context=c)
-    return out
+def variants() -> dict[str, CurveForecaster]:
+    fp32 = CurveForecaster.load(quantize=False)
+    if not fp32.model.config.context_bins:
+        raise SystemExit("the shipped model has no context bins; this benchmark compares bins against every epoch")
+    int8 = CurveForecaster(quantize_int8(copy.deepcopy(fp32.model)), fp32.meta)
+    return {BASELINE: every_epoch(fp32), "int8, every epoch": every_epoch(int8), "fp32, bins": fp32, "int8, bins": int8}
 
 
 def one_call(f: CurveForecaster, curves: np.ndarray) -> np.ndarray:
@@ -117,7 +88,7 @@ def timings(
 def overheads(f: CurveForecaster, calls: int) -> str:
     """Median ms of the parts of one fp32 call around the network, and no_grad against inference_mode."""
     curves = sample_curves(TRIALS, np.random.default_rng(1))
-    header = ["inputs (context, padding)", "attention mask", "network, no_grad", "network, inference_mode"]
+    header = ["inputs (context bins, padding)", "attention mask", "network, no_grad", "network, inference_mode"]
     rows = [
         [f"{e} epochs", *(f"{ms:.3f}" for ms in _overhead_row(f, curves[:, :e], calls))] for e in EPOCHS[1:3]
     ]
@@ -125,15 +96,15 @@ def overheads(f: CurveForecaster, calls: int) -> str:
 
 
 def _overhead_row(f: CurveForecaster, batch: np.ndarray, calls: int) -> list[float]:
-    ctx_t, ctx_y, qry_t, ctx_len, _ = f.inputs(list(batch), BUDGET)
+    ctx, qry_t, _ = f.inputs(list(batch), BUDGET)
 
     def network(mode: type) -> None:
         with mode():
-            f.model(ctx_t, ctx_y, qry_t, ctx_len)
+            f.model(ctx.t, ctx.y, qry_t, ctx.length, ctx.stats)
 
     parts = [
         lambda: f.inputs(list(batch), BUDGET),
-        lambda: attention_mask(ctx_len, ctx_t.shape[1], 1),
+        lambda: attention_mask(ctx.length, ctx.t.shape[1], 1),
         lambda: network(torch.no_grad),
         lambda: network(torch.inference_mode),
     ]
@@ -147,14 +118,15 @@ def _overhead_row(f: CurveForecaster, batch: np.ndarray, calls: int) -> list[flo
 
 
 def max_dp(fs: dict[str, CurveForecaster], n: int = 1024) -> dict[str, float]:
-    """Largest |change of prob_above| against fp32 over ``n`` prior curves at each epoch count."""
+    """Largest |change of prob_above| of the binned paths against fp32 bins over ``n`` prior curves."""
     curves = sample_curves(n, np.random.default_rng(2))
-    worst = dict.fromkeys(fs, 0.0)
+    worst = dict.fromkeys(BINNED, 0.0)
     for e in EPOCHS[:-1]:
         for i in range(0, n, TRIALS):
             batch = curves[i : i + TRIALS, :e]
-            ref = one_call(fs["fp32"], batch)
-            for name, f in fs.items():
+            ref = one_call(fs["fp32, bins"], batch)
+            for name in BINNED:
+                f = fs[name]
                 worst[name] = max(worst[name], float(np.abs(one_call(f, batch) - ref).max()))
     return worst
 
@@ -172,16 +144,16 @@ def timing_table(
         cells = [name]
         for e in EPOCHS:
             t = np.asarray(times[e][name]) * 1000
-            ref = np.median(times[e]["fp32, before"]) * 1000
+            ref = np.median(times[e][BASELINE]) * 1000
             cells.append(f"{np.median(t):.2f} / {t.min():.2f} ({ref / np.median(t):.2f}×)")
         pf = " / ".join(f"{faults[e][name]:.0f}" for e in EPOCHS)
-        rows.append([*cells, f"{dp[name]:.3f}", pf])
-    calls = len(times[EPOCHS[0]]["fp32"])
+        rows.append([*cells, f"{dp[name]:.3f}" if name in dp else "—", pf])
+    calls = len(times[EPOCHS[0]][BASELINE])
     title = (
         f"one call for {TRIALS} trials, ms, median / min of {calls} calls "
-        f"({torch.get_num_threads()} thread; × = speed-up of the median against fp32, before)"
+        f"({torch.get_num_threads()} thread; × = speed-up of the median against {BASELINE})"
     )
-    header = ["variant", *(f"{e} epochs" for e in EPOCHS), "max abs Δp vs fp32", "page faults per call"]
+    header = ["variant", *(f"{e} epochs" for e in EPOCHS), "max abs Δp vs fp32 bins", "page faults per call"]
     return markdown(title, header, rows)
 
 
@@ -189,22 +161,18 @@ def quality_table(fs: dict[str, CurveForecaster], n_curves: int) -> str:
     curves = sample_curves(n_curves, np.random.default_rng(2024))
     rows = []
     ref: dict[int, float] | None = None
-    for name, f in fs.items():
-        if name == "fp32, before":
-            continue  # same numbers as fp32 (the skipped rows are never read)
-        ll = prior_log_likelihood(f, curves, CUTOFFS)
+    for name in BINNED:
+        ll = prior_log_likelihood(fs[name], curves, CUTOFFS)
         ref = ref or ll
         rows.append([name, *(f"{ll[p]:.4f} ({ll[p] - ref[p]:+.4f})" for p in CUTOFFS)])
-    title = f"log-likelihood on {n_curves:,} fresh reference-prior curves (change against fp32)"
+    title = f"log-likelihood on {n_curves:,} fresh reference-prior curves (change against fp32 bins)"
     return markdown(title, ["variant", *(f"{p}%" for p in CUTOFFS)], rows)
 
 
 def real_table(fs: dict[str, CurveForecaster]) -> str:
     rows = []
-    for name, f in fs.items():
-        if name == "fp32, before":
-            continue
-        for title, table in forecast_table(f):
+    for name in BINNED:
+        for title, table in forecast_table(fs[name]):
             curve_set = title.split(":")[0]
             rows.append([name, curve_set, *(f"{r['pfn_mae']:.4f} ({r['coverage_90']:.3f})" for r in table)])
     title = "final-value forecast MAE (90% coverage) on the real curve sets of `foreseer pfn eval`"
@@ -214,7 +182,6 @@ def real_table(fs: dict[str, CurveForecaster]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50, help="timed calls per variant and epoch count")
-    parser.add_argument("--caps", type=int, nargs="*", default=[10, 20, 30])
     parser.add_argument("--curves", type=int, default=5000, help="prior curves for the likelihood; 0: skip")
     parser.add_argument("--real", action="store_true", help="also the MAE on the real curve sets")
     parser.add_argument("--threads", type=int, default=1)
@@ -229,12 +196,12 @@ def main() -> None:
     if args.warm_malloc:
         del_me = torch.empty(24 << 20, dtype=torch.uint8)
         del del_me
-    fs = variants(args.caps)
+    fs = variants()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
     times, faults = timings(fs, args.calls)
     print(f"load average after the timing: {os.getloadavg()[0]:.2f}\n", flush=True)
     print(timing_table(times, faults, max_dp(fs)), flush=True)
-    print(overheads(fs["fp32"], args.calls), flush=True)
+    print(overheads(fs["fp32, bins"], args.calls), flush=True)
     if args.curves:
         print(quality_table(fs, args.curves), flush=True)
     if args.real:

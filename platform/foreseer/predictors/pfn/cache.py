@@ -35,7 +35,7 @@ class PrefixCache(CurveForecaster):
     def __init__(
         self, forecaster: CurveForecaster, curves: np.ndarray, min_epoch: int = 1, batch_size: int = 512
     ) -> None:
-        super().__init__(forecaster.model, forecaster.meta, forecaster.stretch, forecaster.max_context)
+        super().__init__(forecaster.model, forecaster.meta, forecaster.stretch)
         n, self.max_epochs = curves.shape
         self._index: dict[bytes, int] = {}
         rows: list[torch.Tensor] = []

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata"]
+__all__ = ["load_checkpoint", "read_metadata", "save_checkpoint"]
 
 
 def save_checkpoint(model: CurvePFN, path: Path, meta: dict[str, Any] | None = None) -> None:

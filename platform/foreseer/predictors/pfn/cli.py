@@ -39,6 +39,13 @@ def pfn() -> None:
 @click.option("--heads", type=int, default=4, show_default=True)
 @click.option("--hidden", type=int, default=256, show_default=True)
 @click.option("--buckets", type=int, default=1000, show_default=True)
+@click.option(
+    "--context-bins",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Most context tokens per curve; longer contexts are summarised into this many runs (0: one token per epoch).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=1000, show_default=True, help="Steps between evaluations.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
@@ -60,6 +67,7 @@ def train_command(
     heads: int,
     hidden: int,
     buckets: int,
+    context_bins: int,
     seed: int,
     eval_every: int,
     threads: int,
@@ -77,7 +85,7 @@ def train_command(
     console = Console()
     try:
         model_config = PFNConfig(
-            n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets
+            n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets, context_bins=context_bins
         )
         config = TrainConfig(
             prior=prior,
@@ -149,12 +157,6 @@ def export_command(run_dir: Path, out: Path) -> None:
     show_default=True,
     help="int8 blocks (the default inference path).",
 )
-@click.option(
-    "--max-context",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Most context points per curve (evenly spaced); default: all.",
-)
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the tables here.")
 def eval_command(
     checkpoint: Path | None,
@@ -163,13 +165,12 @@ def eval_command(
     real: bool,
     threads: int,
     quantize: bool,
-    max_context: int | None,
     markdown: Path | None,
 ) -> None:
     """Prior log-likelihood beside the paper's, inference time, and forecasts of real curve sets.
 
-    Everything goes through the forecaster's inference path, so ``--no-quantize`` and
-    ``--max-context`` change all three tables.
+    Everything goes through the forecaster's inference path, so ``--no-quantize`` changes all
+    three tables.
     """
     import numpy as np
     import torch
@@ -182,7 +183,7 @@ def eval_command(
 
     torch.set_num_threads(threads)
     console = Console()
-    forecaster = CurveForecaster.load(checkpoint, quantize=quantize, max_context=max_context)
+    forecaster = CurveForecaster.load(checkpoint, quantize=quantize)
     # the same fresh curves as train.evaluate_prior (seed 2024)
     prior_curves = sample_curves(curves, np.random.default_rng(2024), prior)  # type: ignore[arg-type]
     ll = prior_log_likelihood(forecaster, prior_curves, EVAL_CUTOFFS)

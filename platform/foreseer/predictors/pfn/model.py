@@ -1,7 +1,8 @@
 """The learning-curve PFN: a transformer that maps a partial curve to predictive distributions.
 
 After LC-PFN (Adriaensen et al., NeurIPS 2023) and PFNs (Müller et al., ICLR 2022). No positional
-encoding: a context token is ``Linear(t) + Linear(y)``, a query token is ``Linear(t)``. Context
+encoding: a context token is ``Linear(t) + Linear(y)`` (plus ``Linear(spread, log count)`` for a
+model that sees summarised contexts, see ``context.py``), a query token is ``Linear(t)``. Context
 tokens attend to the (valid) context; each query attends to the context and to itself only, so
 queries are independent of one another and can be subsampled in training. The head is a bar
 distribution over ``n_buckets`` buckets.
@@ -17,7 +18,7 @@ from torch import nn
 
 from foreseer.predictors.pfn.bar import BarDistribution
 
-__all__ = ["PFNConfig", "CurvePFN"]
+__all__ = ["CurvePFN", "PFNConfig"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class PFNConfig:
         n_hidden: feed-forward width.
         n_buckets: buckets of the bar-distribution head.
         horizon: epochs of a prior curve; time inputs are ``t / horizon``.
+        context_bins: most context tokens per curve; longer contexts are summarised into this many
+            runs of consecutive points (``context.bin_context``). 0: one token per observed epoch.
     """
 
     n_layer: int = 3
@@ -39,8 +42,11 @@ class PFNConfig:
     n_hidden: int = 256
     n_buckets: int = 1000
     horizon: int = 100
+    context_bins: int = 0
 
     def __post_init__(self) -> None:
+        if self.context_bins < 0:
+            raise ValueError(f"context_bins must be 0 or positive, but got context_bins={self.context_bins}.")
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"n_embd must be a multiple of n_head, but got n_embd={self.n_embd}, n_head={self.n_head}."
@@ -51,16 +57,22 @@ class PFNConfig:
 
 
 class TokenEmbedding(nn.Module):
-    """Context tokens embed (t, y); query tokens embed t alone."""
+    """Context tokens embed (t, y) and, when contexts are summarised, (spread, log count); query
+    tokens embed t alone."""
 
     def __init__(self, config: PFNConfig) -> None:
         super().__init__()
         self.t = nn.Linear(1, config.n_embd)
         self.y = nn.Linear(1, config.n_embd)
+        self.stats = nn.Linear(2, config.n_embd, bias=False) if config.context_bins else None
         self.horizon = config.horizon
 
-    def forward(self, ctx_t: torch.Tensor, ctx_y: torch.Tensor, qry_t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ctx_t: torch.Tensor, ctx_y: torch.Tensor, qry_t: torch.Tensor, ctx_stats: torch.Tensor | None
+    ) -> torch.Tensor:
         ctx = self.t(ctx_t.unsqueeze(-1) / self.horizon) + self.y(ctx_y.unsqueeze(-1))  # (B, L, E)
+        if self.stats is not None and ctx_stats is not None:
+            ctx = ctx + self.stats(ctx_stats)  # (B, L, E); raw points have zero stats
         qry = self.t(qry_t.unsqueeze(-1) / self.horizon)  # (B, Q, E)
         return torch.cat([ctx, qry], dim=1)  # (B, L+Q, E)
 
@@ -152,6 +164,7 @@ class CurvePFN(nn.Module):
         ctx_y: torch.Tensor,
         qry_t: torch.Tensor,
         ctx_len: torch.Tensor | None = None,
+        ctx_stats: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Bucket logits for each query.
 
@@ -160,6 +173,8 @@ class CurvePFN(nn.Module):
             ctx_y: context values, ``(B, L)``.
             qry_t: query epochs, ``(B, Q)``.
             ctx_len: valid context length per curve, ``(B,)``, at least 1; ``None`` = all ``L``.
+            ctx_stats: ``(B, L, 2)`` spread and log count behind each context token (see
+                ``context.bin_context``); ``None`` = raw points. Ignored when ``context_bins`` is 0.
 
         Returns:
             Logits of shape ``(B, Q, n_buckets)``.
@@ -168,7 +183,7 @@ class CurvePFN(nn.Module):
         Q = qry_t.shape[1]
         if ctx_len is None:
             ctx_len = torch.full((B,), L, dtype=torch.long, device=ctx_t.device)
-        x = self.embed(ctx_t, ctx_y, qry_t)  # (B, L+Q, E)
+        x = self.embed(ctx_t, ctx_y, qry_t, ctx_stats)  # (B, L+Q, E)
         mask = attention_mask(ctx_len, L, Q)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

@@ -1,9 +1,9 @@
 """The forecaster: partial curves of any lengths in, predictive distributions at the horizon out.
 
 One forward pass serves every running trial. Real curves of ``E`` epochs are mapped onto the
-prior's ``H``-epoch horizon by time rescaling, epoch ``e -> e * H / E``; contexts longer than
-``H`` points, or than ``max_context`` where one is set, are subsampled evenly, the first and the
-last observed epoch always kept. By default the transformer blocks run in int8 (see
+prior's ``H``-epoch horizon by time rescaling, epoch ``e -> e * H / E``; contexts longer than the
+model's ``context_bins`` (or, without bins, than ``H``) are summarised into runs of consecutive
+epochs (``context.py``). By default the transformer blocks run in int8 (see
 ``quantize.py``); ``CurveForecaster.load(quantize=False)`` gives the exact float32 model.
 
 Example:
@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,35 +24,13 @@ import numpy as np
 import torch
 
 from foreseer.predictors.pfn.checkpoint import load_checkpoint
+from foreseer.predictors.pfn.context import Context, bin_context
 from foreseer.predictors.pfn.model import CurvePFN
 
-__all__ = ["DEFAULT_MAX_CONTEXT", "SHIPPED_CHECKPOINT", "CurveForecaster", "Forecast", "context_indices"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["SHIPPED_CHECKPOINT", "CurveForecaster", "Forecast"]
 
 #: The model shipped inside the package (see ``checkpoints/MODEL_CARD.md``).
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "lcpfn_3x128.safetensors"
-
-#: Most context points fed to the model per curve by default; ``None``: all of them (up to the
-#: horizon). A cap makes long contexts cheap but costs likelihood: at 20 points, -0.06 at the 40%
-#: cutoff and -0.07 at 80% (``benchmarks/pfn_inference.py``), so it is opt-in.
-DEFAULT_MAX_CONTEXT: int | None = None
-
-
-def context_indices(n: int, cap: int) -> np.ndarray:
-    """Indices of at most ``cap`` (at least 2) of ``n`` points, evenly spaced, first and last kept.
-
-    Example:
-        >>> context_indices(10, 4).tolist()
-        [0, 3, 6, 9]
-    """
-    if cap < 2:
-        raise ValueError(f"cap must be at least 2 (the first and the last point), but got {cap=}.")
-    if n <= cap:
-        return np.arange(n)
-    # with cap <= n the rounded positions are distinct, so exactly cap points
-    return np.round(np.linspace(0, n - 1, cap)).astype(int)
-
 
 @dataclass(frozen=True)
 class Forecast:
@@ -93,11 +70,6 @@ class CurveForecaster:
         meta: the checkpoint's training metadata.
         stretch: map a budget of E epochs onto the whole horizon (``e -> e * H / E``); when False,
             epochs are used as they are (only budgets above H are compressed onto it).
-        max_context: at most this many observed points per curve reach the model (evenly spaced,
-            first and last kept); ``None``: up to the horizon. At least 2.
-
-    Raises:
-        ValueError: for ``max_context`` below 2.
     """
 
     def __init__(
@@ -105,17 +77,11 @@ class CurveForecaster:
         model: CurvePFN,
         meta: dict[str, Any] | None = None,
         stretch: bool = True,
-        max_context: int | None = DEFAULT_MAX_CONTEXT,
     ) -> None:
-        if max_context is not None and max_context < 2:
-            raise ValueError(
-                f"max_context must be at least 2 (the first and the last epoch) or None, but got {max_context=}."
-            )
         self.model = model.eval()
         self.meta = meta or {}
         self.horizon = model.config.horizon
         self.stretch = stretch
-        self.max_context = max_context
 
     @classmethod
     def load(
@@ -123,14 +89,12 @@ class CurveForecaster:
         path: str | Path | None = None,
         *,
         quantize: bool = True,
-        max_context: int | None = DEFAULT_MAX_CONTEXT,
     ) -> CurveForecaster:
         """Load a checkpoint; the shipped one by default.
 
         Args:
             path: a ``.safetensors`` checkpoint; ``None``: the shipped one.
             quantize: run the transformer blocks in int8 (quantised here, from the float32 file).
-            max_context: see the class; ``None`` feeds every observed point (up to the horizon).
 
         Raises:
             FileNotFoundError: when the file does not exist.
@@ -143,7 +107,7 @@ class CurveForecaster:
             from foreseer.predictors.pfn.quantize import quantize_int8
 
             quantize_int8(model)
-        return cls(model, meta, max_context=max_context)
+        return cls(model, meta)
 
     @property
     def quantized(self) -> bool:
@@ -159,7 +123,7 @@ class CurveForecaster:
             f"{c.n_layer}x{c.n_embd}, {self.meta.get('prior', '?')} prior"
             + (f", {seen:,} curves" if seen else "")
             + (", int8" if self.quantized else "")
-            + (f", context <= {self.max_context}" if self.max_context else "")
+            + (f", context in {c.context_bins} bins" if c.context_bins else "")
         )
 
     def forecast(
@@ -179,9 +143,9 @@ class CurveForecaster:
         Raises:
             ValueError: for an empty curve or a curve longer than its budget.
         """
-        *inputs, queries = self.inputs(curves, max_epochs, query_epochs)
+        context, qry_t, queries = self.inputs(curves, max_epochs, query_epochs)
         with torch.inference_mode():
-            logits = self.model(*inputs)
+            logits = self.model(context.t, context.y, qry_t, context.length, context.stats)
         return Forecast(self.model, logits, queries)
 
     def inputs(
@@ -189,13 +153,12 @@ class CurveForecaster:
         curves: Sequence[Sequence[float]],
         max_epochs: int | Sequence[int],
         query_epochs: Sequence[Sequence[float]] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    ) -> tuple[Context, torch.Tensor, np.ndarray]:
         """The network's inputs for :meth:`forecast` (same arguments and errors).
 
         Returns:
-            ``(ctx_t, ctx_y, qry_t, ctx_len, queries)``: right-padded contexts ``(B, L)`` on the
-            horizon's time scale, query times ``(B, Q)``, valid lengths ``(B,)``, and the query
-            epochs in each curve's own units.
+            ``(context, qry_t, queries)``: the context tokens on the horizon's time scale, query
+            times ``(B, Q)`` on it, and the query epochs in each curve's own units.
         """
         n = len(curves)
         budgets = [int(max_epochs)] * n if isinstance(max_epochs, int) else [int(e) for e in max_epochs]
@@ -204,36 +167,29 @@ class CurveForecaster:
         queries = np.asarray(
             query_epochs if query_epochs is not None else [[e] for e in budgets], dtype=np.float64
         )
-        ctx = [
-            self._context(np.asarray(c, dtype=np.float64), e) for c, e in zip(curves, budgets, strict=True)
-        ]
-        length = max(len(t) for t, _ in ctx)
-        ctx_t = np.zeros((n, length), dtype=np.float32)
-        ctx_y = np.zeros((n, length), dtype=np.float32)
-        for b, (t, y) in enumerate(ctx):
-            ctx_t[b, : len(t)], ctx_y[b, : len(y)] = t, y
-        scale = self._scale(np.asarray(budgets, dtype=np.float64))[:, None]
-        return (
-            torch.from_numpy(ctx_t),
-            torch.from_numpy(ctx_y),
-            torch.from_numpy((queries * scale).astype(np.float32)),
-            torch.tensor([len(t) for t, _ in ctx]),
-            queries,
-        )
-
-    def _context(self, y: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-        if y.size == 0:
-            raise ValueError("every curve needs at least one observed epoch, but got an empty one.")
-        if y.size > budget:
-            raise ValueError(f"a curve has {y.size} epochs, more than its budget max_epochs={budget}.")
-        epochs = np.arange(1, y.size + 1)
-        keep = np.isfinite(y)
-        epochs, y = epochs[keep], y[keep]
-        if y.size == 0:
-            epochs, y = np.array([1]), np.array([0.0])
-        idx = context_indices(y.size, min(self.horizon, self.max_context or self.horizon))
-        return epochs[idx] * self._scale(np.float64(budget)), y[idx]
+        scale = self._scale(np.asarray(budgets, dtype=np.float64))
+        epochs, values = [], []
+        for c, e, s in zip(curves, budgets, scale, strict=True):
+            t, y = _observed(np.asarray(c, dtype=np.float64), e)
+            epochs.append(t * s)
+            values.append(y)
+        # a model without context bins sees every point, up to one token per epoch of its horizon
+        context = bin_context(epochs, values, self.model.config.context_bins or self.horizon)
+        return context, torch.from_numpy((queries * scale[:, None]).astype(np.float32)), queries
 
     def _scale(self, budgets: np.ndarray) -> np.ndarray:
         scale = self.horizon / budgets
         return scale if self.stretch else np.minimum(scale, 1.0)
+
+
+def _observed(y: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """The finite points of a curve and their epochs (``1..``); a curve with none counts as one 0."""
+    if y.size == 0:
+        raise ValueError("every curve needs at least one observed epoch, but got an empty one.")
+    if y.size > budget:
+        raise ValueError(f"a curve has {y.size} epochs, more than its budget max_epochs={budget}.")
+    epochs = np.arange(1, y.size + 1, dtype=np.float64)
+    keep = np.isfinite(y)
+    if not keep.any():
+        return np.array([1.0]), np.array([0.0])
+    return epochs[keep], y[keep]

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["HORIZON", "PRIORS", "sample_curves", "reference_curves", "extended_curves"]
+__all__ = ["HORIZON", "PRIORS", "extended_curves", "reference_curves", "sample_curves"]
 
 #: Epochs per prior curve; real curves are mapped onto this horizon.
 HORIZON = 100

@@ -1,8 +1,8 @@
 """Fitting a :class:`CurvePFN` to a prior, resumably, and measuring it on fresh prior curves.
 
 Each step draws a batch of curves from the prior and one cutoff ``T ~ U{1..H-1}`` for the batch
-(as in LC-PFN); the context is epochs ``<= T`` and ``n_targets`` later epochs are sampled as
-queries; the loss is the bar distribution's negative log-likelihood of their noisy values.
+(as in LC-PFN); the context is epochs ``<= T`` (summarised into ``context_bins`` tokens when the
+model has them, exactly as at inference) and ``n_targets`` later epochs are sampled as queries; the loss is the bar distribution's negative log-likelihood of their noisy values.
 AdamW, linear warm-up then cosine decay, gradient clipping at 1.0.
 """
 
@@ -16,17 +16,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from foreseer.predictors.pfn.bar import equal_mass_borders
-from foreseer.predictors.pfn.checkpoint import save_checkpoint
+from foreseer.predictors.pfn.checkpoint import read_metadata, save_checkpoint
+from foreseer.predictors.pfn.context import Context, bin_context
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
 from foreseer.predictors.pfn.prior import HORIZON, sample_curves
 
-__all__ = ["TrainConfig", "train", "evaluate_prior", "make_borders", "EVAL_CUTOFFS"]
+__all__ = ["EVAL_CUTOFFS", "TrainConfig", "evaluate_prior", "make_borders", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ class TrainConfig:
         seed: seeds the prior draws.
         eval_every: steps between progress evaluations.
         save_every: steps between resumable checkpoints.
-        init_from: a checkpoint whose weights start the run (warm start with a fresh schedule).
+        init_from: a checkpoint whose weights (and bucket borders) start the run: a warm start with a
+            fresh schedule, possibly on the other prior or with context bins added.
     """
 
     prior: Literal["reference", "extended"] = "reference"
@@ -81,18 +83,25 @@ def _borders(n_buckets: int, prior: str, seed: int) -> np.ndarray:
     return equal_mass_borders(curves.ravel(), n_buckets)
 
 
-def _batch(
-    rng: np.random.Generator, config: TrainConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def prior_context(y: np.ndarray, bins: int) -> Context:
+    """Context tokens of curves ``y`` ``(B, T)`` observed at epochs ``1..T``."""
+    epochs = np.arange(1, y.shape[1] + 1, dtype=np.float64)
+    return bin_context([epochs] * len(y), list(y), bins)
+
+
+def _batch(rng: np.random.Generator, config: TrainConfig, bins: int) -> tuple[Context, torch.Tensor, torch.Tensor]:
     y = sample_curves(config.batch_size, rng, config.prior)  # (B, H)
     cutoff = int(rng.integers(1, HORIZON))
     n_q = min(config.n_targets, HORIZON - cutoff)
     later = np.argsort(rng.random((config.batch_size, HORIZON - cutoff)), axis=1)[:, :n_q] + cutoff
-    t = torch.arange(1, HORIZON + 1, dtype=torch.float32)
-    ctx_t = t[:cutoff].expand(config.batch_size, -1)
-    qry_t = torch.from_numpy(later + 1).float()
-    qry_y = torch.from_numpy(np.take_along_axis(y, later, axis=1))
-    return ctx_t, torch.from_numpy(y[:, :cutoff]), qry_t, qry_y
+    qry_t = torch.from_numpy(later + 1).float()  # (B, Q)
+    qry_y = torch.from_numpy(np.take_along_axis(y, later, axis=1))  # (B, Q)
+    return prior_context(y[:, :cutoff], bins), qry_t, qry_y
+
+
+def predict(model: CurvePFN, ctx: Context, qry_t: torch.Tensor) -> torch.Tensor:
+    """Bucket logits ``(B, Q, K)`` for context tokens ``ctx`` and query epochs ``qry_t``."""
+    return model(ctx.t, ctx.y, qry_t, ctx.length, ctx.stats)
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -120,15 +129,15 @@ def evaluate_prior(
     model.eval()
     curves = sample_curves(n_curves, np.random.default_rng(seed), prior)  # type: ignore[arg-type]
     t = torch.arange(1, HORIZON + 1, dtype=torch.float32)
+    bins = model.config.context_bins
     out: dict[int, float] = {}
     for pct in cutoffs:
         cut = pct * HORIZON // 100
         total = 0.0
         for i in range(0, n_curves, batch_size):
-            y = torch.from_numpy(curves[i : i + batch_size])
-            b = len(y)
-            logits = model(t[:cut].expand(b, -1), y[:, :cut], t[cut:].expand(b, -1))
-            total += model.bar.log_prob(logits, y[:, cut:]).mean(1).sum().item()
+            y = curves[i : i + batch_size]
+            logits = predict(model, prior_context(y[:, :cut], bins), t[cut:].expand(len(y), -1))
+            total += model.bar.log_prob(logits, torch.from_numpy(y[:, cut:])).mean(1).sum().item()
         out[pct] = total / n_curves
     model.train(was_training)
     return out
@@ -151,19 +160,22 @@ def train(
         on_eval: called with ``(step, log-likelihood by cutoff)`` at each periodic evaluation.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = CurvePFN(model_config, make_borders(model_config.n_buckets, config.prior))
+    init = _init_state(Path(config.init_from)) if config.init_from else None
+    borders = init["bar.borders"] if init is not None else make_borders(model_config.n_buckets, config.prior)
+    model = CurvePFN(model_config, borders)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, seconds = _resume(out_dir, model, optimizer, model_config, config)
-    if step == 0 and config.init_from:
-        _warm_start(model, Path(config.init_from))
+    if step == 0 and init is not None:
+        _warm_start(model, init)
+        logger.info("warm start from %s", config.init_from)
     started = time.monotonic() - seconds
     model.train()
     while step < config.steps:
         rng = np.random.default_rng([config.seed, step])  # resuming replays the same stream
-        ctx_t, ctx_y, qry_t, qry_y = _batch(rng, config)
+        ctx, qry_t, qry_y = _batch(rng, config, model_config.context_bins)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
-        loss = -model.bar.log_prob(model(ctx_t, ctx_y, qry_t), qry_y).mean()
+        loss = -model.bar.log_prob(predict(model, ctx, qry_t), qry_y).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -175,26 +187,50 @@ def train(
             _save_state(out_dir, model, optimizer, model_config, config, step, time.monotonic() - started)
         if on_eval is not None and (step % config.eval_every == 0 or step == config.steps):
             on_eval(step, evaluate_prior(model, n_curves=1000))
-    meta = {
-        "prior": config.prior,
-        "curves_seen": step * config.batch_size,
-        "train_seconds": round(time.monotonic() - started, 1),
-        "train_config": asdict(config),
-    }
-    save_checkpoint(model, out_dir / "model.safetensors", meta)
+    save_checkpoint(model, out_dir / "model.safetensors", _meta(asdict(config), step, time.monotonic() - started))
     return model
 
 
-def _warm_start(model: CurvePFN, path: Path) -> None:
+def _meta(config: dict[str, Any], step: int, seconds: float) -> dict[str, Any]:
+    """A checkpoint's training metadata; a warm-started run adds the curves and the time of the
+    checkpoint it started from (whose own metadata is kept under ``warm_started_from``)."""
+    meta: dict[str, Any] = {
+        "prior": config["prior"],
+        "curves_seen": step * config["batch_size"],
+        "train_seconds": round(seconds, 1),
+        "train_config": config,
+    }
+    init = Path(config["init_from"]) if config.get("init_from") else None
+    if init is not None and init.exists():
+        _, before = read_metadata(init)
+        meta["curves_seen"] += before.get("curves_seen", 0)
+        meta["train_seconds"] = round(meta["train_seconds"] + before.get("train_seconds", 0.0), 1)
+        meta["warm_started_from"] = before
+    return meta
+
+
+def _init_state(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    state = load_file(str(path))
-    if not torch.equal(state["bar.borders"], model.bar.borders):
+    if not path.exists():
+        raise ValueError(f"no checkpoint to warm-start from at {path}; pass an existing .safetensors file.")
+    return load_file(str(path))
+
+
+def _warm_start(model: CurvePFN, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model``; only the summary embedding a binned model adds may be new."""
+    own = model.state_dict()
+    missing = set(own) - set(state)
+    other = sorted(k for k in state if k not in own or state[k].shape != own[k].shape)
+    if other or missing - {"embed.stats.weight"}:
         raise ValueError(
-            f"{path} was trained with other bucket borders; warm-start only from the same prior and size."
+            f"the warm-start checkpoint has another shape (differing {other}, missing {sorted(missing)}); "
+            "warm-start from a model of the same size."
         )
-    model.load_state_dict(state)
-    logger.info("warm start from %s", path)
+    model.load_state_dict(state, strict=False)
+    if missing:  # a new summary embedding starts at zero: the warm-started model's outputs are kept
+        with torch.no_grad():
+            model.embed.stats.weight.zero_()
 
 
 def _save_state(out_dir, model, optimizer, model_config, config, step, seconds) -> None:  # type: ignore[no-untyped-def]
@@ -238,12 +274,6 @@ def export_run(run_dir: Path, path: Path) -> dict[str, object]:
     state = torch.load(run_dir / STATE_FILE, weights_only=True)["model"]
     model = CurvePFN(PFNConfig(**info["model_config"]), state["bar.borders"])
     model.load_state_dict(state)
-    config = info["config"]
-    meta = {
-        "prior": config["prior"],
-        "curves_seen": info["step"] * config["batch_size"],
-        "train_seconds": round(info["seconds"], 1),
-        "train_config": config,
-    }
+    meta = _meta(info["config"], info["step"], info["seconds"])
     save_checkpoint(model, path, meta)
     return meta
