@@ -100,7 +100,7 @@ def _overhead_row(f: CurveForecaster, batch: np.ndarray, calls: int) -> list[flo
 
     def network(mode: type) -> None:
         with mode():
-            f.model(ctx.t, ctx.y, qry_t, ctx.length, ctx.stats)
+            f.model.predict(ctx, qry_t)
 
     parts = [
         lambda: f.inputs(list(batch), BUDGET),

@@ -63,7 +63,7 @@ def test_a_binned_model_trains_warm_starts_from_a_raw_one_and_forecasts_from_bin
     context, qry_t, _ = forecaster.inputs(curves, 30)
     assert context.length.tolist() == [4, 3], "a 30-epoch context reaches the model as 4 tokens"
     with torch.no_grad():
-        direct = model(context.t, context.y, qry_t, context.length, context.stats)
+        direct = model(context.t, context.y, qry_t, context.length, context.stats)  # (B, Q, K)
     torch.testing.assert_close(forecaster.forecast(curves, 30).logits, direct)
 
     wider = PFNConfig(n_layer=1, n_embd=32, n_head=2, n_hidden=32, n_buckets=50, context_bins=4)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foreseer.predictors.pfn.bar import BarDistribution
+from foreseer.predictors.pfn.context import Context
 
 __all__ = ["CurvePFN", "PFNConfig"]
 
@@ -191,3 +192,8 @@ class CurvePFN(nn.Module):
             # (exact: context tokens never attend to queries)
             x = block(x, mask, start=L if i == last else 0)  # last: (B, Q, E)
         return self.head(self.ln_f(x[:, -Q:]))  # (B, Q, K)
+
+    def predict(self, context: Context, qry_t: torch.Tensor) -> torch.Tensor:
+        """Bucket logits ``(B, Q, n_buckets)`` for context tokens (``context.bin_context``) and
+        query epochs ``qry_t`` ``(B, Q)``."""
+        return self(context.t, context.y, qry_t, context.length, context.stats)

@@ -145,7 +145,7 @@ class CurveForecaster:
         """
         context, qry_t, queries = self.inputs(curves, max_epochs, query_epochs)
         with torch.inference_mode():
-            logits = self.model(context.t, context.y, qry_t, context.length, context.stats)
+            logits = self.model.predict(context, qry_t)
         return Forecast(self.model, logits, queries)
 
     def inputs(

@@ -99,11 +99,6 @@ def _batch(rng: np.random.Generator, config: TrainConfig, bins: int) -> tuple[Co
     return prior_context(y[:, :cutoff], bins), qry_t, qry_y
 
 
-def predict(model: CurvePFN, ctx: Context, qry_t: torch.Tensor) -> torch.Tensor:
-    """Bucket logits ``(B, Q, K)`` for context tokens ``ctx`` and query epochs ``qry_t``."""
-    return model(ctx.t, ctx.y, qry_t, ctx.length, ctx.stats)
-
-
 def _lr_at(step: int, config: TrainConfig) -> float:
     warm = max(1, int(config.warmup * config.steps))
     if step < warm:
@@ -136,7 +131,7 @@ def evaluate_prior(
         total = 0.0
         for i in range(0, n_curves, batch_size):
             y = curves[i : i + batch_size]
-            logits = predict(model, prior_context(y[:, :cut], bins), t[cut:].expand(len(y), -1))
+            logits = model.predict(prior_context(y[:, :cut], bins), t[cut:].expand(len(y), -1))
             total += model.bar.log_prob(logits, torch.from_numpy(y[:, cut:])).mean(1).sum().item()
         out[pct] = total / n_curves
     model.train(was_training)
@@ -175,7 +170,7 @@ def train(
         ctx, qry_t, qry_y = _batch(rng, config, model_config.context_bins)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
-        loss = -model.bar.log_prob(predict(model, ctx, qry_t), qry_y).mean()
+        loss = -model.bar.log_prob(model.predict(ctx, qry_t), qry_y).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
