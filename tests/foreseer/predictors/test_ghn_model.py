@@ -37,13 +37,7 @@ class UserNet(nn.Module):
         return self.head(self.norm(h))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small ops on a busy machine: one thread avoids waiting on descheduled worker threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ghn(**sizes: int) -> GraphHyperNetwork:

@@ -15,12 +15,7 @@ from foreseer.predictors.ghn.predictor import GHNPredictor
 SMALL = GHNConfig(hidden=16, decoder_hidden=32, block=16, max_dim=64, vector_len=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,7 @@ TINY = PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50)
 BINNED = PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50, context_bins=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_short_curves_stay_raw_and_long_ones_become_equal_runs():

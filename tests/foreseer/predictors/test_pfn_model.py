@@ -11,13 +11,7 @@ from foreseer.predictors.pfn.train import TrainConfig, evaluate_prior, export_ru
 TINY = PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine's cores are shared: more threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
