@@ -41,31 +41,27 @@ def write_job(folder, **fields):
     return folder / "job.yaml"
 
 
-def firings(url, name=None):
+def rows_of(url, query):
     store = JobStore(url)
     with store.session() as session:
-        query = select(FiringRow).order_by(FiringRow.occurrence)
-        if name is not None:
-            query = query.join(ScheduleRow, ScheduleRow.id == FiringRow.schedule_id).where(ScheduleRow.name == name)
         rows = list(session.scalars(query))
     store.dispose()
     return rows
 
 
+def firings(url, name=None):
+    query = select(FiringRow).order_by(FiringRow.occurrence)
+    if name is not None:
+        query = query.join(ScheduleRow, ScheduleRow.id == FiringRow.schedule_id).where(ScheduleRow.name == name)
+    return rows_of(url, query)
+
+
 def jobs_of(url):
-    store = JobStore(url)
-    with store.session() as session:
-        rows = list(session.scalars(select(JobRow).order_by(JobRow.created_at)))
-    store.dispose()
-    return rows
+    return rows_of(url, select(JobRow).order_by(JobRow.created_at))
 
 
 def schedules(url):
-    store = JobStore(url)
-    with store.session() as session:
-        rows = list(session.scalars(select(ScheduleRow).order_by(ScheduleRow.name)))
-    store.dispose()
-    return rows
+    return rows_of(url, select(ScheduleRow).order_by(ScheduleRow.name))
 
 
 def wait_for(condition, timeout, step=0.25):
