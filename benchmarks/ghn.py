@@ -2,10 +2,13 @@
 
 For each (space, dataset) pair: ``--candidates`` held-out candidates (none in the hypernetwork's
 training pool) are trained to full length from random initialisation with one fixed recipe (AdamW,
-lr 3e-3, cosine, batch 64: the ranking is of architectures, as in NAS benchmarks), then, in the
-same run, scored by
+lr 3e-3, cosine, batch 64: the ranking is of architectures, as in NAS benchmarks), once per
+``--truth-seeds`` training seed; their true ranking is the mean final accuracy over the seeds (as
+NAS-Bench-201 averages three), and how well one seed ranks the others' mean is reported as the
+ceiling that training noise sets. In the same run they are scored by
 
-* the GHN: validation accuracy with predicted weights, no training (batch-norm in train mode);
+* the GHN: validation accuracy with predicted weights, no training (batch-norm in train mode), for
+  each of ``--ghn-seeds`` meta-training runs, since one run's ranking differs from the next's;
 * parameter count; one epoch of training (the first epoch of the run above); and SynFlow at
   initialisation (Tanaka et al., NeurIPS 2020; as a zero-cost NAS proxy, Abdelfattah et al.,
   ICLR 2021).
@@ -18,7 +21,8 @@ final accuracy, and that final accuracy; meta-training CPU time and prediction t
 
 Phases are cached as JSON under ``--out`` (delete a file to redo it), so an interrupted run resumes.
 
-Run: ``.venv/bin/python benchmarks/ghn.py`` (about 40 minutes of one CPU core for the three pairs).
+Run: ``.venv/bin/python benchmarks/ghn.py`` (about 100 minutes of one CPU core for the three pairs,
+mostly the cells truth: 100 candidates x 3 seeds x 6 CPU s, and 3 meta-trainings of 290 CPU s).
 """
 
 from __future__ import annotations
@@ -59,14 +63,15 @@ def candidates_for(space: Any, task: Any, n: int, train_archs: int) -> list[Cand
     return [Candidate(c.space, c.arch, RECIPE) for c in sample_candidates(space, task, n, seed=1234, exclude=exclude)]
 
 
-def train(space: Any, data: Any, candidate: Candidate, epochs: int, init: dict | None = None, warmup: float = 0.0) -> list[float]:
+def train(space: Any, data: Any, candidate: Candidate, epochs: int, init: dict | None = None, warmup: float = 0.0,
+          seed: int = 0) -> list[float]:  # fmt: skip
     accuracies: list[float] = []
 
     def report(metrics: dict[str, float], path: str) -> None:
         accuracies.append(metrics["val_accuracy"])
         shutil.rmtree(path, ignore_errors=True)
 
-    config = TrialConfig(space, candidate, max_epochs=epochs, seed=0, lr_warmup_epochs=warmup)
+    config = TrialConfig(space, candidate, max_epochs=epochs, seed=seed, lr_warmup_epochs=warmup)
     outcome = run_trial(config, data, report, init_weights=init)
     return accuracies + [math.nan] * (epochs - len(accuracies)) if outcome.status != "completed" else accuracies
 
@@ -93,36 +98,50 @@ def random_init_accuracy(space: Any, data: Any, candidate: Candidate) -> float:
 
 
 def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
+    """Train every held-out candidate with ``--truth-seeds`` seeds; a rerun with more seeds adds only the new ones."""
     space_name, dataset = pair.split(":")
     space, data = get_space(space_name), load_dataset(dataset)
     cands = candidates_for(space, data.task, args.candidates, MetaTrainConfig().train_archs)
-    rows = []
+    rows = [_with_curves(r) for r in json.loads(path.read_text())] if path.exists() else []
+    if [r["candidate"] for r in rows] != [c.to_dict() for c in cands[: len(rows)]]:
+        raise SystemExit(f"{path} holds other candidates than this run samples; move it away to start afresh.")
     for i, c in enumerate(cands):
-        began = time.process_time()
-        curve = train(space, data, c, EPOCHS[space_name])
-        rows.append({"candidate": c.to_dict(), "curve": curve, "train_cpu_s": time.process_time() - began,
-                     "num_params": sum(p.numel() for p in space.build(c, data.task).parameters()),
-                     "synflow": synflow(space, data, c), "random_init": random_init_accuracy(space, data, c)})  # fmt: skip
-        logging.info("%s truth %d/%d: final %.3f", pair, i + 1, len(cands), curve[-1])
-    path.write_text(json.dumps(rows))
+        if i < len(rows) and len(rows[i]["curves"]) >= args.truth_seeds:
+            continue
+        if i == len(rows):
+            began = time.process_time()
+            curve = train(space, data, c, EPOCHS[space_name])
+            rows.append({"candidate": c.to_dict(), "curves": [curve], "train_cpu_s": time.process_time() - began,
+                         "num_params": sum(p.numel() for p in space.build(c, data.task).parameters()),
+                         "synflow": synflow(space, data, c), "random_init": random_init_accuracy(space, data, c)})  # fmt: skip
+        for seed in range(len(rows[i]["curves"]), args.truth_seeds):
+            rows[i]["curves"].append(train(space, data, c, EPOCHS[space_name], seed=seed))
+        logging.info("%s truth %d/%d: final %s", pair, i + 1, len(cands), [round(k[-1], 3) for k in rows[i]["curves"]])
+        path.write_text(json.dumps(rows))
 
 
-def phase_meta_train(pair: str, args: argparse.Namespace, path: Path) -> tuple[Any, dict]:
-    """Meta-train the pair's hypernetwork (or load it from an earlier run's checkpoint)."""
+def _with_curves(row: dict) -> dict:
+    """Rows written before seeds were repeated hold one ``curve`` (seed 0)."""
+    return {**{k: v for k, v in row.items() if k != "curve"}, "curves": row.get("curves") or [row["curve"]]}
+
+
+def phase_meta_train(pair: str, args: argparse.Namespace, path: Path, seed: int) -> Any:
+    """Meta-train the pair's hypernetwork with meta-training seed ``seed`` (or load it from an
+    earlier run's checkpoint); its summary goes beside it as JSON, which the table reads."""
     if path.exists():
-        ghn, meta = load_ghn(path)
-        path.with_suffix(".json").write_text(json.dumps(meta))  # the table reads this, not the weights
-        return ghn, meta
+        return load_ghn(path)[0]
     space_name, dataset = pair.split(":")
-    result = meta_train(get_space(space_name), load_dataset(dataset), MetaTrainConfig(max_seconds=args.ghn_seconds))
-    save_ghn(path, result.ghn, {"summary": result.summary(), "history": result.history})
-    path.with_suffix(".json").write_text(json.dumps({"summary": result.summary(), "history": result.history}))
-    return result.ghn, {"summary": result.summary(), "history": result.history}
+    config = MetaTrainConfig(max_seconds=args.ghn_seconds, seed=seed)
+    result = meta_train(get_space(space_name), load_dataset(dataset), config)
+    meta = {"summary": result.summary(), "history": result.history}
+    save_ghn(path, result.ghn, meta)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return result.ghn
 
 
-def phase_scores(pair: str, args: argparse.Namespace, path: Path) -> None:
+def phase_scores(pair: str, args: argparse.Namespace, path: Path, ghn: Any) -> None:
     """GHN scores (accuracy with predicted weights) of the held-out candidates, and prediction time."""
-    space, data, ghn, cands = _ghn_setup(pair, args, path)
+    space, data, cands = _setup(pair, args)
     predictor = GHNPredictor(ghn, space, data.task, cache_size=SCREEN_BATCH)
     scores, predict_s = [], []
     for start in range(0, len(cands), SCREEN_BATCH):
@@ -135,9 +154,9 @@ def phase_scores(pair: str, args: argparse.Namespace, path: Path) -> None:
     path.write_text(json.dumps({"scores": scores, "predict_s": predict_s}))
 
 
-def phase_warm(pair: str, args: argparse.Namespace, path: Path) -> None:
+def phase_warm(pair: str, args: argparse.Namespace, path: Path, ghn: Any) -> None:
     """Training curves of the first ``--warm`` held-out candidates warm-started from the GHN."""
-    space, data, ghn, cands = _ghn_setup(pair, args, path)
+    space, data, cands = _setup(pair, args)
     predictor = GHNPredictor(ghn, space, data.task, cache_size=1)
     warm = []
     for c in cands[: args.warm]:
@@ -146,11 +165,10 @@ def phase_warm(pair: str, args: argparse.Namespace, path: Path) -> None:
     path.write_text(json.dumps({"warm": warm}))
 
 
-def _ghn_setup(pair: str, args: argparse.Namespace, path: Path) -> tuple[Any, Any, Any, list[Candidate]]:
+def _setup(pair: str, args: argparse.Namespace) -> tuple[Any, Any, list[Candidate]]:
     space_name, dataset = pair.split(":")
     space, data = get_space(space_name), load_dataset(dataset)
-    ghn, _ = phase_meta_train(pair, args, path.parent / f"{pair.replace(':', '-')}-ghn.safetensors")
-    return space, data, ghn, candidates_for(space, data.task, args.candidates, MetaTrainConfig().train_archs)
+    return space, data, candidates_for(space, data.task, args.candidates, MetaTrainConfig().train_archs)
 
 
 def top_kept(score: list[float], final: list[float], drop: float) -> int:
@@ -165,46 +183,80 @@ def epochs_to_95(curve: list[float], start: float) -> int:
     return next((e for e, a in enumerate([start, *curve]) if a >= target), len(curve))
 
 
-def _tau(a: list[float], b: list[float]) -> str:
-    tau = kendall_tau(a, b)
+def _tau(tau: float) -> str:
     return "n/a (tied)" if math.isnan(tau) else f"{tau:.3f}"
 
 
-def table(pair: str, truth: list[dict], ghn: dict) -> list[str]:
-    ok = [i for i, r in enumerate(truth) if not any(math.isnan(a) for a in r["curve"])]
-    final = [truth[i]["curve"][-1] for i in ok]
-    methods = {
-        "GHN (predicted weights)": [ghn["scores"][i] for i in ok],
-        "parameter count": [float(truth[i]["num_params"]) for i in ok],
-        "1 epoch of training": [truth[i]["curve"][0] for i in ok],
-        "SynFlow at init": [truth[i]["synflow"] for i in ok],
-    }
+def ranking_row(score: list[float], final: list[float]) -> tuple[float, float, int, int]:
+    """Kendall tau over all and over the top half of ``final``, and the true top 10 kept at both drops."""
     half = sorted(range(len(final)), key=lambda i: final[i], reverse=True)[: len(final) // 2]
-    lines = [f"\n### {pair}: {len(ok)} held-out candidates, {len(truth[0]['curve'])} epochs each\n",
+    return (kendall_tau(score, final), kendall_tau([score[i] for i in half], [final[i] for i in half]),
+            top_kept(score, final, 0.25), top_kept(score, final, 0.5))  # fmt: skip
+
+
+def seed_agreement(curves: list[list[list[float]]]) -> tuple[float, float, float, float]:
+    """How well one training seed ranks the mean of the others: the ceiling that training noise sets."""
+    rows = []
+    for s in range(len(curves[0])):
+        others = [statistics.mean(c[k][-1] for k in range(len(c)) if k != s) for c in curves]
+        rows.append(ranking_row([c[s][-1] for c in curves], others))
+    return tuple(statistics.mean(r[j] for r in rows) for j in range(4))  # type: ignore[return-value]
+
+
+def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]]) -> list[str]:
+    """The pair's tables. ``runs``: one ``{"seed", "scores", "predict_s", "summary"}`` per meta-trained GHN."""
+    truth = [_with_curves(r) for r in truth]
+    seeds = min(len(r["curves"]) for r in truth)
+    ok = [i for i, r in enumerate(truth) if not any(math.isnan(a) for c in r["curves"][:seeds] for a in c)]
+    curves = [truth[i]["curves"][:seeds] for i in ok]
+    final = [statistics.mean(c[-1] for c in cs) for cs in curves]
+    ghn_rows = [ranking_row([run["scores"][i] for i in ok], final) for run in runs]
+    rows = {
+        "parameter count": ranking_row([float(truth[i]["num_params"]) for i in ok], final),
+        "1 epoch of training (seed 0)": ranking_row([cs[0][0] for cs in curves], final),
+        "SynFlow at init": ranking_row([truth[i]["synflow"] for i in ok], final),
+    }
+    if seeds > 1:
+        rows["full training, one seed vs the others' mean (noise ceiling)"] = seed_agreement(curves)
+    lines = [f"\n### {pair}: {len(ok)} held-out candidates, {len(curves[0][0])} epochs, "
+             f"final accuracy averaged over {seeds} training seeds\n",
              "| ranker | Kendall tau (all) | tau (top half) | top-10 kept, drop 25% | top-10 kept, drop 50% |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    for name, s in methods.items():
-        lines.append(f"| {name} | {_tau(s, final)} | {_tau([s[i] for i in half], [final[i] for i in half])} "
-                     f"| {top_kept(s, final, 0.25)} | {top_kept(s, final, 0.5)} |")  # fmt: skip
-    rand = statistics.mean(truth[i]["random_init"] for i in ok)
-    pred = statistics.mean(ghn["scores"][i] for i in ok)
+             "|---|---|---|---|---|",
+             f"| GHN (predicted weights), {len(runs)} meta-training seeds: mean (min to max) | "
+             + " | ".join(_spread([r[j] for r in ghn_rows], ".3f") for j in (0, 1)) + " | "
+             + " | ".join(", ".join(f"{r[j]:g}" for r in ghn_rows) for j in (2, 3)) + " |"]  # fmt: skip
+    for name, (tau, tau_half, kept25, kept50) in rows.items():
+        lines.append(f"| {name} | {_tau(tau)} | {_tau(tau_half)} | {kept25:.3g} | {kept50:.3g} |")
+    first = [truth[i]["curves"][0] for i in ok]  # warm starts compare with seed 0's run from random init
+    predicted = [statistics.mean(run["scores"][i] for i in ok) for run in runs]
     lines += ["", "| quantity | GHN | random init |", "|---|---|---|",
-              f"| accuracy, no training (mean; median) | {pred:.3f}; {statistics.median(ghn['scores'][i] for i in ok):.3f} | {rand:.3f} |",
+              f"| accuracy, no training (mean; median of the first GHN) | {_spread(predicted, '.3f')}; "
+              f"{statistics.median(runs[0]['scores'][i] for i in ok):.3f} | "
+              f"{statistics.mean(truth[i]['random_init'] for i in ok):.3f} |",
               f"| accuracy of the trained networks (mean) | {statistics.mean(final):.3f} | |"]  # fmt: skip
-    warm = [(w, truth[i]) for i, w in enumerate(ghn["warm"]) if i in ok and not any(math.isnan(a) for a in w)]
-    if warm:
-        w_epochs = statistics.mean(epochs_to_95(w, ghn["scores"][truth.index(t)]) for w, t in warm)
-        r_epochs = statistics.mean(epochs_to_95(t["curve"], t["random_init"]) for _, t in warm)
-        lines += [f"| warm start ({len(warm)} candidates): epochs to 95% of final | {w_epochs:.2f} | {r_epochs:.2f} |",
-                  f"| warm start: final accuracy (mean) | {statistics.mean(w[-1] for w, _ in warm):.3f} | "
-                  f"{statistics.mean(t['curve'][-1] for _, t in warm):.3f} |",
-                  f"| warm start: accuracy after 1 epoch (mean) | {statistics.mean(w[0] for w, _ in warm):.3f} | "
-                  f"{statistics.mean(t['curve'][0] for _, t in warm):.3f} |"]  # fmt: skip
-    meta = ghn["meta"]
-    lines += [f"| meta-training: CPU s (steps, stop) | {meta['cpu_seconds']:.0f} ({meta['steps']}, {meta['stopped']}) | |",
-              f"| prediction CPU time per candidate, ms (median; build + trace + encode + GHN, batches of {SCREEN_BATCH}) | {1000 * statistics.median(ghn['predict_s']):.1f} | |",
+    pairs = [(w, k) for k, i in enumerate(ok) if i < len(warm) and not any(math.isnan(a) for a in warm[i]) for w in [warm[i]]]
+    if pairs:
+        w_epochs = statistics.mean(epochs_to_95(w, runs[0]["scores"][ok[k]]) for w, k in pairs)
+        r_epochs = statistics.mean(epochs_to_95(first[k], truth[ok[k]]["random_init"]) for _, k in pairs)
+        lines += [f"| warm start from the first GHN ({len(pairs)} candidates): epochs to 95% of final | {w_epochs:.2f} | {r_epochs:.2f} |",
+                  f"| warm start: final accuracy (mean) | {statistics.mean(w[-1] for w, _ in pairs):.3f} | "
+                  f"{statistics.mean(first[k][-1] for _, k in pairs):.3f} |",
+                  f"| warm start: accuracy after 1 epoch (mean) | {statistics.mean(w[0] for w, _ in pairs):.3f} | "
+                  f"{statistics.mean(first[k][0] for _, k in pairs):.3f} |"]  # fmt: skip
+    cpu = [run["summary"]["cpu_seconds"] for run in runs]
+    steps = [run["summary"]["steps"] for run in runs]
+    stops = sorted({run["summary"]["stopped"] for run in runs})
+    lines += [f"| meta-training: CPU s (steps; stop) | {_spread(cpu, '.0f')} ({_spread(steps, '.0f')}; {', '.join(stops)}) | |",
+              f"| prediction CPU time per candidate, ms (median; build + trace + encode + GHN, batches of {SCREEN_BATCH}) | "
+              f"{1000 * statistics.median(t for run in runs for t in run['predict_s']):.1f} | |",
               f"| training time per candidate, CPU s (mean) | | {statistics.mean(truth[i]['train_cpu_s'] for i in ok):.1f} |"]  # fmt: skip
     return lines
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ({format(min(values), fmt)} to {format(max(values), fmt)})"
 
 
 def main() -> None:
@@ -212,7 +264,11 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--warm", type=int, default=30)
+    parser.add_argument("--truth-seeds", type=int, default=3, help="Training seeds averaged into the true ranking.")
     parser.add_argument("--ghn-seconds", type=float, default=MetaTrainConfig().max_seconds)
+    parser.add_argument("--ghn-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="Meta-training seeds: one GHN each (rankings vary from one to the next); "
+                             "warm starts use the first.")  # fmt: skip
     parser.add_argument("--phase", choices=("truth", "meta-train", "scores", "warm", "table", "all"), default="all")
     parser.add_argument("--out", default="benchmarks/results/ghn", help="Results folder (checkpoints are not committed).")
     args = parser.parse_args()
@@ -224,16 +280,25 @@ def main() -> None:
     lines = []
     for pair in args.pairs:
         stem = pair.replace(":", "-")
-        files = {name: out / f"{stem}-{name}.json" for name in ("truth", "scores", "warm")}
-        if args.phase in ("meta-train", "all"):
-            phase_meta_train(pair, args, out / f"{stem}-ghn.safetensors")
-        for name, phase in (("truth", phase_truth), ("scores", phase_scores), ("warm", phase_warm)):
-            if args.phase in (name, "all") and not files[name].exists():
-                phase(pair, args, files[name])
-        if all(f.exists() for f in files.values()) and (out / f"{stem}-ghn.json").exists():
-            meta = json.loads((out / f"{stem}-ghn.json").read_text())
-            parts = {name: json.loads(f.read_text()) for name, f in files.items()}
-            lines += table(pair, parts["truth"], {**parts["scores"], **parts["warm"], "meta": meta["summary"]})
+        truth, warm = out / f"{stem}-truth.json", out / f"{stem}-warm.json"
+        if args.phase in ("truth", "all"):
+            phase_truth(pair, args, truth)
+        for seed in args.ghn_seeds:
+            checkpoint, scores = out / f"{stem}-ghn{seed}.safetensors", out / f"{stem}-scores{seed}.json"
+            wants_warm = seed == args.ghn_seeds[0] and args.phase in ("warm", "all") and not warm.exists()
+            if args.phase in ("meta-train", "all") or (args.phase == "scores" and not scores.exists()) or wants_warm:
+                ghn = phase_meta_train(pair, args, checkpoint, seed)
+                if args.phase in ("scores", "all") and not scores.exists():
+                    phase_scores(pair, args, scores, ghn)
+                if wants_warm:
+                    phase_warm(pair, args, warm, ghn)
+        runs = [{"seed": seed, **json.loads((out / f"{stem}-scores{seed}.json").read_text()),
+                 "summary": json.loads((out / f"{stem}-ghn{seed}.json").read_text())["summary"]}
+                for seed in args.ghn_seeds
+                if (out / f"{stem}-scores{seed}.json").exists() and (out / f"{stem}-ghn{seed}.json").exists()]  # fmt: skip
+        if truth.exists() and runs:
+            parts = json.loads(truth.read_text()), json.loads(warm.read_text())["warm"] if warm.exists() else []
+            lines += table(pair, parts[0], runs, parts[1])
     text = "\n".join(lines)
     (out / "table.md").write_text(text + "\n")
     print(text)

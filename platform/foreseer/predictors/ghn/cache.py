@@ -23,7 +23,7 @@ from foreseer.predictors.ghn.model import GHNConfig, GraphHyperNetwork
 if TYPE_CHECKING:
     from foreseer_spaces import SearchSpace, Task
 
-__all__ = ["CHECKPOINT_FILE", "FORMAT", "load_ghn", "save_ghn", "space_fingerprint"]
+__all__ = ["CHECKPOINT_FILE", "FORMAT", "cache_key", "load_ghn", "save_ghn", "space_fingerprint"]
 
 CHECKPOINT_FILE = "ghn.safetensors"
 FORMAT = "foreseer-ghn-v1"
@@ -45,6 +45,14 @@ def space_fingerprint(space: SearchSpace, task: Task) -> str:
     payload = {"format": FORMAT, "space": space.name, "class": f"{type(space).__module__}.{type(space).__qualname__}",
                "task": [list(task.input_shape), task.num_classes], "graphs": graphs}  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(space: SearchSpace, task: Task, data_fingerprint: str, config: GHNConfig) -> dict[str, str]:
+    """The MLflow tags a meta-trained hypernetwork is cached under: the checkpoint format, the
+    hypernetwork's sizes (new defaults meta-train afresh), the space and the dataset."""
+    sizes = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return {"foreseer.ghn_format": FORMAT, "foreseer.ghn_config": sizes,
+            "foreseer.space_fingerprint": space_fingerprint(space, task), "foreseer.data_fingerprint": data_fingerprint}  # fmt: skip
 
 
 def save_ghn(path: str | os.PathLike[str], ghn: GraphHyperNetwork, metadata: Mapping[str, Any] | None = None) -> None:

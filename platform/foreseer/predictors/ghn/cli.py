@@ -45,7 +45,7 @@ def _pair(space: str, dataset: str):  # type: ignore[no-untyped-def]
 def train_command(space: str, dataset: str, out: Path, max_seconds: float, max_steps: int, seed: int,
                   threads: int, tracking_uri: str | None) -> None:  # fmt: skip
     """Meta-train a GHN on SPACE x DATASET within a budget; early-stops on held-out architectures."""
-    from foreseer.predictors.ghn.cache import FORMAT, save_ghn, space_fingerprint
+    from foreseer.predictors.ghn.cache import cache_key, save_ghn
     from foreseer.predictors.ghn.meta_train import MetaTrainConfig, meta_train
 
     sp, data = _pair(space, dataset)
@@ -60,16 +60,16 @@ def train_command(space: str, dataset: str, out: Path, max_seconds: float, max_s
                    f"{record['val_accuracy']:.3f}  {record['seconds']:.0f}s")  # fmt: skip
 
     result = meta_train(sp, data, config, progress=progress)
-    key = {"space_fingerprint": space_fingerprint(sp, data.task), "data_fingerprint": data.fingerprint}
-    save_ghn(out, result.ghn, {**key, "summary": result.summary(), "history": result.history})
+    key = cache_key(sp, data.task, data.fingerprint, result.ghn.config)
+    save_ghn(out, result.ghn, {**{k.removeprefix("foreseer."): v for k, v in key.items()},
+                               "summary": result.summary(), "history": result.history})  # fmt: skip
     click.echo(f"{out}: {result.steps} steps, {result.cpu_seconds:.0f} CPU s ({result.stopped}), "
                f"held-out accuracy {result.best_val_accuracy:.3f}")  # fmt: skip
     if tracking_uri:
         from foreseer.tracking import store_cached_file
 
-        tags = {"foreseer.ghn_format": FORMAT, **{f"foreseer.{k}": v for k, v in key.items()}}
         metrics = {k: float(result.summary()[k]) for k in ("steps", "cpu_seconds", "best_val_accuracy")}
-        run_id = store_cached_file(tracking_uri, tags, out, metrics, f"ghn-{sp.name}-{data.name}")
+        run_id = store_cached_file(tracking_uri, key, out, metrics, f"ghn-{sp.name}-{data.name}")
         click.echo(f"cached in {tracking_uri} (run {run_id})")
 
 

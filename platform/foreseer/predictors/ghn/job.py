@@ -79,14 +79,13 @@ def obtain_ghn(prepared: PreparedJob) -> tuple[Any, str]:
     """The cached hypernetwork of the job's (space, dataset) pair, or a new one meta-trained on Ray
     within the job's budget and cached in MLflow. Returns it and ``"cached"`` or ``"meta-trained"``."""
     from foreseer.backends.ray_tune import meta_train_on_ray
-    from foreseer.predictors.ghn.cache import CHECKPOINT_FILE, FORMAT, load_ghn, save_ghn, space_fingerprint
+    from foreseer.predictors.ghn.cache import CHECKPOINT_FILE, cache_key, load_ghn, save_ghn
     from foreseer.predictors.ghn.meta_train import MetaTrainConfig
     from foreseer.predictors.ghn.model import GHNConfig, GraphHyperNetwork
     from foreseer.tracking import find_cached_file, store_cached_file
 
     job, data = prepared.job, prepared.data
-    key = {"foreseer.ghn_format": FORMAT, "foreseer.space_fingerprint": space_fingerprint(prepared.space, data.task),
-           "foreseer.data_fingerprint": data.fingerprint}  # fmt: skip
+    key = cache_key(prepared.space, data.task, data.fingerprint, GHNConfig())
     folder = prepared.directory / "ghn"
     cached = find_cached_file(job.tracking_uri, key, CHECKPOINT_FILE, folder / "cached")
     if cached is not None:
