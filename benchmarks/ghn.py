@@ -4,8 +4,8 @@ For each (space, dataset) pair: ``--candidates`` held-out candidates (none in th
 training pool) are trained to full length from random initialisation with one fixed recipe (AdamW,
 lr 3e-3, cosine, batch 64: the ranking is of architectures, as in NAS benchmarks), once per
 ``--truth-seeds`` training seed; their true ranking is the mean final accuracy over the seeds (as
-NAS-Bench-201 averages three), and how well one seed ranks the others' mean is reported as the
-ceiling that training noise sets. In the same run they are scored by
+NAS-Bench-201 averages three), and how well one seed ranks the others' mean is reported to show
+how much of the ranking training noise alone scrambles. In the same run they are scored by
 
 * the GHN: validation accuracy with predicted weights, no training (batch-norm in train mode), for
   each of ``--ghn-seeds`` meta-training runs, since one run's ranking differs from the next's;
@@ -195,7 +195,7 @@ def ranking_row(score: list[float], final: list[float]) -> tuple[float, float, i
 
 
 def seed_agreement(curves: list[list[list[float]]]) -> tuple[float, float, float, float]:
-    """How well one training seed ranks the mean of the others: the ceiling that training noise sets."""
+    """How well one training seed's final accuracy ranks the mean of the other seeds' (averaged over seeds)."""
     rows = []
     for s in range(len(curves[0])):
         others = [statistics.mean(c[k][-1] for k in range(len(c)) if k != s) for c in curves]
@@ -217,7 +217,7 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
         "SynFlow at init": ranking_row([truth[i]["synflow"] for i in ok], final),
     }
     if seeds > 1:
-        rows["full training, one seed vs the others' mean (noise ceiling)"] = seed_agreement(curves)
+        rows["full training, one seed (against the other seeds' mean)"] = seed_agreement(curves)
     lines = [f"\n### {pair}: {len(ok)} held-out candidates, {len(curves[0][0])} epochs, "
              f"final accuracy averaged over {seeds} training seeds\n",
              "| ranker | Kendall tau (all) | tau (top half) | top-10 kept, drop 25% | top-10 kept, drop 50% |",
@@ -246,7 +246,7 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
     cpu = [run["summary"]["cpu_seconds"] for run in runs]
     steps = [run["summary"]["steps"] for run in runs]
     stops = sorted({run["summary"]["stopped"] for run in runs})
-    lines += [f"| meta-training: CPU s (steps; stop) | {_spread(cpu, '.0f')} ({_spread(steps, '.0f')}; {', '.join(stops)}) | |",
+    lines += [f"| meta-training: CPU s; steps; stopped by | {_spread(cpu, '.0f')}; {_spread(steps, '.0f')}; {', '.join(stops)} | |",
               f"| prediction CPU time per candidate, ms (median; build + trace + encode + GHN, batches of {SCREEN_BATCH}) | "
               f"{1000 * statistics.median(t for run in runs for t in run['predict_s']):.1f} | |",
               f"| training time per candidate, CPU s (mean) | | {statistics.mean(truth[i]['train_cpu_s'] for i in ok):.1f} |"]  # fmt: skip
