@@ -254,6 +254,9 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
 
 
 def _spread(values: list[float], fmt: str) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "n/a (tied)"
     if len(values) == 1:
         return format(values[0], fmt)
     return f"{format(statistics.mean(values), fmt)} ({format(min(values), fmt)} to {format(max(values), fmt)})"
