@@ -48,9 +48,10 @@ class GHNConfig:
             predicted at full rank. A block of 32 with a rank-8 decoder above it ranked wide
             networks below narrow ones, the opposite of training: Kendall tau with trained
             accuracy 0.33 on average over meta-training seeds, against 0.65 with a block of 96
-            (``benchmarks/ghn.py``; the README has the table).
+            (``benchmarks/ghn_variants.py``; the README has the numbers).
         kernel: spatial size of predicted kernels (smaller ones are centre-cropped).
-        rank: rank of the low-rank decoder (32: rank 8 cost 0.09 of tau, block 32, three seeds).
+        rank: rank of the low-rank decoder (32: with a block of 32, rank 8 ranked 0.09 of tau
+            worse on average over 3 to 4 meta-training seeds).
         max_dim: fan-out / fan-in the low-rank factors cover before they are tiled.
         vector_len: length of predicted biases and norm parameters before they are tiled.
         beta: weights are scaled by sqrt(beta / fan_in) (GHN-2's normalisation).
