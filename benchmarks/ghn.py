@@ -102,7 +102,7 @@ def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
     space_name, dataset = pair.split(":")
     space, data = get_space(space_name), load_dataset(dataset)
     cands = candidates_for(space, data.task, args.candidates, MetaTrainConfig().train_archs)
-    rows = [_with_curves(r) for r in json.loads(path.read_text())] if path.exists() else []
+    rows = json.loads(path.read_text()) if path.exists() else []
     if [r["candidate"] for r in rows] != [c.to_dict() for c in cands[: len(rows)]]:
         raise SystemExit(f"{path} holds other candidates than this run samples; move it away to start afresh.")
     for i, c in enumerate(cands):
@@ -118,11 +118,6 @@ def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
             rows[i]["curves"].append(train(space, data, c, EPOCHS[space_name], seed=seed))
         logging.info("%s truth %d/%d: final %s", pair, i + 1, len(cands), [round(k[-1], 3) for k in rows[i]["curves"]])
         path.write_text(json.dumps(rows))
-
-
-def _with_curves(row: dict) -> dict:
-    """Rows written before seeds were repeated hold one ``curve`` (seed 0)."""
-    return {**{k: v for k, v in row.items() if k != "curve"}, "curves": row.get("curves") or [row["curve"]]}
 
 
 def phase_meta_train(pair: str, args: argparse.Namespace, path: Path, seed: int) -> Any:
@@ -205,7 +200,6 @@ def seed_agreement(curves: list[list[list[float]]]) -> tuple[float, float, float
 
 def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]]) -> list[str]:
     """The pair's tables. ``runs``: one ``{"seed", "scores", "predict_s", "summary"}`` per meta-trained GHN."""
-    truth = [_with_curves(r) for r in truth]
     seeds = min(len(r["curves"]) for r in truth)
     ok = [i for i, r in enumerate(truth) if not any(math.isnan(a) for c in r["curves"][:seeds] for a in c)]
     curves = [truth[i]["curves"][:seeds] for i in ok]
@@ -223,18 +217,18 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
              "| ranker | Kendall tau (all) | tau (top half) | top-10 kept, drop 25% | top-10 kept, drop 50% |",
              "|---|---|---|---|---|",
              f"| GHN (predicted weights), {len(runs)} meta-training seeds: mean (min to max) | "
-             + " | ".join(_spread([r[j] for r in ghn_rows], ".3f") for j in (0, 1)) + " | "
+             + " | ".join(spread([r[j] for r in ghn_rows], ".3f") for j in (0, 1)) + " | "
              + " | ".join(", ".join(f"{r[j]:g}" for r in ghn_rows) for j in (2, 3)) + " |"]  # fmt: skip
     for name, (tau, tau_half, kept25, kept50) in rows.items():
         lines.append(f"| {name} | {_tau(tau)} | {_tau(tau_half)} | {kept25:.3g} | {kept50:.3g} |")
     first = [truth[i]["curves"][0] for i in ok]  # warm starts compare with seed 0's run from random init
     predicted = [statistics.mean(run["scores"][i] for i in ok) for run in runs]
     lines += ["", "| quantity | GHN | random init |", "|---|---|---|",
-              f"| accuracy, no training (mean; median of the first GHN) | {_spread(predicted, '.3f')}; "
+              f"| accuracy, no training (mean; median of the first GHN) | {spread(predicted, '.3f')}; "
               f"{statistics.median(runs[0]['scores'][i] for i in ok):.3f} | "
               f"{statistics.mean(truth[i]['random_init'] for i in ok):.3f} |",
               f"| accuracy of the trained networks (mean) | {statistics.mean(final):.3f} | |"]  # fmt: skip
-    pairs = [(w, k) for k, i in enumerate(ok) if i < len(warm) and not any(math.isnan(a) for a in warm[i]) for w in [warm[i]]]
+    pairs = [(warm[i], k) for k, i in enumerate(ok) if i < len(warm) and not any(math.isnan(a) for a in warm[i])]
     if pairs:
         w_epochs = statistics.mean(epochs_to_95(w, runs[0]["scores"][ok[k]]) for w, k in pairs)
         r_epochs = statistics.mean(epochs_to_95(first[k], truth[ok[k]]["random_init"]) for _, k in pairs)
@@ -246,14 +240,15 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
     cpu = [run["summary"]["cpu_seconds"] for run in runs]
     steps = [run["summary"]["steps"] for run in runs]
     stops = sorted({run["summary"]["stopped"] for run in runs})
-    lines += [f"| meta-training: CPU s; steps; stopped by | {_spread(cpu, '.0f')}; {_spread(steps, '.0f')}; {', '.join(stops)} | |",
+    lines += [f"| meta-training: CPU s; steps; stopped by | {spread(cpu, '.0f')}; {spread(steps, '.0f')}; {', '.join(stops)} | |",
               f"| prediction CPU time per candidate, ms (median; build + trace + encode + GHN, batches of {SCREEN_BATCH}) | "
               f"{1000 * statistics.median(t for run in runs for t in run['predict_s']):.1f} | |",
               f"| training time per candidate, CPU s (mean) | | {statistics.mean(truth[i]['train_cpu_s'] for i in ok):.1f} |"]  # fmt: skip
     return lines
 
 
-def _spread(values: list[float], fmt: str) -> str:
+def spread(values: list[float], fmt: str) -> str:
+    """``mean (min to max)`` of ``values``, NaNs left out."""
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "n/a (tied)"
@@ -300,8 +295,8 @@ def main() -> None:
                 for seed in args.ghn_seeds
                 if (out / f"{stem}-scores{seed}.json").exists() and (out / f"{stem}-ghn{seed}.json").exists()]  # fmt: skip
         if truth.exists() and runs:
-            parts = json.loads(truth.read_text()), json.loads(warm.read_text())["warm"] if warm.exists() else []
-            lines += table(pair, parts[0], runs, parts[1])
+            warm_curves = json.loads(warm.read_text())["warm"] if warm.exists() else []
+            lines += table(pair, json.loads(truth.read_text()), runs, warm_curves)
     text = "\n".join(lines)
     (out / "table.md").write_text(text + "\n")
     print(text)

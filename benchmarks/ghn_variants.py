@@ -23,10 +23,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ghn import candidates_for, ranking_row
+import optuna
+import torch
+from foreseer_spaces import get_space
+from foreseer_workers import load_dataset
+from ghn import candidates_for, ranking_row, spread
 
-from foreseer.predictors.ghn.meta_train import MetaTrainConfig
+from foreseer.predictors.ghn.meta_train import MetaTrainConfig, meta_train
 from foreseer.predictors.ghn.model import GHNConfig
+from foreseer.predictors.ghn.predictor import GHNPredictor
 
 TRUTH = Path("benchmarks/results/ghn/cells-digits-truth.json")
 
@@ -51,14 +56,6 @@ def parse_variant(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def run(job: tuple[str, int, str]) -> None:
     variant, seed, path = job
-    import optuna
-    import torch
-
-    from foreseer.predictors.ghn.meta_train import meta_train
-    from foreseer.predictors.ghn.predictor import GHNPredictor
-    from foreseer_spaces import get_space
-    from foreseer_workers import load_dataset
-
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ghn, meta = parse_variant(variant)
@@ -79,20 +76,14 @@ def table(out: Path) -> list[str]:
         runs.setdefault(record["variant"], []).append(record)
     lines = ["| variant | seeds | Kendall tau (all) | tau (top half) | top-10 kept, drop 50% | held-out accuracy | steps |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    by_tau = sorted(runs.items(), key=lambda kv: -statistics.mean(ranking_row(r["scores"], final)[0] for r in kv[1]))
-    for variant, records in by_tau:
-        rows = [ranking_row(r["scores"], final) for r in records]
-        lines.append(f"| {variant} | {len(records)} | {_spread([r[0] for r in rows])} | {_spread([r[1] for r in rows])} | "
+    ranked = {variant: [ranking_row(r["scores"], final) for r in records] for variant, records in runs.items()}
+    for variant in sorted(ranked, key=lambda v: -statistics.mean(row[0] for row in ranked[v])):
+        records, rows = runs[variant], ranked[variant]
+        lines.append(f"| {variant} | {len(records)} | {spread([r[0] for r in rows], '.3f')} | {spread([r[1] for r in rows], '.3f')} | "
                      f"{', '.join(str(r[3]) for r in rows)} | "
                      f"{statistics.mean(r['summary']['best_val_accuracy'] for r in records):.3f} | "
                      f"{statistics.mean(r['summary']['steps'] for r in records):.0f} |")  # fmt: skip
     return lines
-
-
-def _spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ({min(values):.2f} to {max(values):.2f})"
 
 
 def main() -> None:
