@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 
 import foreseer as fs
-from foreseer.backends.ray_tune import ensure_ray
+from foreseer.backends.ray_runtime import ensure_ray
 from foreseer.ledger import TrialRecord
 from foreseer.tracking import Tracker
 from foreseer_spaces import constrain, get_space, parse_overrides

@@ -32,6 +32,7 @@ from foreseer.predictors.pfn.evaluate import RECORDED, forecast_table, load_curv
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.stopping import (
+    Action,
     AshaPolicy,
     CurveView,
     Decision,
@@ -54,13 +55,19 @@ class PatiencePolicy(StoppingPolicy):
         self.name = f"patience-{k}"
 
     def decide(
-        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+        self,
+        running: Sequence[CurveView],
+        best: float | None,
+        history: Sequence[CurveView] = (),
+        paused: Sequence[CurveView] = (),
     ) -> list[Decision]:
         out = []
         for c in running:
             stale = c.epoch > self.k and max(c.values[: -self.k]) >= max(c.values[-self.k :])
             out.append(
-                Decision(c.trial_id, stop=stale, reason=f"no improvement in {self.k} epochs" if stale else "")
+                Decision(c.trial_id, Action.STOP, f"no improvement in {self.k} epochs")
+                if stale
+                else Decision(c.trial_id)
             )
         return out
 

@@ -25,7 +25,7 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 def ray_runtime():
     """A real local Ray runtime shared by every test that runs trials."""
     import ray
-    from foreseer.backends.ray_tune import ensure_ray
+    from foreseer.backends.ray_runtime import ensure_ray
 
     started = ensure_ray()
     yield ray

@@ -61,7 +61,7 @@ def submit(job: SearchJob) -> JobHandle:
     Raises:
         SpecError: the job is invalid; nothing was written.
     """
-    from foreseer.backends.ray_tune import check_resources, ensure_ray
+    from foreseer.backends.ray_runtime import check_resources, ensure_ray
     from foreseer.runner import open_records, prepare
 
     prepared = prepare(job)
@@ -85,7 +85,7 @@ def resume(job_id: str, store_uri: str = "sqlite:///foreseer.db", *, space: Any 
     Raises:
         SpecError: no such job, it already succeeded, or it is still running.
     """
-    from foreseer.backends.ray_tune import check_resources, ensure_ray
+    from foreseer.backends.ray_runtime import check_resources, ensure_ray
     from foreseer.resume import load_for_resume
 
     prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
@@ -187,8 +187,6 @@ class JobHandle:
 
     def cancel(self) -> None:
         """Stop the job: running trials stop and stay resumable (``foreseer resume``)."""
-        if self._prepared.driver is not None:
-            self._prepared.driver.cancelling = True
         self._prepared.cancelled.set()
 
     def leaderboard(self) -> pd.DataFrame:

@@ -1,49 +1,49 @@
-"""The search driver: what happens on the driver when a backend proposes, reports or ends a trial.
+"""The search loop: one tick = the backend's trial events in, decisions out.
 
-A backend (Ray Tune, or a replay over recorded curves) executes trials and calls these hooks with
-its own trial ids; the driver maps them to the job's stable trial ids, consults the searcher and
-the stopping policy, updates the ledger, and writes the journal (job store) and then the tracker
-(MLflow). It never imports Ray, so the same loop runs in simulated time.
+The driver owns the loop for every backend (Ray workers, or recorded curves in simulated time).
+On every tick it records what the backend reported, asks the stopping policy **once** about every
+trial that is waiting for an answer (one batched PFN forward pass for all of them), writes each
+decision to the journal before it acts on it, and tells the backend to continue, stop or pause
+those trials, or to resume paused ones. Then it fills free slots: resumed trials first, then new
+candidates from the searcher. It never imports Ray.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foreseer import _failpoints
+from foreseer.backends._base import Crashed, Finished, Reported, TrialStart
+from foreseer.stopping import Action
 
 if TYPE_CHECKING:
+    from foreseer_spaces import Candidate
+
+    from foreseer.backends._base import Backend, BackendEvent
     from foreseer.ledger import Ledger, TrialRecord
     from foreseer.searcher import CandidateSearcher
     from foreseer.stopping import Decision, StoppingPolicy
     from foreseer.store.journal import JobJournal
     from foreseer.tracking import Tracker
 
-__all__ = ["DIVERGED_KEY", "PLACEMENT_PREFIX", "REPORTED_METRICS", "SearchDriver", "trial_key"]
+__all__ = ["BEST_WEIGHTS", "LoopPlan", "SearchDriver", "trial_key"]
 
 logger = logging.getLogger(__name__)
 
-#: A trial's last result carries this key (with the reason) when its loss turned NaN/inf.
-DIVERGED_KEY = "foreseer_diverged"
-#: The first result of each attempt of a trial says where the attempt runs, in keys with this prefix
-#: (``node_id``, ``hostname``, ``device``, ``gpus`` given by Ray, ``cuda_visible_devices``), written as
-#: ``foreseer.<name>`` run tags. Flat keys: Ray Tune flattens nested results before its scheduler sees them.
-PLACEMENT_PREFIX = "foreseer_placement_"
-#: The per-epoch metrics a trial reports; anything else in a backend's result is ignored.
-REPORTED_METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "epoch_seconds",
-    "num_params",
-)
 BEST_WEIGHTS = "model.safetensors"
+#: Keys of a report that are bookkeeping, not metrics.
+_NOT_METRICS = ("epoch",)
+
+WarmStart = Callable[["Candidate", int], Any]
 
 
 def trial_key(number: int) -> str:
@@ -51,8 +51,29 @@ def trial_key(number: int) -> str:
     return f"t{number:04d}"
 
 
+@dataclass(frozen=True)
+class LoopPlan:
+    """How long the loop runs and how wide.
+
+    Attributes:
+        trials: trials the job trains in all (those recorded before a resume included).
+        max_concurrent: trials training at once.
+        max_retries: restarts of a crashed trial from its last checkpoint.
+        time_budget_s: end the search after this many seconds of the backend's clock.
+        epoch_budget: end the search once this many epochs are recorded (replay benchmarks).
+        poll_s: longest wait for an event before the loop checks for a cancel or the budget.
+    """
+
+    trials: int
+    max_concurrent: int = 1
+    max_retries: int = 0
+    time_budget_s: float | None = None
+    epoch_budget: int | None = None
+    poll_s: float = 0.5
+
+
 class SearchDriver:
-    """Driver-side reactions to trial events.
+    """The loop and the driver's reactions to trial events.
 
     Args:
         ledger: the job's ledger.
@@ -61,6 +82,8 @@ class SearchDriver:
         tracker: the MLflow writer, or ``None`` to track nothing (replay benchmarks).
         best_dir: where the best weights seen so far are kept, or ``None``.
         journal: the job store's journal, or ``None`` to keep nothing durable.
+        warm_start: ``(candidate, number) -> weights`` for fresh trials, computed here on the
+            driver and passed to the trial as an argument; ``None`` for default initialisation.
     """
 
     def __init__(
@@ -71,6 +94,7 @@ class SearchDriver:
         tracker: Tracker | None = None,
         best_dir: Path | None = None,
         journal: JobJournal | None = None,
+        warm_start: WarmStart | None = None,
     ) -> None:
         self.ledger = ledger
         self.searcher = searcher
@@ -78,147 +102,241 @@ class SearchDriver:
         self.tracker = tracker
         self.best_dir = best_dir
         self.journal = journal
-        self.cancelling = False
-        self._ids: dict[str, str] = {}
-        self._resume_queue: list[tuple[str, str | None]] = []
-        self._latest_checkpoint: dict[str, Path] = {}
+        self.warm_start = warm_start
+        self.ticks = 0
+        self._active: set[str] = set()
+        self._paused: dict[str, str | None] = {}
+        self._starts: deque[tuple[str, str | None]] = deque()
+        self._checkpoint: dict[str, str] = {}
         self._kept: tuple[str, int] | None = None
-        self._ended: set[str] = set()
-        self._retried: set[str] = set()
+
+    # -- what a resume hands over --------------------------------------------------------------
 
     def restore_finished(self, record: TrialRecord) -> None:
         """A trial settled before a resume: the searcher learns its outcome, nothing else happens."""
         self.searcher.tell(record)
-        self._ended.add(record.trial_id)
 
     def queue_resumed(self, trial_id: str, checkpoint: str | None) -> None:
-        """Propose this unfinished trial again, from ``checkpoint``, before any new candidate."""
-        self._resume_queue.append((trial_id, checkpoint))
+        """Continue this unfinished trial from ``checkpoint``, before any new candidate."""
+        self._starts.append((trial_id, checkpoint))
+        if checkpoint is not None:
+            self._checkpoint[trial_id] = checkpoint
 
-    def propose(self, backend_id: str) -> dict[str, Any]:
-        """A new trial's configuration: its candidate, trial number, and checkpoint to resume from."""
-        if self._resume_queue:
-            trial_id, checkpoint = self._resume_queue.pop(0)
-            record = self.ledger.get(trial_id)
-        else:
-            number, candidate = self.searcher.ask()
-            trial_id, checkpoint = trial_key(number), None
-            record = self.ledger.add(trial_id, number, candidate)
-            if self.journal is not None:
-                self.journal.trial_proposed(number, candidate.to_dict(), self.searcher.sampled(number))
-        self._ids[backend_id] = trial_id
-        return {"number": record.number, "candidate": record.candidate.to_dict(), "resume_from": checkpoint}
+    def restore_paused(self, trial_id: str, checkpoint: str | None) -> None:
+        """A trial that was paused when the job stopped: it waits for the policy to resume it."""
+        self._paused[trial_id] = checkpoint
+        if checkpoint is not None:
+            self._checkpoint[trial_id] = checkpoint
 
-    def trial_started(self, backend_id: str) -> None:
-        record = self.ledger.get(self._ids[backend_id])
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, backend: Backend, plan: LoopPlan, cancelled: threading.Event | None = None) -> None:
+        """Run the search on ``backend`` until ``plan``'s trials have ended, its budget is spent or
+        ``cancelled`` is set. A cancel leaves the trials in flight unfinished, so resume continues
+        them; every other end settles every trial."""
+        cancelled = cancelled or threading.Event()
+        try:
+            while not cancelled.is_set():
+                if self._out_of_budget(backend, plan):
+                    self._end_in_flight(backend)
+                    break
+                self.fill(backend, plan)
+                if not self._active:
+                    break
+                self.tick(backend, backend.events(plan.poll_s), plan)
+            else:
+                return
+            self._settle_paused()
+        finally:
+            backend.close()
+            if self.tracker is not None:
+                self.tracker.flush()
+
+    def tick(self, backend: Backend, events: Sequence[BackendEvent], plan: LoopPlan) -> None:
+        """Record ``events``, then decide for every trial waiting for an answer, all at once."""
+        self.ticks += 1
+        waiting: list[tuple[TrialRecord, dict[str, float]]] = []
+        freed = False
+        for event in events:
+            record = self.ledger.get(event.trial_id)
+            if isinstance(event, Reported):
+                waiting.append((record, self._reported(record, event, plan)))
+            elif isinstance(event, Finished):
+                self._finished(record, event)
+                freed = True
+            elif isinstance(event, Crashed):
+                freed |= self._crashed(backend, record, event, plan)
+        if waiting or (freed and self._paused):
+            self._decide(backend, waiting)
+
+    def _out_of_budget(self, backend: Backend, plan: LoopPlan) -> bool:
+        if plan.epoch_budget is not None and self.ledger.epochs_used() >= plan.epoch_budget:
+            return True
+        return plan.time_budget_s is not None and backend.elapsed() >= plan.time_budget_s
+
+    def fill(self, backend: Backend, plan: LoopPlan) -> None:
+        """Start trials until every slot is taken: resumed and thawed ones first, then new ones."""
+        while len(self._active) < plan.max_concurrent:
+            init_weights = None
+            if self._starts:
+                trial_id, checkpoint = self._starts.popleft()
+                record = self.ledger.get(trial_id)
+            elif len(self.ledger.records()) < plan.trials:
+                number, candidate = self.searcher.ask()
+                record = self.ledger.add(trial_key(number), number, candidate)
+                checkpoint = None
+                if self.journal is not None:
+                    self.journal.trial_proposed(number, candidate.to_dict(), self.searcher.sampled(number))
+                if self.warm_start is not None:
+                    init_weights = self.warm_start(candidate, number)
+            else:
+                return
+            self._start(backend, record, checkpoint, init_weights)
+
+    def _start(self, backend: Backend, record: TrialRecord, checkpoint: str | None, init_weights: Any) -> None:
         if self.tracker is not None and record.run_id is None:
             record.run_id = self.tracker.start_trial(record)
             if self.journal is not None:
                 self.journal.update_trial(record.number, run_id=record.run_id)
+        self._active.add(record.trial_id)
+        candidate = record.candidate.to_dict()
+        backend.start(TrialStart(record.trial_id, record.number, candidate, checkpoint, init_weights))
 
-    def epoch_reported(self, backend_id: str, result: dict[str, Any]) -> bool:
-        """Record one epoch; return True when the policy stops the trial."""
-        trial_id = self._ids[backend_id]
-        self._placed(trial_id, result)
-        if DIVERGED_KEY in result:
-            self.ledger.mark_diverged(trial_id, str(result[DIVERGED_KEY]))
-            return False
-        record = self.ledger.get(trial_id)
-        epoch = int(result.get("epoch", record.epochs + 1))
-        if trial_id in self._retried:
-            self._retried.discard(trial_id)
-            self._resumed(record, epoch - 1)
-        if epoch <= record.epochs:  # replayed after a retry or a resume: recorded once already
-            return False
-        metrics = {k: float(result[k]) for k in REPORTED_METRICS if k in result}
+    # -- events --------------------------------------------------------------------------------
+
+    def _reported(self, record: TrialRecord, event: Reported, plan: LoopPlan) -> dict[str, float]:
+        """Record one epoch (once, even when an attempt reports it again); returns its metrics."""
+        if event.placement:
+            self._placed(record, event.placement)
+        if event.checkpoint is not None:
+            self._checkpoint[record.trial_id] = event.checkpoint
+        epoch = event.epoch
+        full = plan.epoch_budget is not None and self.ledger.epochs_used() >= plan.epoch_budget
+        if epoch <= record.epochs or full:
+            return {}
+        metrics = {k: float(v) for k, v in event.metrics.items() if k not in _NOT_METRICS}
         if self.journal is not None:
-            self.journal.record_epoch(record.number, epoch, metrics)
-        self.ledger.record_epoch(trial_id, metrics)
+            self.journal.record_epoch(record.number, epoch, metrics, checkpoint=event.checkpoint)
+        self.ledger.record_epoch(record.trial_id, metrics)
         _failpoints.hit("epoch-recorded")
-        self.searcher.report(record.number, epoch, metrics.get(self.ledger.primary.metric, float("nan")))
-        self._keep_best()
-        decision = self._decide(record) if epoch < self.ledger.max_epochs else None
-        if decision is not None and decision.metrics:
-            self.ledger.record_policy_metrics(trial_id, decision.metrics)
-            metrics.update(decision.metrics)
-        if self.tracker is not None and record.run_id is not None:
-            self.tracker.log_metrics(record.run_id, metrics, step=epoch)
-        if decision is None or not decision.stop:
-            return False
-        self.ledger.mark_stopped(decision, self.policy.name)
-        if self.journal is not None:
-            self.journal.update_trial(record.number, stopped_by=self.policy.name, reason=decision.reason)
-        logger.info("trial %d stopped: %s", record.number, decision.reason)
-        return True
+        self.searcher.report(record.number, epoch, metrics.get(self.ledger.primary.metric, math.nan))
+        self._keep_best(record, epoch, event.checkpoint)
+        return metrics
 
-    def _placed(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Tag the trial's run with where this attempt runs (if ``result`` says); warn when the trial
-        was given a GPU it cannot use."""
-        prefix = PLACEMENT_PREFIX
-        placement = {k.removeprefix(prefix): str(v) for k, v in result.items() if k.startswith(prefix)}
-        if not placement:
-            return
-        record = self.ledger.get(trial_id)
+    def _placed(self, record: TrialRecord, placement: dict[str, str] | Any) -> None:
+        """Tag the trial's run with where this attempt runs; warn when the trial was given a GPU it
+        cannot use."""
         if placement.get("device") == "cpu" and placement.get("gpus"):
             logger.warning(
                 "trial %d was given GPU %s on host %s, but CUDA is not available there: it trains on CPU",
                 record.number, placement["gpus"], placement.get("hostname", "?"),
-            )
+            )  # fmt: skip
         if self.tracker is not None and record.run_id is not None:
             self.tracker.tag_trial(record.run_id, {f"foreseer.{k}": v for k, v in placement.items()})
 
-    def _resumed(self, record: TrialRecord, epoch: int) -> None:
-        """A retried trial reported again, continuing after ``epoch`` (its checkpoint's epoch).
+    def _finished(self, record: TrialRecord, event: Finished) -> None:
+        if event.status == "diverged":
+            self.ledger.mark_diverged(record.trial_id, event.reason or "diverged")
+        self._settle(record)
 
-        Tune registers an epoch's checkpoint in a step of its own after the epoch's result, so a
-        trial lost in between resumes one epoch before its last recorded one; that epoch is trained
-        again and not recorded twice. Further back means checkpoints were lost."""
-        if self.journal is not None:
-            self.journal.update_trial(record.number, resumed_from_epoch=epoch)
-        if record.epochs - epoch > 1:
-            logger.warning(
-                "trial %d restarted after epoch %d, though %d epochs were recorded: it lost its later "
-                "checkpoints",
-                record.number, epoch, record.epochs,
-            )
-        else:
-            logger.info("trial %d resumed from its checkpoint of epoch %d", record.number, epoch)
-
-    def _decide(self, record: TrialRecord) -> Decision:
-        best = self.ledger.best()
-        return self.policy.decide(
-            [self.ledger.curve(record)],
-            self.ledger.oriented(best[2]) if best else None,
-            self.ledger.curves(),
-        )[0]
-
-    def checkpoint_saved(self, backend_id: str, path: str | Path) -> None:
-        trial_id = self._ids[backend_id]
-        self._latest_checkpoint[trial_id] = Path(path)
-        if self.journal is not None:
-            record = self.ledger.get(trial_id)
-            self.journal.update_trial(record.number, checkpoint=str(path), checkpoint_epoch=_checkpoint_epoch(Path(path)))
-        self._keep_best()
-
-    def trial_retried(self, backend_id: str, error: str) -> None:
-        """The backend restarts a trial from its last checkpoint after ``error``."""
-        record = self.ledger.get(self._ids[backend_id])
+    def _crashed(self, backend: Backend, record: TrialRecord, event: Crashed, plan: LoopPlan) -> bool:
+        """Retry the trial from its last checkpoint, or fail it; returns True when its slot is free."""
+        if record.attempts > plan.max_retries:
+            self._settle(record, event.error)
+            return True
         record.attempts += 1
-        record.retry_errors.append(error)
-        self._retried.add(record.trial_id)
-        logger.warning("trial %d failed (%s); retry %d from its last checkpoint", record.number, error, record.attempts - 1)
+        record.retry_errors.append(event.error)
+        checkpoint = self._checkpoint.get(record.trial_id)
+        from_epoch = _checkpoint_epoch(checkpoint) or 0
+        logger.warning(
+            "trial %d failed (%s); retry %d from epoch %d",
+            record.number, event.error, record.attempts - 1, from_epoch,
+        )  # fmt: skip
         if self.journal is not None:
-            self.journal.update_trial(record.number, attempts=record.attempts, retry_errors=list(record.retry_errors))
+            self.journal.update_trial(
+                record.number, attempts=record.attempts, retry_errors=list(record.retry_errors),
+                resumed_from_epoch=from_epoch,
+            )  # fmt: skip
+        backend.start(TrialStart(record.trial_id, record.number, record.candidate.to_dict(), checkpoint))
+        return False
 
-    def trial_ended(self, backend_id: str, error: str | None = None) -> TrialRecord:
-        """Settle the trial, tell the searcher, close its run; safe to call twice. While the job is
-        being cancelled, a trial cut short stays unfinished so that resume continues it."""
-        trial_id = self._ids[backend_id]
-        record = self.ledger.get(trial_id)
-        if trial_id in self._ended or (self.cancelling and self.ledger.interrupted(record, error)):
-            return record
-        record = self.ledger.finalize(trial_id, error)
-        self._ended.add(trial_id)
+    # -- decisions -----------------------------------------------------------------------------
+
+    def _decide(self, backend: Backend, waiting: list[tuple[TrialRecord, dict[str, float]]]) -> None:
+        """One policy call for every waiting trial (and the paused ones), then act on each answer."""
+        asked = [r for r, metrics in waiting if metrics and r.epochs < self.ledger.max_epochs]
+        paused = [self.ledger.curve(self.ledger.get(t)) for t in self._paused]
+        decisions: dict[str, Decision] = {}
+        if asked or paused:
+            best = self.ledger.best()
+            for decision in self.policy.decide(
+                [self.ledger.curve(r) for r in asked],
+                self.ledger.oriented(best[2]) if best else None,
+                self.ledger.curves(),
+                paused=paused,
+            ):
+                decisions[decision.trial_id] = decision
+        for record, metrics in waiting:
+            decision = decisions.pop(record.trial_id, None)
+            if decision is not None and decision.metrics and metrics:
+                self.ledger.record_policy_metrics(record.trial_id, decision.metrics)
+                metrics = {**metrics, **decision.metrics}
+            if self.tracker is not None and record.run_id is not None and metrics:
+                self.tracker.log_metrics(record.run_id, metrics, step=record.epochs)
+            self._act(backend, record, decision)
+        for decision in decisions.values():  # resume decisions for paused trials
+            if decision.action is Action.RESUME and decision.trial_id in self._paused:
+                self._resume(self.ledger.get(decision.trial_id), decision)
+
+    def _act(self, backend: Backend, record: TrialRecord, decision: Decision | None) -> None:
+        action = decision.action if decision is not None else Action.CONTINUE
+        if action is Action.CONTINUE or record.epochs >= self.ledger.max_epochs:
+            backend.proceed(record.trial_id)
+        elif action is Action.STOP:
+            self.ledger.mark_stopped(decision, self.policy.name)  # type: ignore[arg-type]
+            if self.journal is not None:  # written before the trial stops: a crash now still stops it
+                self.journal.update_trial(record.number, stopped_by=self.policy.name, reason=record.reason)
+            backend.halt(record.trial_id)
+            logger.info("trial %d stopped: %s", record.number, record.reason)
+            self._settle(record)
+        elif action is Action.PAUSE:
+            self._pause(backend, record, decision)  # type: ignore[arg-type]
+        else:
+            raise ValueError(
+                f"policy {self.policy.name!r} answered trial {record.trial_id} with {action.value!r}; "
+                "a running trial can continue, stop or pause."
+            )
+
+    def _pause(self, backend: Backend, record: TrialRecord, decision: Decision) -> None:
+        checkpoint = self._checkpoint.get(record.trial_id)
+        self.ledger.mark_paused(record.trial_id, decision.reason)
+        if self.journal is not None:
+            self.journal.update_trial(record.number, state="paused", reason=record.reason, checkpoint=checkpoint)
+        backend.halt(record.trial_id)
+        self._active.discard(record.trial_id)
+        self._paused[record.trial_id] = checkpoint
+        if self.tracker is not None and record.run_id is not None:
+            self.tracker.log_metrics(record.run_id, {"paused": 1.0}, step=record.epochs)
+            self.tracker.tag_trial(record.run_id, {"foreseer.status": "paused"})
+        logger.info("trial %d paused after epoch %d: %s", record.number, record.epochs, decision.reason)
+
+    def _resume(self, record: TrialRecord, decision: Decision) -> None:
+        checkpoint = self._paused.pop(record.trial_id)
+        self.ledger.mark_resumed(record.trial_id)
+        if self.journal is not None:
+            self.journal.update_trial(record.number, state="running", reason="", resumed_from_epoch=record.epochs)
+        if self.tracker is not None and record.run_id is not None:
+            self.tracker.log_metrics(record.run_id, {"paused": 0.0}, step=record.epochs)
+            self.tracker.tag_trial(record.run_id, {"foreseer.status": "running"})
+        self._starts.append((record.trial_id, checkpoint))
+        logger.info("trial %d resumed after epoch %d: %s", record.number, record.epochs, decision.reason)
+
+    # -- ends ----------------------------------------------------------------------------------
+
+    def _settle(self, record: TrialRecord, error: str | None = None) -> None:
+        """Settle the trial's final state, journal it, tell the searcher, close its run."""
+        record = self.ledger.finalize(record.trial_id, error)
+        self._active.discard(record.trial_id)
         if self.journal is not None:
             self.journal.update_trial(record.number, state=record.state, reason=record.reason, stopped_by=record.stopped_by)
         self.searcher.tell(record)
@@ -229,27 +347,41 @@ class SearchDriver:
                 self.tracker.log_summary({"best_so_far": best[2]}, step=self.ledger.epochs_used())
         logger.info("trial %d %s (%s)", record.number, record.state, record.reason)
         _failpoints.hit("trial-ended")
-        return record
 
-    def _keep_best(self) -> None:
-        """Copy the best epoch's weights out of Tune's rotating checkpoints as soon as they exist."""
+    def _end_in_flight(self, backend: Backend) -> None:
+        """The budget is spent: the trials in flight end where they are."""
+        for trial_id in sorted(self._active):
+            self._settle(self.ledger.get(trial_id))
+        backend.close()
+
+    def _settle_paused(self) -> None:
+        """The search is over: trials still paused end as stopped by the policy that paused them."""
+        for trial_id in list(self._paused):
+            self.ledger.mark_resumed(trial_id)
+            record = self.ledger.get(trial_id)
+            record.stopped_by = self.policy.name
+            record.reason = f"paused after epoch {record.epochs} and not resumed before the search ended"
+            self._settle(record)
+        self._paused.clear()
+
+    def _keep_best(self, record: TrialRecord, epoch: int, checkpoint: str | None) -> None:
+        """Copy the weights of the best epoch so far out of the trial's rotating checkpoints."""
         best = self.ledger.best()
-        if self.best_dir is None or best is None:
+        if self.best_dir is None or best is None or checkpoint is None:
             return
-        record, epoch, value = best
-        if self._kept == (record.trial_id, epoch):
+        if (best[0].trial_id, best[1]) != (record.trial_id, epoch) or self._kept == (record.trial_id, epoch):
             return
-        checkpoint = self._latest_checkpoint.get(record.trial_id)
-        if checkpoint is None or _checkpoint_epoch(checkpoint) != epoch:
+        source = Path(checkpoint) / BEST_WEIGHTS
+        if not source.is_file():
             return
         self.best_dir.mkdir(parents=True, exist_ok=True)
         weights = f"model-{record.trial_id}-e{epoch}.safetensors"
-        shutil.copyfile(checkpoint / BEST_WEIGHTS, self.best_dir / weights)
+        shutil.copyfile(source, self.best_dir / weights)
         summary = {
             "trial_id": record.trial_id,
             "trial_number": record.number,
             "epoch": epoch,
-            self.ledger.primary.metric: value,
+            self.ledger.primary.metric: best[2],
             "candidate": record.candidate.to_dict(),
             "weights": weights,
         }
@@ -263,8 +395,10 @@ class SearchDriver:
         self._kept = (record.trial_id, epoch)
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
+def _checkpoint_epoch(path: str | None) -> int | None:
+    if path is None:
+        return None
     try:
-        return int(json.loads((path / "trial.json").read_text())["epoch"])
+        return int(json.loads((Path(path) / "trial.json").read_text())["epoch"])
     except (OSError, KeyError, ValueError):
         return None

@@ -3,6 +3,7 @@ policy, the tracker, the progress display and the leaderboard."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Ledger", "TrialRecord", "TRIAL_STATES"]
 
-#: running: training; completed: reached its epoch budget; stopped: stopped early by the policy;
-#: failed: diverged or raised.
-TRIAL_STATES = ("running", "completed", "stopped", "failed")
+#: running: training (or waiting for a slot to continue); paused: its checkpoint kept, its slot
+#: freed, until the policy resumes it; completed: reached its epoch budget; stopped: stopped early
+#: by the policy (or by the job's budget); failed: diverged or raised.
+TRIAL_STATES = ("running", "paused", "completed", "stopped", "failed")
 
 
 @dataclass
@@ -49,7 +51,7 @@ class TrialRecord:
 
 
 class Ledger:
-    """Thread-safe record of a job's trials; Tune's driver thread writes, any thread reads.
+    """Thread-safe record of a job's trials; the driver's loop writes, any thread reads.
 
     Args:
         objectives: the job's objectives; the first ranks trials and drives early stopping.
@@ -61,6 +63,8 @@ class Ledger:
         self.max_epochs = max_epochs
         self._trials: dict[str, TrialRecord] = {}
         self._order: list[tuple[str, int]] = []
+        self._views: dict[str, CurveView] = {}
+        self._best: tuple[TrialRecord, int, float] | None = None
         self._lock = threading.RLock()
 
     @property
@@ -71,6 +75,7 @@ class Ledger:
         with self._lock:
             record = TrialRecord(trial_id, number, candidate)
             self._trials[trial_id] = record
+            self._views[trial_id] = CurveView(trial_id, (), self.max_epochs)
             return record
 
     def get(self, trial_id: str) -> TrialRecord:
@@ -90,6 +95,13 @@ class Ledger:
             record = self._trials[trial_id]
             record.metrics.append(dict(metrics))
             self._order.append((trial_id, record.epochs))
+            value = metrics.get(self.primary.metric, math.nan)
+            view = self._views[trial_id]
+            self._views[trial_id] = CurveView(trial_id, (*view.values, self.oriented(value)), self.max_epochs)
+            best = self._best
+            eligible = record.state != "failed" and record.diverged is None
+            if eligible and value == value and (best is None or self.oriented(value) > self.oriented(best[2])):
+                self._best = (record, record.epochs, value)
 
     def in_order(self) -> list[tuple[TrialRecord, int]]:
         """Every (trial, 1-based epoch) in the order the epochs were recorded, across trials."""
@@ -105,22 +117,22 @@ class Ledger:
     def mark_diverged(self, trial_id: str, reason: str) -> None:
         with self._lock:
             self._trials[trial_id].diverged = reason
+            self._rank_best()
 
     def mark_stopped(self, decision: Decision, policy: str) -> None:
         with self._lock:
             record = self._trials[decision.trial_id]
             record.stopped_by, record.reason = policy, decision.reason
 
-    def interrupted(self, record: TrialRecord, error: str | None = None) -> bool:
-        """True for a trial that ended without finishing, failing or being stopped by the policy
-        (a cancelled or killed job): it is to be continued, not settled."""
-        return (
-            record.state == "running"
-            and error is None
-            and record.diverged is None
-            and record.stopped_by is None
-            and record.epochs < self.max_epochs
-        )
+    def mark_paused(self, trial_id: str, reason: str) -> None:
+        with self._lock:
+            record = self._trials[trial_id]
+            record.state, record.reason = "paused", reason
+
+    def mark_resumed(self, trial_id: str) -> None:
+        with self._lock:
+            record = self._trials[trial_id]
+            record.state, record.reason = "running", ""
 
     def finalize(self, trial_id: str, error: str | None = None) -> TrialRecord:
         """Settle a trial's final state from what was recorded; calling it again changes nothing
@@ -139,6 +151,8 @@ class Ledger:
                     record.state, record.reason = "completed", f"trained {record.epochs} epochs"
             elif error and record.state == "failed" and record.reason == "error":
                 record.reason = error
+            if record.state == "failed":
+                self._rank_best()
             return record
 
     def oriented(self, value: float) -> float:
@@ -146,12 +160,12 @@ class Ledger:
         return value if self.primary.mode == "max" else -value
 
     def curve(self, record: TrialRecord) -> CurveView:
-        values = tuple(self.oriented(v) for v in record.values(self.primary.metric))
-        return CurveView(record.trial_id, values, self.max_epochs)
+        """The trial's curve of the primary objective, oriented (kept up to date as epochs arrive)."""
+        return self._views[record.trial_id]
 
     def curves(self) -> list[CurveView]:
         with self._lock:
-            return [self.curve(r) for r in self._trials.values()]
+            return list(self._views.values())
 
     def best_epoch(self, record: TrialRecord) -> tuple[int, float] | None:
         """(1-based epoch, raw value) of the trial's best epoch on the primary objective."""
@@ -163,6 +177,10 @@ class Ledger:
 
     def best(self) -> tuple[TrialRecord, int, float] | None:
         """The best (trial, epoch, raw value) so far over every trial that did not fail."""
+        return self._best
+
+    def _rank_best(self) -> None:
+        """Find the best again, over every trial, after one that held it failed."""
         with self._lock:
             found = None
             for record in self._trials.values():
@@ -171,7 +189,7 @@ class Ledger:
                 best = self.best_epoch(record)
                 if best and (found is None or self.oriented(best[1]) > self.oriented(found[2])):
                     found = (record, *best)
-            return found
+            self._best = found
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -181,8 +199,7 @@ class Ledger:
             return out
 
     def epochs_used(self) -> int:
-        with self._lock:
-            return sum(r.epochs for r in self._trials.values())
+        return len(self._order)
 
     def leaderboard(self) -> pd.DataFrame:
         """One row per trial, best first: candidate, hyperparameters, best epoch, metric, epochs, status."""

@@ -1,11 +1,10 @@
 """Resuming a job whose driver died (killed, crashed, machine lost) or that was cancelled.
 
 The job store is the source of truth: it is written before MLflow, event by event. Resume
-rebuilds the ledger and the Optuna history from it, continues unfinished trials from the last
-checkpoint it recorded, proposes only the trials still missing, and brings MLflow up to the store
-(never past it), so that no trial runs twice and no reported epoch is lost or logged twice. It
-does not use ``Tuner.restore``: Tune writes its own state only every few seconds and in the
-background, so after a SIGKILL it may be behind what the driver already acted on.
+rebuilds the ledger and the Optuna history from it, continues unfinished trials from the
+checkpoint it recorded with their last epoch, keeps paused trials paused (with their checkpoints)
+for the policy to resume, proposes only the trials still missing, and brings MLflow up to the
+store (never past it), so that no trial runs twice and no reported epoch is lost or logged twice.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from foreseer.driver import REPORTED_METRICS, trial_key
+from foreseer.driver import trial_key
 from foreseer.errors import Problem, SpecError
 from foreseer.runner import PreparedJob, open_journal, open_tracker, prepare
 
@@ -60,7 +59,6 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
     prepared.journal = journal
     prepared.tracker = open_tracker(job)
     prepared.tracker.resume_job(row.mlflow_parent_run_id)
-    prepared.attempt = 1 + sum(1 for _ in prepared.directory.glob("tune-*"))
     _rebuild(prepared)
     return prepared
 
@@ -117,30 +115,24 @@ def _rebuild(prepared: PreparedJob) -> None:
         record.run_id = row.run_id or runs.get(record.trial_id)
         prepared.restored[row.number] = row.distributions
         prepared.next_number = max(prepared.next_number, row.number + 1)
+        checkpoint = _checkpoint_of(record, row.checkpoint, row.checkpoint_epoch)
         if record.state == "running":
-            resume_from = _recover_checkpoint(prepared, record, row.checkpoint)
-            prepared.resumed.append((record.trial_id, resume_from))
-            journal.update_trial(row.number, run_id=record.run_id, resumed_from_epoch=record.epochs)
+            prepared.resumed.append((record.trial_id, checkpoint))
+            journal.update_trial(row.number, run_id=record.run_id, resumed_from_epoch=record.epochs if checkpoint else 0)
+        elif record.state == "paused":
+            prepared.paused.append((record.trial_id, checkpoint))
         if record.run_id is not None:
             tracker.reconcile_trial(record)
     logger.info(
-        "resuming job %s: %d trials recorded, %d to continue, attempt %d",
-        prepared.job_id, len(ledger.records()), len(prepared.resumed), prepared.attempt,
+        "resuming job %s: %d trials recorded, %d to continue, %d paused",
+        prepared.job_id, len(ledger.records()), len(prepared.resumed), len(prepared.paused),
     )
 
 
-def _recover_checkpoint(prepared: PreparedJob, record: Any, checkpoint: str | None) -> str | None:
-    """The checkpoint to continue from. One that is an epoch ahead of the store (the driver died
-    between Tune saving it and the driver recording the epoch) also yields that epoch's metrics."""
-    from foreseer_workers import read_trial_info
-
-    if checkpoint is None or not Path(checkpoint).is_dir():
+def _checkpoint_of(record: Any, checkpoint: str | None, epoch: int | None) -> str | None:
+    """The checkpoint to continue from: the store names it in the same transaction as the epoch it
+    was taken after, so it matches the last recorded epoch unless its folder is gone (then the
+    trial starts over, and its recorded epochs are not recorded again)."""
+    if checkpoint is None or epoch != record.epochs or not Path(checkpoint).is_dir():
         return None
-    info = read_trial_info(checkpoint)
-    if int(info["epoch"]) == record.epochs + 1:
-        metrics = {k: float(v) for k, v in info.get("metrics", {}).items() if k in REPORTED_METRICS}
-        prepared.journal.record_epoch(record.number, record.epochs + 1, metrics)
-        prepared.ledger.record_epoch(record.trial_id, metrics)
-    elif int(info["epoch"]) > record.epochs:
-        return None  # more than one epoch unrecorded cannot happen; start the trial over rather than leave a gap
     return checkpoint

@@ -48,9 +48,9 @@ class PreparedJob:
     journal: JobJournal | None = None
     driver: SearchDriver | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
-    attempt: int = 1
     next_number: int = 0
     resumed: list[tuple[str, str | None]] = field(default_factory=list)
+    paused: list[tuple[str, str | None]] = field(default_factory=list)
     restored: dict[int, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -173,41 +173,43 @@ def open_records(prepared: PreparedJob, *, started_ray: bool = False, extra: dic
 
 def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     """Search, then publish the leaderboard, the best candidate and its weights on the parent run."""
+    from foreseer_workers import SpaceTrainable
+
     from foreseer._processes import describe_driver
-    from foreseer.backends.ray_tune import RayTuneBackend
-    from foreseer.driver import SearchDriver
-    from foreseer.predictors.ghn.job import job_ghn
+    from foreseer.backends.ray_actors import RayBackend
+    from foreseer.driver import LoopPlan, SearchDriver
+    from foreseer.hypernet import WARM_START_WARMUP_EPOCHS, job_ghn
     from foreseer.searcher import CandidateSearcher
     from foreseer.stopping import make_policy
     from foreseer.store.models import utcnow
 
     job, journal = prepared.job, prepared.journal
+    trainable = SpaceTrainable(
+        prepared.space, prepared.data, job.max_epochs, job.seed, max(1, int(job.resources.cpus)),
+        WARM_START_WARMUP_EPOCHS,
+    )  # fmt: skip
+    backend = RayBackend(trainable, job.resources, prepared.directory, job.max_concurrent)
     searcher = CandidateSearcher(
         prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger, prepared.next_number
     )
-    ghn = job_ghn(prepared)  # the graph hypernetwork, when the job screens or warm-starts
+    ghn = job_ghn(prepared, backend)  # the graph hypernetwork, when the job screens or warm-starts
     searcher = ghn.screened(searcher, prepared.tracker) if ghn is not None else searcher
     driver = SearchDriver(
-        prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir, journal
-    )
+        prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir, journal,
+        warm_start=ghn.init_weights if ghn is not None and ghn.warm else None,
+    )  # fmt: skip
     _restore_into(prepared, searcher, driver)
     prepared.driver = driver
     prepared.directory.mkdir(parents=True, exist_ok=True)
     if journal is not None:
         journal.update_job(status="running", started_at=utcnow(), ended_at=None, error=None, driver=describe_driver(started_ray))
-    backend = RayTuneBackend(driver, prepared.data, prepared.space, job.resources, prepared.directory, prepared.cancelled)
-    backend.warm_start = ghn.warm_start if ghn is not None else None
+    plan = LoopPlan(
+        trials=job.trials, max_concurrent=job.max_concurrent, max_retries=job.max_retries,
+        time_budget_s=job.time_budget_s,
+    )  # fmt: skip
     status, error = "failed", None
     try:
-        backend.run(
-            trials=len(prepared.resumed) + job.trials - len(prepared.ledger.records()),
-            max_epochs=job.max_epochs,
-            max_concurrent=job.max_concurrent,
-            seed=job.seed,
-            time_budget_s=job.time_budget_s,
-            max_retries=job.max_retries,
-            attempt=prepared.attempt,
-        )
+        driver.run(backend, plan, prepared.cancelled)
         if prepared.cancelled.is_set():
             status = "cancelled"
         else:
@@ -226,10 +228,12 @@ def _restore_into(prepared: PreparedJob, searcher: Any, driver: SearchDriver) ->
     for number, sampled in prepared.restored.items():
         searcher.restore(number, sampled)
     for record in prepared.ledger.records():
-        if record.state != "running":
+        if record.state not in ("running", "paused"):
             driver.restore_finished(record)
     for trial_id, checkpoint in prepared.resumed:
         driver.queue_resumed(trial_id, checkpoint)
+    for trial_id, checkpoint in prepared.paused:
+        driver.restore_paused(trial_id, checkpoint)
 
 
 def _close(prepared: PreparedJob, status: str, error: str | None) -> None:

@@ -4,9 +4,9 @@ import foreseer as fs
 import numpy as np
 import pytest
 import torch
-from foreseer.backends.replay import ReplayBackend
+from foreseer.backends.replay import simulate
 from foreseer.errors import SpecError
-from foreseer.stopping import CurveView, PFNPolicy, make_policy
+from foreseer.stopping import CurveView, Decision, PFNPolicy, make_policy
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,7 @@ def test_batched_decisions_equal_one_at_a_time(policy):
 def test_no_decision_before_min_epoch_at_the_budget_or_without_a_best(policy):
     early = CurveView("a", (0.1,), 20)
     done = CurveView("b", tuple([0.1] * 20), 20)
-    assert policy.decide([early, done], best=0.9, history=[early, done]) == [
-        type(policy.decide([early], 0.9)[0])("a", stop=False),
-        type(policy.decide([early], 0.9)[0])("b", stop=False),
-    ]
+    assert policy.decide([early, done], best=0.9, history=[early, done]) == [Decision("a"), Decision("b")]
     assert not policy.decide([CurveView("c", (0.1, 0.1), 20)], best=None)[0].stop
 
 
@@ -83,7 +80,8 @@ def test_stopped_trials_go_through_the_driver_with_p_improve_each_epoch(policy):
     t = np.arange(1, 21)
     finals = rng.uniform(0.3, 0.95, 12)
     curves = finals[:, None] * (1 - np.exp(-t / rng.uniform(1, 4, (12, 1)))) + rng.normal(0, 0.005, (12, 20))
-    ledger, trace = ReplayBackend(curves).run(list(range(12)), policy, budget=12 * 20)
+    run = simulate(curves, list(range(12)), policy, budget=12 * 20)
+    ledger, trace = run.ledger, run.best_so_far
     records = ledger.records()
     stopped = [r for r in records if r.state == "stopped"]
     assert stopped and all(r.stopped_by == "pfn" and r.reason.startswith("pfn:") for r in stopped)

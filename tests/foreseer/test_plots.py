@@ -8,7 +8,7 @@ from foreseer_spaces import Candidate
 from foreseer.ledger import Ledger
 from foreseer.plots import best_so_far, best_so_far_points, summary_figures, trial_curves
 from foreseer.spec import Objective
-from foreseer.stopping import Decision
+from foreseer.stopping import Action, Decision
 
 
 def ledger_of(curves, mode="max", max_epochs=4):
@@ -20,7 +20,7 @@ def ledger_of(curves, mode="max", max_epochs=4):
         for value in values:
             ledger.record_epoch(trial_id, {"val_accuracy": value})
         if ending == "stopped":
-            ledger.mark_stopped(Decision(trial_id, True, "below the rung cutoff"), "asha")
+            ledger.mark_stopped(Decision(trial_id, Action.STOP, "below the rung cutoff"), "asha")
         if ending == "diverged":
             ledger.mark_diverged(trial_id, "loss is nan")
         ledger.finalize(trial_id, error="boom" if ending == "raised" else None)

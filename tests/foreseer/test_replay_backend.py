@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from foreseer.backends.replay import ReplayBackend, simulate
+from foreseer.backends.replay import simulate
 from foreseer.stopping import AshaPolicy, MedianPolicy, NoStoppingPolicy
 
 
@@ -29,15 +29,32 @@ def test_concurrency_runs_slots_side_by_side_and_stops_at_the_budget(curves):
     assert [t[1] for t in run.trials] == [15] * 4 + [10] * 4, "four slots advance in lockstep"
 
 
-@pytest.mark.parametrize(
-    "policy", [NoStoppingPolicy(), AshaPolicy(1, 3), MedianPolicy(2, 3)], ids=lambda p: p.name
-)
-def test_simulate_matches_the_search_driver(curves, policy):
+class Counting(NoStoppingPolicy):
+    """Never stops; remembers how many trials each call decided on."""
+
+    def __init__(self):
+        self.calls = []
+
+    def decide(self, running, best, history=(), paused=()):
+        self.calls.append(len(running))
+        return super().decide(running, best, history, paused)
+
+
+def test_the_policy_is_asked_once_per_tick_about_every_trial_that_reported(curves):
+    policy = Counting()
+    run = simulate(curves, range(40), policy, budget=8 * 15, max_concurrent=4)
+    assert policy.calls == [4] * 14 * 2, "4 trials in lockstep: one call per epoch below the last"
+    assert run.ticks == 2 * 15 + 1, "one tick per simulated epoch, and one for the trials ending"
+
+
+@pytest.mark.parametrize("policy", [NoStoppingPolicy(), AshaPolicy(1, 3), MedianPolicy(2, 3)], ids=lambda p: p.name)
+def test_trials_start_in_the_samplers_order_until_the_budget_or_the_curves_run_out(curves, policy):
     order = list(np.random.default_rng(2).permutation(40))
-    fast = simulate(curves, order, policy, budget=200)
-    ledger, trace = ReplayBackend(curves).run(order, policy, budget=200)
-    np.testing.assert_array_equal(fast.best_so_far, trace)
-    assert [(i, n, s) for i, n, s in fast.trials] == [
+    run = simulate(curves, order, policy, budget=200)
+    assert run.epochs_used == 200 or len(run.trials) == 40
+    assert [i for i, *_ in run.trials] == order[: len(run.trials)], "trials start in the sampler's order"
+    ledger = run.ledger
+    assert [(i, n, s) for i, n, s in run.trials] == [
         (int(r.candidate.arch["curve"]), r.epochs, r.stopped_by == policy.name) for r in ledger.records()
     ]
 

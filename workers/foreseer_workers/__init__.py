@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from foreseer_workers.data import DataBundle, available_datasets, load_dataset
     from foreseer_workers.evaluation import evaluate
     from foreseer_workers.optim import TrainingHParams
+    from foreseer_workers.trainable import SpaceTrainable, Trainable
     from foreseer_workers.training import build_model, run_trial
 
 _EXPORTS = {
@@ -27,6 +28,8 @@ _EXPORTS = {
     "available_datasets": "foreseer_workers.data",
     "load_dataset": "foreseer_workers.data",
     "TrainingHParams": "foreseer_workers.optim",
+    "SpaceTrainable": "foreseer_workers.trainable",
+    "Trainable": "foreseer_workers.trainable",
     "load_weights": "foreseer_workers.checkpoint",
     "read_trial_info": "foreseer_workers.checkpoint",
     "save_weights": "foreseer_workers.checkpoint",
@@ -39,6 +42,8 @@ _EXPORTS = {
 
 __all__ = [
     "DataBundle",
+    "SpaceTrainable",
+    "Trainable",
     "TrainingHParams",
     "TrialConfig",
     "TrialOutcome",

@@ -1,17 +1,11 @@
-"""The replay backend: the search loop over recorded learning curves, in simulated time.
+"""The replay backend: recorded learning curves in simulated time, under the live search loop.
 
-After Syne Tune's simulator backend: trials are recorded curves, each epoch takes one tick, and
-``max_concurrent`` slots run at once. The sampler's order decides which curve starts next, the
-stopping policy decides after every tick for all trials that reported in it (one batched call,
-so a PFN forecasts them all in one forward pass), and the run ends when ``budget`` epochs are
-spent. Policies are compared on thousands of curves in seconds.
-
-Two loops share these semantics:
-
-- :func:`simulate` keeps its own incremental views of the curves; the benchmarks use it.
-- :class:`ReplayBackend` drives the real :class:`foreseer.driver.SearchDriver` and
-  :class:`foreseer.ledger.Ledger` (a replay searcher stands in for Optuna), one report at a time,
-  as the Ray backend does. With one slot both give the same decisions (tested).
+After Syne Tune's simulator backend: a trial is a recorded curve, each epoch takes its recorded
+time (one simulated second unless told), and the same :class:`foreseer.driver.SearchDriver` that
+runs a live job on Ray runs here: same ticks, same batched policy calls, same decisions. Policies
+are compared on thousands of curves in seconds (``benchmarks/stopping.py``), and
+:class:`RecordedTrainable` plays the same curves on Ray workers, so a test can check that both
+backends give identical decisions.
 
 Example:
     >>> import numpy as np
@@ -24,15 +18,119 @@ Example:
 
 from __future__ import annotations
 
+import heapq
+import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foreseer.stopping import CurveView, Decision, StoppingPolicy
+from foreseer.backends._base import Backend, BackendEvent, Finished, Reported, TrialStart
 
-__all__ = ["ReplayRun", "simulate", "ReplayBackend", "ReplaySearcher"]
+if TYPE_CHECKING:
+    from foreseer.ledger import Ledger
+    from foreseer.stopping import StoppingPolicy
+
+__all__ = ["RecordedTrainable", "ReplayBackend", "ReplayRun", "ReplaySearcher", "simulate"]
+
+
+def _curve_of(trial: Any) -> int:
+    return int(trial.candidate["arch"]["curve"])
+
+
+class ReplayBackend(Backend):
+    """Plays recorded curves as trials: the trial of candidate ``{"curve": i}`` reports
+    ``curves[i, e]`` as ``metric`` after its epoch ``e + 1``.
+
+    Args:
+        curves: ``(n_curves, max_epochs)`` recorded values of ``metric`` (raw, not oriented).
+        metric: the name the values are reported under.
+        epoch_seconds: simulated seconds per epoch: a scalar, or an array shaped like ``curves``.
+    """
+
+    def __init__(self, curves: np.ndarray, metric: str = "val_accuracy", epoch_seconds: Any = 1.0) -> None:
+        self.curves = np.asarray(curves, dtype=np.float64)
+        self.metric = metric
+        self.seconds = np.broadcast_to(np.asarray(epoch_seconds, dtype=np.float64), self.curves.shape)
+        self._now = 0.0
+        self._queue: list[tuple[float, int, BackendEvent]] = []
+        self._sequence = 0
+        self._progress: dict[str, tuple[int, int]] = {}  # trial id -> (curve, epochs reported)
+
+    def elapsed(self) -> float:
+        return self._now
+
+    def start(self, trial: TrialStart) -> None:
+        epochs = int(trial.resume_from.rsplit("-", 1)[1]) if trial.resume_from else 0
+        self._progress[trial.trial_id] = (_curve_of(trial), epochs)
+        self._next_epoch(trial.trial_id)
+
+    def proceed(self, trial_id: str) -> None:
+        curve, epochs = self._progress[trial_id]
+        if epochs >= self.curves.shape[1]:
+            del self._progress[trial_id]
+            self._push(self._now, Finished(trial_id, "completed"))
+        else:
+            self._next_epoch(trial_id)
+
+    def halt(self, trial_id: str) -> None:
+        del self._progress[trial_id]
+
+    def events(self, timeout: float | None) -> list[BackendEvent]:
+        """Every event of the earliest simulated time still to come; the clock moves there."""
+        if not self._queue:
+            return []
+        self._now = self._queue[0][0]
+        out = []
+        while self._queue and self._queue[0][0] == self._now:
+            out.append(heapq.heappop(self._queue)[2])
+        return sorted(out, key=lambda e: e.trial_id)
+
+    def close(self) -> None:
+        self._queue.clear()
+        self._progress.clear()
+
+    def _next_epoch(self, trial_id: str) -> None:
+        curve, epochs = self._progress[trial_id]
+        self._progress[trial_id] = (curve, epochs + 1)
+        metrics = {"epoch": epochs + 1, self.metric: float(self.curves[curve, epochs])}
+        checkpoint = f"replay-{trial_id}-{epochs + 1}"  # a name only: a curve needs no state
+        self._push(self._now + float(self.seconds[curve, epochs]), Reported(trial_id, metrics, checkpoint))
+
+    def _push(self, at: float, event: BackendEvent) -> None:
+        heapq.heappush(self._queue, (at, self._sequence, event))
+        self._sequence += 1
+
+
+@dataclass(frozen=True)
+class RecordedTrainable:
+    """A trainable for real workers that plays recorded curves (the replay backend's trials, run
+    by the Ray backend): same reports, with a real checkpoint folder per epoch."""
+
+    curves: np.ndarray
+    metric: str = "val_accuracy"
+
+    def __call__(self, trial: Any, report: Any, *, device: str = "cpu", scratch_dir: str | None = None) -> Any:
+        from foreseer_workers import TrialOutcome
+
+        curve = _curve_of(trial)
+        start = 0
+        if trial.resume_from is not None:
+            with open(os.path.join(trial.resume_from, "trial.json")) as f:
+                start = int(json.load(f)["epoch"])
+        max_epochs = self.curves.shape[1]
+        for epoch in range(start + 1, max_epochs + 1):
+            if scratch_dir is not None:
+                os.makedirs(scratch_dir, exist_ok=True)
+            folder = tempfile.mkdtemp(prefix=f"replay-{trial.number}-", dir=scratch_dir)
+            with open(os.path.join(folder, "trial.json"), "w") as f:
+                json.dump({"epoch": epoch}, f)
+            if report({"epoch": epoch, self.metric: float(self.curves[curve, epoch - 1])}, folder):
+                return TrialOutcome("stopped", epoch)
+        return TrialOutcome("completed", max_epochs)
 
 
 @dataclass
@@ -41,13 +139,17 @@ class ReplayRun:
 
     Attributes:
         best_so_far: oriented best value seen after each consumed epoch, ``(epochs_used,)``.
-        trials: ``(curve index, epochs run, stopped)`` per started trial, in start order.
+        trials: ``(curve index, epochs run, stopped by the policy)`` per started trial, in start order.
         policy_metrics: per curve index, the policy's metrics per decided epoch.
+        ledger: the driver's ledger of the run.
+        ticks: the driver's ticks (policy calls happen once per tick at most).
     """
 
     best_so_far: np.ndarray
     trials: list[tuple[int, int, bool]]
     policy_metrics: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    ledger: Ledger | None = None
+    ticks: int = 0
 
     @property
     def epochs_used(self) -> int:
@@ -57,95 +159,6 @@ class ReplayRun:
         """Epochs consumed until the best so far first reaches ``value`` (oriented), or ``None``."""
         hit = np.flatnonzero(self.best_so_far >= value)
         return int(hit[0]) + 1 if hit.size else None
-
-
-def _check(curves: np.ndarray, order: Sequence[int], max_concurrent: int, budget: int) -> None:
-    if curves.ndim != 2:
-        raise ValueError(f"curves must be a 2-d array (curves, epochs), but got shape {curves.shape}.")
-    if max_concurrent < 1:
-        raise ValueError(f"max_concurrent must be at least 1, but got {max_concurrent=}.")
-    if budget < 1:
-        raise ValueError(f"budget must be at least 1 epoch, but got {budget=}.")
-    if len(order) and (min(order) < 0 or max(order) >= len(curves)):
-        raise ValueError(
-            f"order indexes curves 0..{len(curves) - 1}, but got values {min(order)}..{max(order)}."
-        )
-
-
-def simulate(
-    curves: np.ndarray,
-    order: Sequence[int],
-    policy: StoppingPolicy,
-    budget: int,
-    max_concurrent: int = 1,
-) -> ReplayRun:
-    """Replay a search over ``curves`` (oriented, higher is better) in simulated time.
-
-    Args:
-        curves: ``(n_curves, max_epochs)`` recorded values, oriented so higher is better.
-        order: the sampler's order of curve indices; trials start in this order.
-        policy: the stopping policy.
-        budget: epochs to spend in total.
-        max_concurrent: trials running at once.
-
-    Raises:
-        ValueError: for malformed inputs.
-    """
-    _check(curves, order, max_concurrent, budget)
-    max_epochs = curves.shape[1]
-    queue = list(order)[::-1]
-    running: dict[str, int] = {}  # trial id -> curve index
-    views: dict[str, CurveView] = {}
-    trials: list[tuple[int, int, bool]] = []
-    metrics: dict[int, list[dict[str, float]]] = {}
-    best_trace: list[float] = []
-    best = -np.inf
-    while len(best_trace) < budget and (running or queue):
-        while len(running) < max_concurrent and queue:
-            index = queue.pop()
-            tid = f"r{len(trials):05d}"
-            running[tid] = index
-            views[tid] = CurveView(tid, (), max_epochs)
-            trials.append((index, 0, False))
-        reported = []
-        for tid, index in list(running.items()):
-            if len(best_trace) >= budget:
-                break
-            view = views[tid]
-            value = float(curves[index, view.epoch])
-            views[tid] = view = CurveView(tid, (*view.values, value), max_epochs)
-            best = max(best, value) if np.isfinite(value) else best
-            best_trace.append(best)
-            reported.append(tid)
-        decide = [views[t] for t in reported if views[t].epoch < max_epochs]
-        decisions = (
-            policy.decide(decide, best if np.isfinite(best) else None, list(views.values())) if decide else []
-        )
-        stop = _record(decisions, running, metrics, views)
-        for tid in reported:
-            if tid in stop or views[tid].epoch >= max_epochs:
-                number = int(tid[1:])
-                trials[number] = (running.pop(tid), views[tid].epoch, tid in stop)
-    for tid, index in running.items():
-        trials[int(tid[1:])] = (index, views[tid].epoch, False)
-    return ReplayRun(np.asarray(best_trace), trials, metrics)
-
-
-def _record(
-    decisions: Sequence[Decision],
-    running: dict[str, int],
-    metrics: dict[int, list[dict[str, float]]],
-    views: dict[str, CurveView],
-) -> set[str]:
-    stop = set()
-    for d in decisions:
-        if d.metrics:
-            metrics.setdefault(running[d.trial_id], []).append(
-                {"epoch": views[d.trial_id].epoch, **d.metrics}
-            )
-        if d.stop:
-            stop.add(d.trial_id)
-    return stop
 
 
 class ReplaySearcher:
@@ -173,53 +186,62 @@ class ReplaySearcher:
         """Replayed curves are fixed; nothing to learn from outcomes."""
 
 
-class ReplayBackend:
-    """Runs :class:`foreseer.driver.SearchDriver` over recorded curves, one report at a time.
+def _check(curves: np.ndarray, order: Sequence[int], max_concurrent: int, budget: int) -> None:
+    if curves.ndim != 2:
+        raise ValueError(f"curves must be a 2-d array (curves, epochs), but got shape {curves.shape}.")
+    if max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be at least 1, but got {max_concurrent=}.")
+    if budget < 1:
+        raise ValueError(f"budget must be at least 1 epoch, but got {budget=}.")
+    if len(order) and (min(order) < 0 or max(order) >= len(curves)):
+        raise ValueError(
+            f"order indexes curves 0..{len(curves) - 1}, but got values {min(order)}..{max(order)}."
+        )
+
+
+def simulate(
+    curves: np.ndarray,
+    order: Sequence[int],
+    policy: StoppingPolicy,
+    budget: int,
+    max_concurrent: int = 1,
+    *,
+    metric: str = "val_accuracy",
+    mode: str = "max",
+) -> ReplayRun:
+    """Run the search loop over ``curves`` in simulated time until ``budget`` epochs are spent.
 
     Args:
-        curves: ``(n_curves, max_epochs)`` recorded values of ``metric`` (raw, not oriented).
-        metric: the metric's name as the driver reports it (one of ``REPORTED_METRICS``).
-        mode: ``"max"`` or ``"min"``.
+        curves: ``(n_curves, max_epochs)`` recorded values of ``metric``.
+        order: the sampler's order of curve indices; trials start in this order.
+        policy: the stopping policy.
+        budget: epochs to spend in total.
+        max_concurrent: trials running at once.
+        metric: the objective the curves record.
+        mode: ``"max"`` or ``"min"``; the best-so-far trace is oriented (higher is better).
+
+    Raises:
+        ValueError: for malformed inputs.
     """
+    from foreseer.driver import LoopPlan, SearchDriver
+    from foreseer.ledger import Ledger
+    from foreseer.spec import Objective
 
-    def __init__(self, curves: np.ndarray, metric: str = "val_accuracy", mode: str = "max") -> None:
-        self.curves = np.asarray(curves, dtype=np.float64)
-        self.metric = metric
-        self.mode = mode
-
-    def run(self, order: Sequence[int], policy: StoppingPolicy, budget: int, max_concurrent: int = 1):  # type: ignore[no-untyped-def]
-        """Replay the search; returns the driver's ledger and the best-so-far trace."""
-        from foreseer.driver import SearchDriver
-        from foreseer.ledger import Ledger
-        from foreseer.spec import Objective
-
-        _check(self.curves, order, max_concurrent, budget)
-        max_epochs = self.curves.shape[1]
-        ledger = Ledger([Objective(metric=self.metric, mode=self.mode)], max_epochs)
-        searcher = ReplaySearcher(order)
-        driver = SearchDriver(ledger, searcher, policy)  # type: ignore[arg-type]
-        running: dict[str, list[int]] = {}  # backend id -> [curve index, epochs reported]
-        trace: list[float] = []
-        started = 0
-        while len(trace) < budget and (running or started < len(order)):
-            while len(running) < max_concurrent and started < len(order):
-                backend_id = f"b{started:05d}"
-                config = driver.propose(backend_id)
-                driver.trial_started(backend_id)
-                running[backend_id] = [int(config["candidate"]["arch"]["curve"]), 0]
-                started += 1
-            for backend_id, state in list(running.items()):
-                if len(trace) >= budget:
-                    break
-                index, done = state
-                state[1] = done + 1
-                value = float(self.curves[index, done])
-                stopped = driver.epoch_reported(backend_id, {self.metric: value, "epoch": done + 1})
-                best = ledger.best()
-                trace.append(ledger.oriented(best[2]) if best else -np.inf)
-                if stopped or state[1] >= max_epochs:
-                    driver.trial_ended(backend_id)
-                    del running[backend_id]
-        for backend_id in running:
-            driver.trial_ended(backend_id)
-        return ledger, np.asarray(trace)
+    curves = np.asarray(curves, dtype=np.float64)
+    _check(curves, order, max_concurrent, budget)
+    ledger = Ledger([Objective(metric=metric, mode=mode)], curves.shape[1])
+    driver = SearchDriver(ledger, ReplaySearcher(order), policy)  # type: ignore[arg-type]
+    plan = LoopPlan(trials=len(order), max_concurrent=max_concurrent, epoch_budget=budget)
+    driver.run(ReplayBackend(curves, metric), plan)
+    trace, best = [], -np.inf
+    for record, epoch in ledger.in_order():
+        value = ledger.oriented(record.metrics[epoch - 1][metric])
+        best = max(best, value) if np.isfinite(value) else best
+        trace.append(best)
+    trials, metrics = [], {}
+    for record in ledger.records():
+        curve = int(record.candidate.arch["curve"])
+        trials.append((curve, record.epochs, record.stopped_by == policy.name))
+        if record.policy_metrics:
+            metrics.setdefault(curve, []).extend(record.policy_metrics)
+    return ReplayRun(np.asarray(trace), trials, metrics, ledger, driver.ticks)

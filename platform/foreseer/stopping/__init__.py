@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from foreseer.stopping._asha import AshaPolicy
-from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
 from foreseer.stopping._median import MedianPolicy
 from foreseer.stopping._none import NoStoppingPolicy
 from foreseer.stopping._pfn import PFNPolicy
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from foreseer.spec import StoppingSpec
 
 __all__ = [
+    "Action",
     "AshaPolicy",
     "CurveView",
     "Decision",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
 
 
 class AshaPolicy(StoppingPolicy):
@@ -46,24 +46,28 @@ class AshaPolicy(StoppingPolicy):
         return out
 
     def decide(
-        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+        self,
+        running: Sequence[CurveView],
+        best: float | None,
+        history: Sequence[CurveView] = (),
+        paused: Sequence[CurveView] = (),
     ) -> list[Decision]:
         return [self._decide_one(curve, history) for curve in running]
 
     def _decide_one(self, curve: CurveView, history: Sequence[CurveView]) -> Decision:
         rung = curve.epoch
         if rung not in self.rungs(curve.max_epochs):
-            return Decision(curve.trial_id, stop=False)
+            return Decision(curve.trial_id)
         recorded = [c.values[rung - 1] for c in history if c.trial_id != curve.trial_id and c.epoch >= rung]
         recorded = [v for v in recorded if math.isfinite(v)]
         if not recorded:
-            return Decision(curve.trial_id, stop=False)
+            return Decision(curve.trial_id)
         cutoff = float(np.percentile(recorded, (1 - 1 / self.reduction_factor) * 100))
         value = curve.values[-1]
         if value < cutoff:
             return Decision(
                 curve.trial_id,
-                stop=True,
+                Action.STOP,
                 reason=f"asha: {value:.4g} below the rung-{rung} cutoff {cutoff:.4g} of {len(recorded)} trials",
             )
-        return Decision(curve.trial_id, stop=False)
+        return Decision(curve.trial_id)

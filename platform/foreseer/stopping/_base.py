@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -33,30 +34,53 @@ class CurveView:
         return max(self.values, default=float("-inf"))
 
 
+class Action(str, Enum):
+    """What the driver does with a trial after a decision.
+
+    ``continue`` and ``stop`` answer a running trial that just reported an epoch; ``pause`` ends
+    its attempt but keeps its checkpoint and frees its slot; ``resume`` gives a paused trial a slot
+    again, continuing from that checkpoint.
+    """
+
+    CONTINUE = "continue"
+    STOP = "stop"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What a policy decided for one running trial.
+    """What a policy decided for one trial.
 
     Attributes:
         trial_id: the trial decided on.
-        stop: stop it now.
-        reason: why it stops (recorded on the trial).
+        action: continue, stop or pause a running trial; resume a paused one.
+        reason: why (recorded on the trial when it stops, pauses or resumes).
         metrics: what the policy computed for this epoch, recorded with the trial's metrics
             (e.g. a forecaster's probability of beating the best so far, ``p_improve``).
     """
 
     trial_id: str
-    stop: bool
+    action: Action = Action.CONTINUE
     reason: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", Action(self.action))
+
+    @property
+    def stop(self) -> bool:
+        """True when the trial is to stop now."""
+        return self.action is Action.STOP
+
 
 class StoppingPolicy(ABC):
-    """Decides which running trials to stop early.
+    """Decides which trials to stop early, pause or resume.
 
-    A policy never changes trial state: it returns decisions and the orchestrator acts on them.
-    It sees every curve recorded so far, so it needs no memory of its own and gives the same
-    decisions when a job is replayed or resumed.
+    A policy never changes trial state: it returns decisions and the driver acts on them. It sees
+    every curve recorded so far, so it needs no memory of its own and gives the same decisions when
+    a job is replayed or resumed. The driver asks it once per tick, for every trial that reported
+    in that tick, so a model-based policy decides them all in one batch.
     """
 
     #: short name, recorded on every trial it stops (``stopped_by``).
@@ -68,12 +92,16 @@ class StoppingPolicy(ABC):
         running: Sequence[CurveView],
         best: float | None,
         history: Sequence[CurveView] = (),
+        paused: Sequence[CurveView] = (),
     ) -> list[Decision]:
-        """Return one decision per curve in ``running``.
+        """Return one decision per curve in ``running``, plus ``resume`` decisions for any of
+        ``paused`` that are to continue.
 
         Args:
-            running: trials that just reported an epoch and may be stopped.
+            running: trials that just reported an epoch and wait for a decision (continue, stop
+                or pause).
             best: the best value any trial has reached so far (oriented, higher is better),
                 or ``None`` before the first result.
-            history: every trial's curve so far (running, finished, stopped), ``running`` included.
+            history: every trial's curve so far (running, paused, finished, stopped).
+            paused: trials paused earlier, each with its checkpoint kept.
         """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
 
 
 class MedianPolicy(StoppingPolicy):
@@ -28,25 +28,29 @@ class MedianPolicy(StoppingPolicy):
         self.min_samples = min_samples
 
     def decide(
-        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+        self,
+        running: Sequence[CurveView],
+        best: float | None,
+        history: Sequence[CurveView] = (),
+        paused: Sequence[CurveView] = (),
     ) -> list[Decision]:
         return [self._decide_one(curve, history) for curve in running]
 
     def _decide_one(self, curve: CurveView, history: Sequence[CurveView]) -> Decision:
         t = curve.epoch
         if t < self.grace_period or t >= curve.max_epochs:
-            return Decision(curve.trial_id, stop=False)
+            return Decision(curve.trial_id)
         averages = [
             sum(c.values[:t]) / t for c in history if c.trial_id != curve.trial_id and c.epoch >= t
         ]
         if len(averages) < self.min_samples:
-            return Decision(curve.trial_id, stop=False)
+            return Decision(curve.trial_id)
         median = statistics.median(averages)
         if curve.best < median:
             return Decision(
                 curve.trial_id,
-                stop=True,
+                Action.STOP,
                 reason=f"median: best {curve.best:.4g} below the median running average {median:.4g} "
                 f"of {len(averages)} trials at epoch {t}",
             )
-        return Decision(curve.trial_id, stop=False)
+        return Decision(curve.trial_id)

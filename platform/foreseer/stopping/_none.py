@@ -13,6 +13,10 @@ class NoStoppingPolicy(StoppingPolicy):
     name = "none"
 
     def decide(
-        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+        self,
+        running: Sequence[CurveView],
+        best: float | None,
+        history: Sequence[CurveView] = (),
+        paused: Sequence[CurveView] = (),
     ) -> list[Decision]:
-        return [Decision(c.trial_id, stop=False) for c in running]
+        return [Decision(c.trial_id) for c in running]

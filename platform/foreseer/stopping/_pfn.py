@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
 
 if TYPE_CHECKING:
     from foreseer.predictors.pfn.normalize import CurveNormalizer
@@ -73,11 +73,15 @@ class PFNPolicy(StoppingPolicy):
         return self._forecaster
 
     def decide(
-        self, running: Sequence[CurveView], best: float | None, history: Sequence[CurveView] = ()
+        self,
+        running: Sequence[CurveView],
+        best: float | None,
+        history: Sequence[CurveView] = (),
+        paused: Sequence[CurveView] = (),
     ) -> list[Decision]:
         eligible = [c for c in running if best is not None and self.min_epoch <= c.epoch < c.max_epochs]
         if not eligible:
-            return [Decision(c.trial_id, stop=False) for c in running]
+            return [Decision(c.trial_id) for c in running]
         from foreseer.predictors.pfn.normalize import CurveNormalizer
 
         norm = self.normalizer or CurveNormalizer.fit([c.values for c in (history or running)])
@@ -103,5 +107,7 @@ class PFNPolicy(StoppingPolicy):
                 if stop
                 else ""
             )
-            by_id[curve.trial_id] = Decision(curve.trial_id, stop=stop, reason=reason, metrics=metrics)
-        return [by_id.get(c.trial_id, Decision(c.trial_id, stop=False)) for c in running]
+            by_id[curve.trial_id] = Decision(
+                curve.trial_id, Action.STOP if stop else Action.CONTINUE, reason, metrics
+            )
+        return [by_id.get(c.trial_id, Decision(c.trial_id)) for c in running]

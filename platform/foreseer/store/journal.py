@@ -30,9 +30,7 @@ class JobJournal:
 
     def update_job(self, **fields: Any) -> None:
         with self.store.session() as session:
-            row = session.get(JobRow, self.job_id)
-            for key, value in fields.items():
-                setattr(row, key, value)
+            _assign(session.get(JobRow, self.job_id), fields)
 
     def job(self) -> JobRow:
         with self.store.session() as session:
@@ -49,17 +47,20 @@ class JobJournal:
 
     def update_trial(self, number: int, **fields: Any) -> None:
         with self.store.session() as session:
-            row = session.get(TrialRow, (self.job_id, number))
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.updated_at = utcnow()
+            _assign(session.get(TrialRow, (self.job_id, number)), {**fields, "updated_at": utcnow()})
 
-    def record_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> bool:
-        """Store one epoch's metrics; False (and nothing written) when that epoch is already stored."""
+    def record_epoch(
+        self, number: int, epoch: int, metrics: dict[str, float], checkpoint: str | None = None
+    ) -> bool:
+        """Store one epoch's metrics and the checkpoint taken after it, in one transaction; False
+        (and nothing written) when that epoch is already stored."""
         with self.store.session() as session:
             if session.get(EpochRow, (self.job_id, number, epoch)) is not None:
                 return False
             session.add(EpochRow(job_id=self.job_id, number=number, epoch=epoch, metrics=metrics, recorded_at=time.time()))
+            if checkpoint is not None:
+                row = session.get(TrialRow, (self.job_id, number))
+                row.checkpoint, row.checkpoint_epoch, row.updated_at = checkpoint, epoch, utcnow()
             return True
 
     def trials(self) -> list[TrialRow]:
@@ -84,3 +85,13 @@ class JobJournal:
         with self.store.session() as session:
             query = select(EpochRow.epoch).where(EpochRow.job_id == self.job_id, EpochRow.number == number)
             return max(session.scalars(query), default=0)
+
+
+def _assign(row: JobRow | TrialRow, fields: dict[str, Any]) -> None:
+    """Set columns of ``row``; a name that is not a column is a programming error, not a no-op."""
+    columns = type(row).__table__.columns
+    unknown = sorted(set(fields) - set(columns.keys()))
+    if unknown:
+        raise KeyError(f"{type(row).__name__} has no column {', '.join(unknown)}; columns: {', '.join(columns.keys())}")
+    for key, value in fields.items():
+        setattr(row, key, value)

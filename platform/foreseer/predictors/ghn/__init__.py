@@ -4,7 +4,7 @@ Parts: :mod:`~foreseer.predictors.ghn.graph` (an ``ArchGraph`` or an fx-traced m
 :mod:`~foreseer.predictors.ghn.model` (the hypernetwork), :mod:`~foreseer.predictors.ghn.predictor`
 (predict, score and warm-start candidates), :mod:`~foreseer.predictors.ghn.meta_train`
 (meta-training per space and dataset), :mod:`~foreseer.predictors.ghn.cache` (fingerprints and
-safetensors checkpoints), :mod:`~foreseer.predictors.ghn.job` (a job's hypernetwork: the MLflow
-cache or meta-training on Ray, screening and warm starts) and :mod:`~foreseer.predictors.ghn.cli`
-(``foreseer ghn train`` / ``foreseer ghn eval``). Importing this package imports no torch.
+safetensors checkpoints), :mod:`~foreseer.predictors.ghn.cli`
+(``foreseer ghn train`` / ``foreseer ghn eval``); a job's use of it (the MLflow cache or
+meta-training, screening, warm starts) is :mod:`foreseer.hypernet`. Importing this package imports no torch.
 """

@@ -1,10 +1,11 @@
-"""A job's hypernetwork: reuse the cached one for its (space, dataset) pair or meta-train one on
-Ray, then screen candidates and warm-start trials with it as the job asks.
+"""A job's hypernetwork: reuse the cached one for its (space, dataset) pair or meta-train one as a
+side task of the backend, then screen candidates (a searcher step) and predict warm-start weights
+on the driver, passed to each fresh trial as an argument.
 
 Example (what :func:`foreseer.runner.run_prepared` does):
-    >>> ghn = job_ghn(prepared)                  # None when the job uses neither option
+    >>> ghn = job_ghn(prepared, backend)         # None when the job uses neither option
     >>> searcher = ghn.screened(searcher, tracker) if ghn else searcher
-    >>> backend.warm_start = ghn.warm_start if ghn else None
+    >>> warm_start = ghn.init_weights if ghn and ghn.warm else None
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from foreseer_spaces import Candidate
+
+    from foreseer.backends import Backend
     from foreseer.predictors.ghn.predictor import GHNPredictor
     from foreseer.runner import PreparedJob
     from foreseer.screening import TrustVerdict
     from foreseer.searcher import CandidateSearcher
     from foreseer.tracking import Tracker
 
-__all__ = ["JobGHN", "WARM_START_NOISE", "WARM_START_WARMUP_EPOCHS", "job_ghn", "obtain_ghn"]
+__all__ = ["JobGHN", "WARM_START_NOISE", "WARM_START_WARMUP_EPOCHS", "job_ghn", "meta_train_task", "obtain_ghn"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +42,11 @@ class JobGHN:
     screening: Any
     warm: bool
     predictor_data: tuple[Any, Any] = (None, None)
+    train_x: Any = None
 
-    @property
-    def warm_start(self) -> dict[str, Any] | None:
-        """What the backend needs to warm-start fresh trials, or ``None`` when the job does not."""
-        if not self.warm:
-            return None
-        ghn = self.predictor.ghn
-        state = {k: v.detach().cpu() for k, v in ghn.state_dict().items()}
-        return {"state": state, "config": ghn.config.to_dict(), "noise": WARM_START_NOISE,
-                "warmup_epochs": WARM_START_WARMUP_EPOCHS}  # fmt: skip
+    def init_weights(self, candidate: Candidate, number: int) -> dict[str, Any]:
+        """A fresh trial's initial weights: predicted, with noise seeded by its trial number."""
+        return self.predictor.warm_start(candidate, self.train_x, noise=WARM_START_NOISE, seed=number)
 
     def screened(self, searcher: CandidateSearcher, tracker: Tracker | None) -> Any:
         """``searcher`` wrapped so that it screens, or unchanged when the job does not screen."""
@@ -75,10 +74,24 @@ class JobGHN:
 
 
 
-def obtain_ghn(prepared: PreparedJob) -> tuple[Any, str]:
-    """The cached hypernetwork of the job's (space, dataset) pair, or a new one meta-trained on Ray
-    within the job's budget and cached in MLflow. Returns it and ``"cached"`` or ``"meta-trained"``."""
-    from foreseer.backends.ray_tune import meta_train_on_ray
+def meta_train_task(space: Any, data: Any, config: Any, ghn_config: Any, cuda: bool) -> tuple[dict, dict, list]:
+    """Meta-train a hypernetwork (on CUDA when asked and there); returns its ``state_dict`` on the
+    CPU, the meta-training summary and its evaluation history. Runs as a backend's side task."""
+    import torch
+
+    from foreseer.predictors.ghn.meta_train import meta_train
+
+    if cuda and torch.cuda.is_available():
+        config = type(config)(**{**config.to_dict(), "device": "cuda"})
+    result = meta_train(space, data, config, ghn_config)
+    state = {k: v.detach().cpu() for k, v in result.ghn.state_dict().items()}
+    return state, result.summary(), result.history
+
+
+def obtain_ghn(prepared: PreparedJob, backend: Backend) -> tuple[Any, str]:
+    """The cached hypernetwork of the job's (space, dataset) pair, or a new one meta-trained as a
+    side task of ``backend`` within the job's budget and cached in MLflow. Returns it and
+    ``"cached"`` or ``"meta-trained"``."""
     from foreseer.predictors.ghn.cache import CHECKPOINT_FILE, cache_key, load_ghn, save_ghn
     from foreseer.predictors.ghn.meta_train import MetaTrainConfig
     from foreseer.predictors.ghn.model import GHNConfig, GraphHyperNetwork
@@ -92,7 +105,10 @@ def obtain_ghn(prepared: PreparedJob) -> tuple[Any, str]:
         logger.info("using the cached hypernetwork for %s", key)
         return load_ghn(cached)[0], "cached"
     config = MetaTrainConfig(max_seconds=job.ghn.max_seconds, max_steps=job.ghn.max_steps, seed=job.seed)
-    state, summary, history = meta_train_on_ray(prepared.space, data, config, GHNConfig(), gpus=job.ghn.gpus)
+    gpus = job.ghn.gpus
+    state, summary, _ = backend.run_task(
+        meta_train_task, prepared.space, data, config, GHNConfig(), gpus > 0, cpus=config.num_threads, gpus=gpus
+    )
     ghn = GraphHyperNetwork(GHNConfig())
     ghn.load_state_dict(state)
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,16 +119,17 @@ def obtain_ghn(prepared: PreparedJob) -> tuple[Any, str]:
     return ghn.eval(), "meta-trained"
 
 
-def job_ghn(prepared: PreparedJob) -> JobGHN | None:
+def job_ghn(prepared: PreparedJob, backend: Backend) -> JobGHN | None:
     """The job's hypernetwork when it screens or warm-starts, else ``None``."""
     from foreseer.predictors.ghn.predictor import GHNPredictor
 
     job = prepared.job
     if not job.screening.enabled and not job.warm_start:
         return None
-    ghn, source = obtain_ghn(prepared)
+    ghn, source = obtain_ghn(prepared, backend)
     if prepared.tracker is not None:
         prepared.tracker.set_job_tags({"foreseer.ghn": source, "foreseer.warm_start": "on" if job.warm_start else "off",
                                        "foreseer.screening": "on" if job.screening.enabled else "off"})  # fmt: skip
     predictor = GHNPredictor(ghn, prepared.space, prepared.data.task)
-    return JobGHN(predictor, source, job.screening, job.warm_start, (prepared.data.x_val, prepared.data.y_val))
+    data = prepared.data
+    return JobGHN(predictor, source, job.screening, job.warm_start, (data.x_val, data.y_val), data.x_train)

@@ -1,0 +1,83 @@
+"""The Ray runtime a job runs on: connect to a cluster or start a local Ray on loopback, and check
+that a trial's resources fit a node before anything starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import ray
+
+from foreseer.errors import Problem, SpecError
+
+if TYPE_CHECKING:
+    from foreseer.spec import Resources
+
+__all__ = ["check_resources", "ensure_ray"]
+
+
+#: The environment variable that keeps a Ray node on loopback (see _init_loopback_ray).
+_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def ensure_ray(address: str | None = None) -> bool:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray on loopback with the
+    dashboard off. Returns True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    # Ray's and Tune's warnings about their own internals (token auth on a loopback-only node,
+    # result files of loggers we turn off) are noise to a Foreseer user; errors still show.
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    else:
+        _init_loopback_ray()
+    return True
+
+
+def _init_loopback_ray() -> None:
+    """Start a local Ray whose every server listens on 127.0.0.1 only.
+
+    ``_node_ip_address="127.0.0.1"`` alone does not do it: Ray maps a loopback address back to the
+    machine's network address and binds its servers to every interface. It keeps to loopback only
+    where it thinks clusters are off (macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``),
+    a setting it reads once at import; so it is switched for this start, in this process and in the
+    environment of the processes Ray starts. tests/foreseer/test_ray_loopback.py checks the sockets.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(_LOOPBACK_SWITCH)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[_LOOPBACK_SWITCH] = "0"
+    try:
+        ray.init(  # "local": never attach to some other Ray that happens to run on this machine
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(_LOOPBACK_SWITCH, None)
+        else:
+            os.environ[_LOOPBACK_SWITCH] = saved[1]
+
+
+def check_resources(resources: Resources) -> None:
+    """Refuse, before anything starts, a per-trial request that no node of the cluster can hold
+    (Tune would otherwise wait for it forever)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    fits = any(n.get("CPU", 0) >= resources.cpus and n.get("GPU", 0) >= resources.gpus for n in nodes)
+    if not fits:
+        largest = ", ".join(f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU" for n in nodes)
+        raise SpecError(
+            [
+                Problem(
+                    "resources",
+                    f"no node of the Ray cluster can run a trial needing {resources.cpus:g} CPU and "
+                    f"{resources.gpus:g} GPU; its nodes have {largest}",
+                )
+            ]
+        )
