@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from foreseer.stopping import CurveView, Decision
+from foreseer import events as ev
+from foreseer.stopping import CurveView
 
 if TYPE_CHECKING:
     import pandas as pd
     from foreseer_spaces import Candidate
 
+    from foreseer.events import TrialEvent
     from foreseer.spec import Objective
 
 __all__ = ["Ledger", "TrialRecord", "TRIAL_STATES"]
@@ -37,7 +39,6 @@ class TrialRecord:
     reason: str = ""
     stopped_by: str | None = None
     run_id: str | None = None
-    diverged: str | None = None
     attempts: int = 1
     retry_errors: list[str] = field(default_factory=list)
     policy_metrics: list[dict[str, float]] = field(default_factory=list)
@@ -99,8 +100,7 @@ class Ledger:
             view = self._views[trial_id]
             self._views[trial_id] = CurveView(trial_id, (*view.values, self.oriented(value)), self.max_epochs)
             best = self._best
-            eligible = record.state != "failed" and record.diverged is None
-            if eligible and value == value and (best is None or self.oriented(value) > self.oriented(best[2])):
+            if record.state != "failed" and value == value and (best is None or self.oriented(value) > self.oriented(best[2])):
                 self._best = (record, record.epochs, value)
 
     def in_order(self) -> list[tuple[TrialRecord, int]]:
@@ -108,52 +108,36 @@ class Ledger:
         with self._lock:
             return [(self._trials[trial_id], epoch) for trial_id, epoch in self._order]
 
-    def record_policy_metrics(self, trial_id: str, metrics: dict[str, float] | Any) -> None:
-        """What the stopping policy computed at the trial's latest epoch (e.g. ``p_improve``)."""
+    def observe(self, event: TrialEvent) -> None:
+        """Follow the job's event stream (see :mod:`foreseer.events`)."""
+        from foreseer_spaces import Candidate
+
+        if isinstance(event, ev.Proposed):
+            self.add(ev.trial_key(event.number), event.number, Candidate.from_dict(dict(event.candidate)))
+            return
+        trial_id = ev.trial_key(event.number)
         with self._lock:
             record = self._trials[trial_id]
-            record.policy_metrics.append({"epoch": record.epochs, **metrics})
-
-    def mark_diverged(self, trial_id: str, reason: str) -> None:
-        with self._lock:
-            self._trials[trial_id].diverged = reason
-            self._rank_best()
-
-    def mark_stopped(self, decision: Decision, policy: str) -> None:
-        with self._lock:
-            record = self._trials[decision.trial_id]
-            record.stopped_by, record.reason = policy, decision.reason
-
-    def mark_paused(self, trial_id: str, reason: str) -> None:
-        with self._lock:
-            record = self._trials[trial_id]
-            record.state, record.reason = "paused", reason
-
-    def mark_resumed(self, trial_id: str) -> None:
-        with self._lock:
-            record = self._trials[trial_id]
-            record.state, record.reason = "running", ""
-
-    def finalize(self, trial_id: str, error: str | None = None) -> TrialRecord:
-        """Settle a trial's final state from what was recorded; calling it again changes nothing
-        except filling in an error message that arrives later."""
-        with self._lock:
-            record = self._trials[trial_id]
-            if record.state == "running":
-                if error is not None or record.diverged is not None:
-                    record.state, record.reason = "failed", record.diverged or error or "error"
-                elif record.stopped_by is not None:
-                    record.state = "stopped"
-                elif record.epochs < self.max_epochs:
-                    record.state, record.stopped_by = "stopped", "budget"
-                    record.reason = f"ended by the job's time budget after {record.epochs} epochs"
-                else:
-                    record.state, record.reason = "completed", f"trained {record.epochs} epochs"
-            elif error and record.state == "failed" and record.reason == "error":
-                record.reason = error
-            if record.state == "failed":
+            if isinstance(event, ev.Started):
+                record.run_id = event.run_id or record.run_id
+            elif isinstance(event, ev.Epoch):
+                self.record_epoch(trial_id, dict(event.metrics))
+            elif isinstance(event, ev.Scored):
+                record.policy_metrics.append({"epoch": event.epoch, **event.metrics})
+            elif isinstance(event, ev.Paused):
+                record.state, record.reason = "paused", event.reason
+            elif isinstance(event, ev.Resumed):
+                record.state, record.reason = "running", ""
+            elif isinstance(event, ev.Retried):
+                record.attempts += 1
+                record.retry_errors.append(event.error)
+            elif isinstance(event, ev.Stopped):
+                record.state, record.stopped_by, record.reason = "stopped", event.by, event.reason
+            elif isinstance(event, ev.Failed):
+                record.state, record.reason = "failed", event.reason
                 self._rank_best()
-            return record
+            elif isinstance(event, ev.Completed):
+                record.state, record.reason = "completed", event.reason
 
     def oriented(self, value: float) -> float:
         """``value`` of the primary objective made higher-is-better."""
@@ -184,7 +168,7 @@ class Ledger:
         with self._lock:
             found = None
             for record in self._trials.values():
-                if record.state == "failed" or record.diverged is not None:
+                if record.state == "failed":
                     continue
                 best = self.best_epoch(record)
                 if best and (found is None or self.oriented(best[1]) > self.oriented(found[2])):

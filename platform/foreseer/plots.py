@@ -53,7 +53,7 @@ def best_so_far_points(ledger: Ledger) -> list[tuple[int, float]]:
     points: list[tuple[int, float]] = []
     best = -math.inf
     for consumed, (record, value) in enumerate(_values_in_order(ledger), start=1):
-        usable = record.state != "failed" and record.diverged is None
+        usable = record.state != "failed"
         if usable and math.isfinite(value) and sign * value > best:
             best = sign * value
         if math.isfinite(best):

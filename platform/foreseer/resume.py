@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
-from foreseer.driver import trial_key
 from foreseer.errors import Problem, SpecError
 from foreseer.runner import PreparedJob, open_journal, open_tracker, prepare
 
@@ -98,41 +96,18 @@ def _with_passwords(spec: dict[str, Any], store_url: str) -> dict[str, Any]:
 
 
 def _rebuild(prepared: PreparedJob) -> None:
-    """Ledger, searcher history, unfinished trials and MLflow, from the job store."""
-    from foreseer_spaces import Candidate
-
+    """The ledger from the journal's events alone, and MLflow brought up to it."""
     journal, ledger, tracker = prepared.journal, prepared.ledger, prepared.tracker
-    runs = tracker.trial_runs()
-    rows = journal.trials()
-    for row in rows:
-        ledger.add(trial_key(row.number), row.number, Candidate.from_dict(row.candidate))
-    for number, _, metrics in journal.epochs_in_order():
-        ledger.record_epoch(trial_key(number), metrics)
-    for row in rows:
-        record = ledger.get(trial_key(row.number))
-        record.state, record.reason, record.stopped_by = row.state, row.reason, row.stopped_by
-        record.attempts, record.retry_errors = row.attempts, list(row.retry_errors or [])
-        record.run_id = row.run_id or runs.get(record.trial_id)
-        prepared.restored[row.number] = row.distributions
-        prepared.next_number = max(prepared.next_number, row.number + 1)
-        checkpoint = _checkpoint_of(record, row.checkpoint, row.checkpoint_epoch)
-        if record.state == "running":
-            prepared.resumed.append((record.trial_id, checkpoint))
-            journal.update_trial(row.number, run_id=record.run_id, resumed_from_epoch=record.epochs if checkpoint else 0)
-        elif record.state == "paused":
-            prepared.paused.append((record.trial_id, checkpoint))
+    prepared.history = journal.events()
+    for event in prepared.history:
+        ledger.observe(event)
+    runs = tracker.trial_runs()  # a run the driver created but died before journaling
+    for record in ledger.records():
+        record.run_id = record.run_id or runs.get(record.trial_id)
         if record.run_id is not None:
             tracker.reconcile_trial(record)
+    states = [r.state for r in ledger.records()]
     logger.info(
         "resuming job %s: %d trials recorded, %d to continue, %d paused",
-        prepared.job_id, len(ledger.records()), len(prepared.resumed), len(prepared.paused),
-    )
-
-
-def _checkpoint_of(record: Any, checkpoint: str | None, epoch: int | None) -> str | None:
-    """The checkpoint to continue from: the store names it in the same transaction as the epoch it
-    was taken after, so it matches the last recorded epoch unless its folder is gone (then the
-    trial starts over, and its recorded epochs are not recorded again)."""
-    if checkpoint is None or epoch != record.epochs or not Path(checkpoint).is_dir():
-        return None
-    return checkpoint
+        prepared.job_id, len(states), states.count("running"), states.count("paused"),
+    )  # fmt: skip

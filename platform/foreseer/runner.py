@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from foreseer_workers import DataBundle
 
     from foreseer.driver import SearchDriver
+    from foreseer.events import TrialEvent
     from foreseer.ledger import Ledger
     from foreseer.spec import SearchJob
     from foreseer.store.journal import JobJournal
@@ -48,10 +49,7 @@ class PreparedJob:
     journal: JobJournal | None = None
     driver: SearchDriver | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
-    next_number: int = 0
-    resumed: list[tuple[str, str | None]] = field(default_factory=list)
-    paused: list[tuple[str, str | None]] = field(default_factory=list)
-    restored: dict[int, dict[str, Any]] = field(default_factory=dict)
+    history: list[TrialEvent] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -190,7 +188,7 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     )  # fmt: skip
     backend = RayBackend(trainable, job.resources, prepared.directory, job.max_concurrent)
     searcher = CandidateSearcher(
-        prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger, prepared.next_number
+        prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger
     )
     ghn = job_ghn(prepared, backend)  # the graph hypernetwork, when the job screens or warm-starts
     searcher = ghn.screened(searcher, prepared.tracker) if ghn is not None else searcher
@@ -198,7 +196,7 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
         prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir, journal,
         warm_start=ghn.init_weights if ghn is not None and ghn.warm else None,
     )  # fmt: skip
-    _restore_into(prepared, searcher, driver)
+    driver.restore(prepared.history)
     prepared.driver = driver
     prepared.directory.mkdir(parents=True, exist_ok=True)
     if journal is not None:
@@ -220,20 +218,6 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
         raise
     finally:
         _close(prepared, status, error)
-
-
-def _restore_into(prepared: PreparedJob, searcher: Any, driver: SearchDriver) -> None:
-    """Hand a resumed job's history to the searcher (finished trials become Optuna history) and
-    queue its unfinished trials to run first."""
-    for number, sampled in prepared.restored.items():
-        searcher.restore(number, sampled)
-    for record in prepared.ledger.records():
-        if record.state not in ("running", "paused"):
-            driver.restore_finished(record)
-    for trial_id, checkpoint in prepared.resumed:
-        driver.queue_resumed(trial_id, checkpoint)
-    for trial_id, checkpoint in prepared.paused:
-        driver.restore_paused(trial_id, checkpoint)
 
 
 def _close(prepared: PreparedJob, status: str, error: str | None) -> None:

@@ -21,8 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from foreseer import events as ev
+
 if TYPE_CHECKING:
     from foreseer_spaces import Candidate, SearchSpace, Task
+
+    from foreseer.events import TrialEvent
 
     from foreseer.ledger import TrialRecord
     from foreseer.predictors.ghn.predictor import GHNPredictor
@@ -177,7 +181,7 @@ class ScreenedSearcher:
 
     ``ask`` refills a queue with a batch of ``gate.batch`` candidates: the gate's screened-out ones
     are closed as PRUNED in Optuna (and passed to ``on_screened``), the others wait in the queue,
-    best score first. ``tell`` feeds completed trials to the gate's trust check; the first failing
+    best score first. ``observe`` feeds completed trials to the gate's trust check; the first failing
     verdict is passed to ``on_verdict``, and from then on ``ask`` asks Optuna directly. Everything
     else is the wrapped searcher's.
 
@@ -225,9 +229,14 @@ class ScreenedSearcher:
         self._queue = [(*asked[i], scores[i]) for i in keep]
         logger.info("screened out %d of %d candidates (scores %s)", len(drop), len(asked), [round(x, 3) for x in scores])
 
-    def tell(self, record: TrialRecord) -> None:
-        """Close the trial in Optuna, then run the trust check on a completed one."""
-        self.searcher.tell(record)
+    def observe(self, event: TrialEvent) -> None:
+        """Follow the job's events like the wrapped searcher; a completed trial also feeds the
+        trust check."""
+        self.searcher.observe(event)
+        if isinstance(event, ev.Completed):
+            self._check_trust(self.searcher.ledger.get(ev.trial_key(event.number)))
+
+    def _check_trust(self, record: TrialRecord) -> None:
         score = self.scores.get(record.number)
         ledger = self.searcher.ledger
         best = ledger.best_epoch(record)

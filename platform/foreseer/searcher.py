@@ -12,13 +12,17 @@ job's numbers never do.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from foreseer import events as ev
 
 if TYPE_CHECKING:
     import optuna
     from foreseer_spaces import Candidate, SearchSpace, Task
 
+    from foreseer.events import TrialEvent
     from foreseer.ledger import Ledger, TrialRecord
 
 __all__ = ["CandidateSearcher"]
@@ -35,7 +39,6 @@ class CandidateSearcher:
         task: the task the networks are built for (user spaces may depend on it).
         overrides: parsed parameter overrides that fix or narrow sampled parameters.
         ledger: the job's ledger, read to settle outcomes.
-        next_number: the job's number for the next candidate (after a resume, one past the last).
     """
 
     def __init__(
@@ -45,14 +48,13 @@ class CandidateSearcher:
         task: Task,
         overrides: Mapping[str, Any],
         ledger: Ledger,
-        next_number: int = 0,
     ) -> None:
         self.study = study
         self.space = space
         self.task = task
         self.overrides = dict(overrides)
         self.ledger = ledger
-        self._next = next_number
+        self._next = 0
         self._open: dict[int, optuna.Trial] = {}
         self._sampled: dict[int, dict[str, Any]] = {}
 
@@ -77,10 +79,24 @@ class CandidateSearcher:
         """What Optuna sampled for trial ``number`` (params and distributions, JSON-ready), to store it."""
         return self._sampled[number]
 
-    def restore(self, number: int, sampled: Mapping[str, Any]) -> None:
-        """Know a trial proposed before a resume; told with :meth:`tell` once it has an outcome."""
-        self._sampled[number] = dict(sampled)
-        self._next = max(self._next, number + 1)
+    def restore(self, event: TrialEvent) -> None:
+        """Follow an event recorded before a resume: know the trials proposed, and add the ended
+        ones to the study with their whole history."""
+        if isinstance(event, ev.Proposed):
+            self._sampled[event.number] = dict(event.sampled)
+            self._next = max(self._next, event.number + 1)
+        elif isinstance(event, ev.ENDED):
+            self.tell(self._record(event))
+
+    def observe(self, event: TrialEvent) -> None:
+        """Follow the job's events: report each epoch to Optuna, tell each ended trial."""
+        if isinstance(event, ev.Epoch):
+            self.report(event.number, event.epoch, event.metrics.get(self.ledger.primary.metric, math.nan))
+        elif isinstance(event, ev.ENDED):
+            self.tell(self._record(event))
+
+    def _record(self, event: TrialEvent) -> TrialRecord:
+        return self.ledger.get(ev.trial_key(event.number))
 
     def screen_out(self, number: int, score: float, screener: str) -> None:
         """Close an asked candidate that will not be trained: PRUNED in Optuna, with its score."""

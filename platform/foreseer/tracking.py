@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow.entities import Metric
 
-    from foreseer.ledger import TrialRecord
+    from foreseer.events import TrialEvent
+    from foreseer.ledger import Ledger, TrialRecord
 
-__all__ = ["Tracker", "artifact_location_for"]
+__all__ = ["Tracker", "TrackerObserver", "artifact_location_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Tracker:
                     self._pending[record.run_id].append(Metric(key, float(metrics[key]), now, epoch))
         added = len(self._pending.get(record.run_id, []))
         self.flush()
-        if record.state != "running" and self.client.get_run(record.run_id).info.status == "RUNNING":
+        if record.state not in ("running", "paused") and self.client.get_run(record.run_id).info.status == "RUNNING":
             self.end_trial(record)
         return added
 
@@ -247,6 +248,34 @@ class Tracker:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), _BATCH_PARAMS):
             self.client.log_batch(run_id, params=items[start : start + _BATCH_PARAMS])
+
+
+class TrackerObserver:
+    """Follows a job's trial events into MLflow: each epoch's and each policy score's metrics at
+    the epoch's step, pauses and resumes as a ``paused`` metric and a status tag, and each ended
+    trial's run closed with its state and the job's best so far."""
+
+    def __init__(self, tracker: Tracker, ledger: Ledger) -> None:
+        self.tracker, self.ledger = tracker, ledger
+
+    def observe(self, event: TrialEvent) -> None:
+        from foreseer import events as ev
+
+        record = self.ledger.get(ev.trial_key(event.number))
+        run_id = record.run_id
+        if run_id is None:
+            return
+        if isinstance(event, ev.Epoch | ev.Scored):
+            self.tracker.log_metrics(run_id, dict(event.metrics), step=event.epoch)
+        elif isinstance(event, ev.Paused | ev.Resumed):
+            paused = isinstance(event, ev.Paused)
+            self.tracker.log_metrics(run_id, {"paused": float(paused)}, step=event.epoch)
+            self.tracker.tag_trial(run_id, {"foreseer.status": record.state})
+        elif isinstance(event, ev.ENDED):
+            self.tracker.end_trial(record)
+            best = self.ledger.best()
+            if best is not None:
+                self.tracker.log_summary({"best_so_far": best[2]}, step=self.ledger.epochs_used())
 
 
 #: The experiment that caches meta-trained predictors, keyed by tags.

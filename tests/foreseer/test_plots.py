@@ -8,22 +8,23 @@ from foreseer_spaces import Candidate
 from foreseer.ledger import Ledger
 from foreseer.plots import best_so_far, best_so_far_points, summary_figures, trial_curves
 from foreseer.spec import Objective
-from foreseer.stopping import Action, Decision
+from foreseer import events as ev
 
 
 def ledger_of(curves, mode="max", max_epochs=4):
     """curves: (values, how it ended) per trial, in start order."""
     ledger = Ledger([Objective("val_accuracy", mode=mode)], max_epochs)
+    endings = {
+        "stopped": lambda n: ev.Stopped(n, by="asha", reason="below the rung cutoff"),
+        "diverged": lambda n: ev.Failed(n, reason="loss is nan"),
+        "raised": lambda n: ev.Failed(n, reason="boom"),
+    }
     for number, (values, ending) in enumerate(curves):
-        trial_id = f"t{number}"
-        ledger.add(trial_id, number, Candidate("mlp", {"depth": 1}, {"lr": 0.1 * (number + 1)}))
-        for value in values:
-            ledger.record_epoch(trial_id, {"val_accuracy": value})
-        if ending == "stopped":
-            ledger.mark_stopped(Decision(trial_id, Action.STOP, "below the rung cutoff"), "asha")
-        if ending == "diverged":
-            ledger.mark_diverged(trial_id, "loss is nan")
-        ledger.finalize(trial_id, error="boom" if ending == "raised" else None)
+        candidate = Candidate("mlp", {"depth": 1}, {"lr": 0.1 * (number + 1)})
+        ledger.observe(ev.Proposed(number, candidate=candidate.to_dict()))
+        for epoch, value in enumerate(values, start=1):
+            ledger.observe(ev.Epoch(number, epoch=epoch, metrics={"val_accuracy": value}))
+        ledger.observe(endings.get(ending, lambda n: ev.Completed(n, reason="trained"))(number))
     return ledger
 
 

@@ -4,6 +4,7 @@ Optuna study and ledger; every screener through the same contract."""
 import math
 
 import optuna
+from foreseer import events as ev
 import pytest
 import torch
 from foreseer_spaces import get_space
@@ -126,12 +127,14 @@ def test_screened_searcher_feeds_completed_trials_to_the_trust_check_and_stops_s
     searcher = ScreenedSearcher(inner, gate, on_verdict=verdicts.append)
     for i in range(3):
         number, candidate = searcher.ask()
-        ledger.add(f"t{number}", number, candidate)
         # results anti-correlated with the screener's score, in step with parameter count
         score = searcher.scores[number]
-        for epoch in range(2):
-            ledger.record_epoch(f"t{number}", {"val_accuracy": 1 - score / 10, "num_params": 1000 - score})
-        searcher.tell(ledger.finalize(f"t{number}"))
+        events = [ev.Proposed(number, candidate=candidate.to_dict())]
+        for epoch in (1, 2):
+            events.append(ev.Epoch(number, epoch=epoch, metrics={"val_accuracy": 1 - score / 10, "num_params": 1000 - score}))
+        for event in [*events, ev.Completed(number, reason="trained 2 epochs")]:
+            ledger.observe(event)
+            searcher.observe(event)
     assert verdicts and not verdicts[-1].trusted and not gate.active
     asked = len(study.trials)
     searcher.ask()

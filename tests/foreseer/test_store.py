@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
+from foreseer import events as ev
 from foreseer.cli import main
 
 from foreseer.store import JobStore, StoreError
@@ -17,7 +18,7 @@ from foreseer.store.models import JobRow, TrialRow
 
 def test_a_new_database_gets_the_newest_schema(tmp_path):
     store = JobStore(f"sqlite:///{tmp_path}/s.db")
-    assert store.revision() == store.head() == "0003"
+    assert store.revision() == store.head() == "0004"
     tables = set(inspect(store.engine).get_table_names())
     assert {
         "foreseer_jobs", "foreseer_trials", "foreseer_epochs", "foreseer_schedules", "foreseer_firings",
@@ -47,15 +48,17 @@ def test_an_older_store_is_refused_until_upgraded_and_keeps_its_rows(tmp_path):
     # store-0001.db was written at schema revision 0001, with one job and one trial in it
     shutil.copyfile(Path(__file__).with_name("data") / "store-0001.db", tmp_path / "old.db")
     url = f"sqlite:///{tmp_path}/old.db"
-    with pytest.raises(StoreError, match="older than this Foreseer's '0003'.*foreseer db upgrade"):
+    with pytest.raises(StoreError, match="older than this Foreseer's '0004'.*foreseer db upgrade"):
         JobStore(url)
     result = CliRunner().invoke(main, ["db", "upgrade", "--store", url])
-    assert result.exit_code == 0 and "revision 0003" in result.output, result.output
+    assert result.exit_code == 0 and "revision 0004" in result.output, result.output
     upgraded = JobStore(url)
     with upgraded.session() as session:
         assert session.get(JobRow, "j1").name == "old"
         assert TrialRow.of_job(session, "j1")[0].retry_errors is None
         assert session.get(JobRow, "j1").cluster is None
+    kinds = [e.kind for e in JobJournal(upgraded, "j1").events()]
+    assert kinds[:2] == ["proposed", "started"], "the old job's trials became events, so it can be resumed"
 
 
 def test_a_store_from_a_newer_foreseer_is_refused(tmp_path):
@@ -67,16 +70,37 @@ def test_a_store_from_a_newer_foreseer_is_refused(tmp_path):
         JobStore(url)
 
 
-def test_the_journal_records_each_epoch_once(tmp_path):
+def test_the_journal_appends_typed_events_and_keeps_the_trial_rows_in_step(tmp_path):
     journal = JobJournal(JobStore(f"sqlite:///{tmp_path}/j.db"), "job1")
     journal.create_job("name", {"trials": 1})
-    journal.trial_proposed(0, {"space": "mlp", "arch": {}, "hparams": {}}, {"params": {}, "distributions": {}})
-    assert journal.record_epoch(0, 1, {"val_accuracy": 0.5})
-    assert not journal.record_epoch(0, 1, {"val_accuracy": 0.9}), "a replayed epoch is not recorded again"
-    assert journal.epochs() == {0: [{"val_accuracy": 0.5}]}
-    assert journal.last_epoch(0) == 1
-    journal.update_trial(0, state="completed", retry_errors=["boom"])
-    assert journal.trials()[0].retry_errors == ["boom"]
+    events = [
+        ev.Proposed(0, candidate={"space": "mlp", "arch": {}, "hparams": {}}, sampled={"params": {}, "distributions": {}}),
+        ev.Started(0, run_id="r0"),
+        ev.Epoch(0, epoch=1, metrics={"val_accuracy": 0.5}, checkpoint="/c/epoch-0001"),
+        ev.Paused(0, epoch=1, reason="waits", checkpoint="/c/epoch-0001"),
+        ev.Resumed(0, epoch=1, reason="thawed"),
+        ev.Retried(0, error="boom", from_epoch=1),
+        ev.Epoch(0, epoch=2, metrics={"val_accuracy": 0.7}),
+        ev.Stopped(0, by="asha", reason="below the cutoff"),
+    ]
+    for event in events:
+        journal.observe(event)
+    assert journal.events() == events, "resume reads back exactly what was appended"
+    assert journal.epochs() == {0: [{"val_accuracy": 0.5}, {"val_accuracy": 0.7}]}
+    (row,) = journal.trials()
+    assert (row.state, row.stopped_by, row.reason, row.run_id) == ("stopped", "asha", "below the cutoff", "r0")
+    assert (row.attempts, row.retry_errors, row.resumed_from_epoch) == (2, ["boom"], 1)
+    assert (row.checkpoint, row.checkpoint_epoch) == ("/c/epoch-0001", 1)
+    again = JobJournal(JobStore(f"sqlite:///{tmp_path}/j.db"), "job1")
+    again.observe(ev.Completed(0, reason="late"))
+    assert again.events()[-1] == ev.Completed(0, reason="late"), "a new journal continues the sequence"
+
+
+def test_a_store_write_to_an_unknown_column_is_an_error(tmp_path):
+    journal = JobJournal(JobStore(f"sqlite:///{tmp_path}/j.db"), "job1")
+    journal.create_job("name", {"trials": 1})
+    with pytest.raises(KeyError, match="JobRow has no column stauts"):
+        journal.update_job(stauts="running")
 
 
 def test_an_unreachable_store_says_so(tmp_path):

@@ -179,11 +179,11 @@ class ReplaySearcher:
     def sampled(self, number: int) -> dict[str, Any]:
         return {"params": {"curve": int(self.order[number])}, "distributions": {}}
 
-    def report(self, number: int, epoch: int, value: float) -> None:
-        """Replayed curves are fixed; nothing to learn from intermediate values."""
+    def observe(self, event: Any) -> None:
+        """Replayed curves are fixed; nothing to learn from what happens to them."""
 
-    def tell(self, record: Any) -> None:
-        """Replayed curves are fixed; nothing to learn from outcomes."""
+    def restore(self, event: Any) -> None:
+        """See :meth:`observe`."""
 
 
 def _check(curves: np.ndarray, order: Sequence[int], max_concurrent: int, budget: int) -> None:

@@ -1,4 +1,5 @@
-"""Foreseer's tables: jobs, their trials, every epoch a trial reported, schedules and their firings.
+"""Foreseer's tables: jobs, the typed events of their trials and, kept from those events, their
+trials and every epoch a trial reported; schedules and their firings.
 
 The schema is made and changed only by the Alembic migrations in ``migrations/``; these models
 are how the code reads and writes it. Table names carry a ``foreseer_`` prefix and the migration
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-__all__ = ["Base", "EpochRow", "FiringRow", "JobRow", "ScheduleRow", "TrialRow", "JOB_STATES", "utcnow"]
+__all__ = ["Base", "EpochRow", "EventRow", "FiringRow", "JobRow", "ScheduleRow", "TrialRow", "JOB_STATES", "utcnow"]
 
 #: queued → running → succeeded | failed | cancelled; a resumed job goes back to running.
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -102,6 +103,23 @@ class EpochRow(Base):
     def of_job(cls, session: Session, job_id: str) -> list[EpochRow]:
         query = select(cls).where(cls.job_id == job_id).order_by(cls.number, cls.epoch)
         return list(session.scalars(query))
+
+
+class EventRow(Base):
+    """One typed trial event (:mod:`foreseer.events`), numbered in the order the driver emitted it."""
+
+    __tablename__ = "foreseer_events"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[float] = mapped_column(Float)
+
+    @classmethod
+    def of_job(cls, session: Session, job_id: str) -> list[EventRow]:
+        return list(session.scalars(select(cls).where(cls.job_id == job_id).order_by(cls.seq)))
 
 
 class ScheduleRow(Base):
