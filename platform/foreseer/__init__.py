@@ -1,4 +1,4 @@
-"""Foreseer: joint architecture + hyperparameter search on Ray Tune and Optuna, tracked in MLflow.
+"""Foreseer: joint architecture + hyperparameter search on Ray and Optuna, tracked in MLflow.
 
 Example:
     >>> import foreseer as fs
@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from foreseer.errors import ForeseerError, JobFailed, Problem, SpecError
 from foreseer.spec import (
     AshaStopping,
+    CustomStopping,
     DatasetSpec,
     MedianStopping,
     NoStopping,
     Objective,
+    PFNStopping,
     Resources,
     SearchJob,
     SpaceSpec,
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AshaStopping",
     "BestTrial",
+    "CustomStopping",
     "DatasetSpec",
     "ForeseerError",
     "JobFailed",
@@ -40,6 +43,7 @@ __all__ = [
     "MedianStopping",
     "NoStopping",
     "Objective",
+    "PFNStopping",
     "Problem",
     "Resources",
     "SearchJob",

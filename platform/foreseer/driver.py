@@ -305,6 +305,7 @@ class SearchDriver:
             self._active.discard(record.trial_id)
             self._paused.add(record.trial_id)
             logger.info("trial %d paused after epoch %d: %s", record.number, record.epochs, record.reason)
+            _failpoints.hit("trial-paused")
         else:
             raise ValueError(
                 f"policy {self.policy.name!r} answered trial {record.trial_id} with {action.value!r}; "

@@ -178,7 +178,6 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     from foreseer.driver import LoopPlan, SearchDriver
     from foreseer.hypernet import WARM_START_WARMUP_EPOCHS, job_ghn
     from foreseer.searcher import CandidateSearcher
-    from foreseer.stopping import make_policy
     from foreseer.store.models import utcnow
 
     job, journal = prepared.job, prepared.journal
@@ -193,7 +192,7 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     ghn = job_ghn(prepared, backend)  # the graph hypernetwork, when the job screens or warm-starts
     searcher = ghn.screened(searcher, prepared.tracker) if ghn is not None else searcher
     driver = SearchDriver(
-        prepared.ledger, searcher, make_policy(job.stopping), prepared.tracker, prepared.best_dir, journal,
+        prepared.ledger, searcher, job.stopping.build(), prepared.tracker, prepared.best_dir, journal,
         warm_start=ghn.init_weights if ghn is not None and ghn.warm else None,
     )  # fmt: skip
     driver.restore(prepared.history)

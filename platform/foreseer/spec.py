@@ -21,25 +21,29 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from foreseer.errors import Problem, SpecError
 from foreseer.spec_parts import (
-    STOPPING_NAMES,
     TRIAL_METRICS,
-    AshaStopping,
     DatasetSpec,
     GHNBudget,
-    MedianStopping,
-    NoStopping,
     Objective,
-    PFNStopping,
     Resources,
     ScreeningSpec,
     SpaceSpec,
     SpecModel,
-    StoppingSpec,
     did_you_mean,
+)
+from foreseer.stopping import (
+    STOPPING_NAMES,
+    AshaStopping,
+    CustomStopping,
+    MedianStopping,
+    NoStopping,
+    PFNStopping,
+    StoppingSpec,
 )
 
 __all__ = [
     "AshaStopping",
+    "CustomStopping",
     "DatasetSpec",
     "GHNBudget",
     "ScreeningSpec",
@@ -76,7 +80,8 @@ class SearchJob(SpecModel):
             or an ``optuna.samplers.BaseSampler`` instance.
         trials: number of trials to run.
         max_epochs: epochs a trial trains for unless stopped early.
-        stopping: ``"none"``, ``"asha"``, ``"median"``, or a stopping spec with its settings.
+        stopping: a policy by name (``"none"``, ``"asha"``, ``"median"``, ``"pfn"``), or a stopping
+            spec with its settings (:class:`AshaStopping`, ..., :class:`CustomStopping`).
         resources: CPUs and GPUs per trial.
         max_concurrent: trials running at once.
         seed: seeds the sampler, the data split default and every trial.
@@ -303,7 +308,7 @@ def _problems(error: ValidationError, data: Any, model: type[BaseModel] | None =
     problems = []
     for err in error.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "union["))]
-        loc = [p for p in loc if p not in ("asha", "median", "none", "str", "SpaceSpec", "DatasetSpec", "Objective")]
+        loc = [p for p in loc if p not in (*STOPPING_NAMES, "str", "SpaceSpec", "DatasetSpec", "Objective")]
         where = ".".join(loc) or "job"
         message = err["msg"].removeprefix("Value error, ").removeprefix("Type error, ")
         if err["type"] == "extra_forbidden":

@@ -1,4 +1,5 @@
-"""The parts of a job specification: objective, resources, stopping, space, data, screening.
+"""The parts of a job specification: objective, resources, space, data, screening (each stopping
+strategy's spec lives with its policy in :mod:`foreseer.stopping`).
 
 Each is a frozen pydantic model that rejects unknown keys; :class:`foreseer.spec.SearchJob`
 puts them together.
@@ -7,24 +8,18 @@ puts them together.
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "AshaStopping",
     "DatasetSpec",
     "GHNBudget",
-    "MedianStopping",
-    "NoStopping",
     "Objective",
-    "PFNStopping",
     "Resources",
-    "STOPPING_NAMES",
     "ScreeningSpec",
     "SpaceSpec",
     "SpecModel",
-    "StoppingSpec",
     "TRIAL_METRICS",
     "did_you_mean",
 ]
@@ -83,47 +78,6 @@ class Resources(SpecModel):
         if gpus > 1 and gpus != int(gpus):
             raise ValueError("a trial may use a fraction of one GPU (0 < gpus <= 1) or whole GPUs (2, 3, ...)")
         return gpus
-
-
-class AshaStopping(SpecModel):
-    """Asynchronous successive halving (Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020)."""
-
-    name: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1)
-
-
-class MedianStopping(SpecModel):
-    """The median stopping rule (Golovin et al., "Google Vizier", KDD 2017)."""
-
-    name: Literal["median"] = "median"
-    grace_period: int = Field(1, ge=1)
-    min_samples: int = Field(3, ge=1)
-
-
-class NoStopping(SpecModel):
-    """Every trial runs to ``max_epochs``."""
-
-    name: Literal["none"] = "none"
-
-
-class PFNStopping(SpecModel):
-    """Learning-curve PFN stopping (Adriaensen et al., "Efficient Bayesian Learning Curve Extrapolation
-    using Prior-Data Fitted Networks", NeurIPS 2023): stop when P(final value > best so far) <= delta.
-
-    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
-    """
-
-    name: Literal["pfn"] = "pfn"
-    delta: float = Field(0.05, gt=0, lt=1)
-    min_epoch: int = Field(2, ge=1)
-    checkpoint: str | None = None
-
-
-StoppingSpec = Annotated[
-    AshaStopping | MedianStopping | NoStopping | PFNStopping, Field(discriminator="name")
-]
-STOPPING_NAMES = ("none", "asha", "median", "pfn")
 
 
 class SpaceSpec(SpecModel):

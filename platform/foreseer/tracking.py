@@ -271,6 +271,7 @@ class TrackerObserver:
             paused = isinstance(event, ev.Paused)
             self.tracker.log_metrics(run_id, {"paused": float(paused)}, step=event.epoch)
             self.tracker.tag_trial(run_id, {"foreseer.status": record.state})
+            self.tracker.flush()  # a pause may last past the driver: MLflow shows it now
         elif isinstance(event, ev.ENDED):
             self.tracker.end_trial(record)
             best = self.ledger.best()

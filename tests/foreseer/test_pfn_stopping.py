@@ -6,7 +6,7 @@ import pytest
 import torch
 from foreseer.backends.replay import simulate
 from foreseer.errors import SpecError
-from foreseer.stopping import CurveView, Decision, PFNPolicy, make_policy
+from foreseer.stopping import CurveView, Decision, PFNPolicy
 
 
 @pytest.fixture(scope="module")
@@ -20,18 +20,19 @@ def job(**fields):
 
 
 def test_spec_accepts_pfn_by_name_and_with_settings():
-    assert isinstance(make_policy(job(stopping="pfn").stopping), PFNPolicy)
-    built = make_policy(job(stopping={"name": "pfn", "delta": 0.01, "min_epoch": 3}).stopping)
+    assert isinstance(job(stopping="pfn").stopping.build(), PFNPolicy)
+    built = job(stopping={"name": "pfn", "delta": 0.01, "min_epoch": 3}).stopping.build()
     assert (built.delta, built.min_epoch, built.name) == (0.01, 3, "pfn")
-    with pytest.raises(SpecError, match="stopping.pfn.delta"):
+    assert job(stopping=fs.PFNStopping(delta=0.01)).stopping.delta == 0.01
+    with pytest.raises(SpecError, match=r"stopping\.delta: Input should be less than 1"):
         job(stopping={"name": "pfn", "delta": 1.5})
 
 
 def test_policy_settings_are_validated():
     with pytest.raises(ValueError, match="delta must be in"):
-        PFNPolicy(delta=0)
+        PFNPolicy(delta=0, min_epoch=2)
     with pytest.raises(ValueError, match="min_epoch must be at least 1"):
-        PFNPolicy(min_epoch=0)
+        PFNPolicy(delta=0.05, min_epoch=0)
 
 
 def test_hopeless_trial_stops_and_promising_one_continues(policy):
@@ -93,3 +94,23 @@ def test_stopped_trials_go_through_the_driver_with_p_improve_each_epoch(policy):
             "p_improve is recorded every epoch from min_epoch"
         )
         assert all(0 <= m["p_improve"] <= 1 for m in r.policy_metrics)
+
+
+@pytest.mark.parametrize(
+    "stopping, message",
+    [
+        ({"name": "custom", "policy": "no_such_module:Policy"}, "cannot import 'no_such_module:Policy'"),
+        ({"name": "custom", "policy": "foreseer.stopping:AshaPolicy", "settings": {"grace": 1}}, "does not accept settings"),
+        ({"name": "custom", "policy": "foreseer.spec:Objective"}, "built a Objective, not a foreseer.stopping.StoppingPolicy"),
+        ({"name": "custom", "policy": "not a path"}, "String should match pattern"),
+    ],
+)
+def test_a_custom_policy_is_imported_and_built_when_the_job_is_validated(stopping, message):
+    with pytest.raises(SpecError, match=message):
+        job(stopping=stopping)
+
+
+def test_a_custom_policy_builds_from_its_import_path_and_settings():
+    spec = job(stopping={"name": "custom", "policy": "foreseer.stopping:AshaPolicy",
+                         "settings": {"grace_period": 2, "reduction_factor": 2}}).stopping  # fmt: skip
+    assert spec.build().rungs(9) == [2, 4, 8]

@@ -40,8 +40,8 @@ def job_file(tmp_path):
     return path
 
 
-def foreseer(tmp_path, *args, failpoint=None):
-    env = {**os.environ, "FORESEER_FAILPOINT": failpoint or ""}
+def foreseer(tmp_path, *args, failpoint=None, env=None):
+    env = {**os.environ, "FORESEER_FAILPOINT": failpoint or "", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "foreseer", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -124,3 +124,39 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, failp
         assert not any(alive(p) for p in driver["ray"]), "the killed driver's Ray processes are gone"
     if failpoint == "epoch-recorded:3":
         assert any(r is not None and r >= 1 for *_, r in trials), "an in-flight trial continued from its checkpoint"
+
+
+def test_a_driver_killed_while_a_trial_is_paused_resumes_it_from_its_checkpoint(tmp_path):
+    """The pausing policy of tests/policies/thaw.py, named in the job file: trial 0 pauses at
+    epoch 2, the driver dies right after, and the resumed job thaws it once another trial has
+    completed; every epoch of every trial is recorded once, in the store and in MLflow."""
+    path = job_file(tmp_path)
+    job = yaml.safe_load(path.read_text())
+    job.update(stopping={"name": "custom", "policy": "thaw:PauseThenThaw", "settings": {"at_epoch": 2}})
+    path.write_text(yaml.safe_dump(job))
+    policies = os.path.join(os.path.dirname(os.path.dirname(__file__)), "policies")
+    env = {"PYTHONPATH": os.pathsep.join([policies, os.environ.get("PYTHONPATH", "")])}
+    process = foreseer(tmp_path, "run", str(path), failpoint="trial-paused", env=env)
+    process.wait(300)
+    assert process.returncode == -signal.SIGKILL, process.stdout.read()
+    (job_id,), = query(tmp_path, "select id from foreseer_jobs")
+    assert query(tmp_path, "select state, checkpoint_epoch from foreseer_trials where number = 0") == [("paused", 2)]
+
+    resumed = foreseer(tmp_path, "resume", job_id, "--store", f"sqlite:///{tmp_path}/foreseer.db", env=env)
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    trials = query(tmp_path, "select number, state, resumed_from_epoch from foreseer_trials order by number")
+    assert [(n, s) for n, s, _ in trials] == [(n, "completed") for n in range(TRIALS)]
+    assert trials[0][2] == 2, "thawed from its epoch-2 checkpoint"
+    epochs = query(tmp_path, "select number, epoch from foreseer_epochs order by number, epoch")
+    assert epochs == [(n, e) for n in range(TRIALS) for e in range(1, EPOCHS + 1)]
+    kinds = [k for (k,) in query(tmp_path, "select kind from foreseer_events where number = 0 order by seq")]
+    assert kinds.count("paused") == 1 and kinds.count("resumed") == 1 and kinds[-1] == "completed", kinds
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/foreseer.db")
+    run = next(r for r in client.search_runs([client.get_experiment_by_name("resume-me").experiment_id])
+               if r.data.tags.get("foreseer.trial_number") == "0")  # fmt: skip
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(range(1, EPOCHS + 1))
+    paused = sorted(client.get_metric_history(run.info.run_id, "paused"), key=lambda m: m.timestamp)
+    assert [(m.step, m.value) for m in paused] == [(2, 1.0), (2, 0.0)], "MLflow shows the pause and the thaw"
+    assert run.info.status == "FINISHED"

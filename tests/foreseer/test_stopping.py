@@ -82,9 +82,9 @@ def test_median_waits_for_grace_period_and_enough_peers():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: AshaPolicy(grace_period=0), "grace_period"),
-        (lambda: AshaPolicy(reduction_factor=1), "reduction_factor"),
-        (lambda: MedianPolicy(min_samples=0), "min_samples"),
+        (lambda: AshaPolicy(grace_period=0, reduction_factor=3), "grace_period"),
+        (lambda: AshaPolicy(grace_period=1, reduction_factor=1), "reduction_factor"),
+        (lambda: MedianPolicy(grace_period=1, min_samples=0), "min_samples"),
     ],
 )
 def test_bad_settings_are_rejected_with_the_value(make, match):

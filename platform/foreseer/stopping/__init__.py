@@ -1,37 +1,44 @@
-"""Early-stopping policies behind one small interface (see :class:`StoppingPolicy`)."""
+"""Early-stopping policies behind one small interface (see :class:`StoppingPolicy`).
+
+Each strategy's module holds its job-spec model (its settings and their defaults, written once)
+and its policy; the spec model's ``build()`` makes the policy. ``STOPPING_SPECS`` registers them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from foreseer.stopping._asha import AshaPolicy
+from pydantic import Field
+
+from foreseer.stopping._asha import AshaPolicy, AshaStopping
 from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
-from foreseer.stopping._median import MedianPolicy
-from foreseer.stopping._none import NoStoppingPolicy
-from foreseer.stopping._pfn import PFNPolicy
-
-if TYPE_CHECKING:
-    from foreseer.spec import StoppingSpec
+from foreseer.stopping._custom import CustomStopping
+from foreseer.stopping._median import MedianPolicy, MedianStopping
+from foreseer.stopping._none import NoStopping, NoStoppingPolicy
+from foreseer.stopping._pfn import PFNPolicy, PFNStopping
 
 __all__ = [
     "Action",
     "AshaPolicy",
+    "AshaStopping",
     "CurveView",
+    "CustomStopping",
     "Decision",
     "MedianPolicy",
+    "MedianStopping",
+    "NoStopping",
     "NoStoppingPolicy",
     "PFNPolicy",
+    "PFNStopping",
+    "STOPPING_NAMES",
+    "STOPPING_SPECS",
     "StoppingPolicy",
-    "make_policy",
+    "StoppingSpec",
 ]
 
-
-def make_policy(spec: StoppingSpec) -> StoppingPolicy:
-    """Build the policy a job's ``stopping`` field describes."""
-    if spec.name == "asha":
-        return AshaPolicy(spec.grace_period, spec.reduction_factor)
-    if spec.name == "median":
-        return MedianPolicy(spec.grace_period, spec.min_samples)
-    if spec.name == "pfn":
-        return PFNPolicy(spec.delta, spec.min_epoch, spec.checkpoint)
-    return NoStoppingPolicy()
+#: Every ``stopping`` a job may name.
+STOPPING_SPECS = (NoStopping, AshaStopping, MedianStopping, PFNStopping, CustomStopping)
+STOPPING_NAMES = tuple(spec.model_fields["name"].default for spec in STOPPING_SPECS)
+StoppingSpec = Annotated[
+    NoStopping | AshaStopping | MedianStopping | PFNStopping | CustomStopping, Field(discriminator="name")
+]

@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
+
+
+class AshaStopping(SpecModel):
+    """``stopping: asha``: asynchronous successive halving (Li et al., "A System for Massively
+    Parallel Hyperparameter Tuning", MLSys 2020)."""
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+    def build(self) -> AshaPolicy:
+        return AshaPolicy(self.grace_period, self.reduction_factor)
 
 
 class AshaPolicy(StoppingPolicy):
@@ -27,7 +42,7 @@ class AshaPolicy(StoppingPolicy):
 
     name = "asha"
 
-    def __init__(self, grace_period: int = 1, reduction_factor: float = 3.0) -> None:
+    def __init__(self, grace_period: int, reduction_factor: float) -> None:
         if grace_period < 1:
             raise ValueError(f"grace_period must be at least 1, but got {grace_period=}.")
         if reduction_factor <= 1:

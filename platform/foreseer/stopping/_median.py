@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import Field
+
+from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
+
+
+class MedianStopping(SpecModel):
+    """``stopping: median``: the median stopping rule (Golovin et al., "Google Vizier", KDD 2017)."""
+
+    name: Literal["median"] = "median"
+    grace_period: int = Field(1, ge=1)
+    min_samples: int = Field(3, ge=1)
+
+    def build(self) -> MedianPolicy:
+        return MedianPolicy(self.grace_period, self.min_samples)
 
 
 class MedianPolicy(StoppingPolicy):
@@ -19,7 +34,7 @@ class MedianPolicy(StoppingPolicy):
 
     name = "median"
 
-    def __init__(self, grace_period: int = 1, min_samples: int = 3) -> None:
+    def __init__(self, grace_period: int, min_samples: int) -> None:
         if grace_period < 1:
             raise ValueError(f"grace_period must be at least 1, but got {grace_period=}.")
         if min_samples < 1:

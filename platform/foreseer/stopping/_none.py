@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import CurveView, Decision, StoppingPolicy
+
+
+class NoStopping(SpecModel):
+    """``stopping: none``: every trial runs to ``max_epochs``."""
+
+    name: Literal["none"] = "none"
+
+    def build(self) -> NoStoppingPolicy:
+        return NoStoppingPolicy()
 
 
 class NoStoppingPolicy(StoppingPolicy):

@@ -12,17 +12,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
+from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
 
 if TYPE_CHECKING:
     from foreseer.predictors.pfn.normalize import CurveNormalizer
     from foreseer.predictors.pfn.predictor import CurveForecaster
 
-__all__ = ["PFNPolicy"]
+__all__ = ["PFNPolicy", "PFNStopping"]
 
 logger = logging.getLogger(__name__)
+
+
+class PFNStopping(SpecModel):
+    """``stopping: pfn``: learning-curve PFN stopping (Adriaensen et al., NeurIPS 2023): stop when
+    P(final value > best so far) <= ``delta``, from ``min_epoch`` on.
+
+    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
+    """
+
+    name: Literal["pfn"] = "pfn"
+    delta: float = Field(0.05, gt=0, lt=1)
+    min_epoch: int = Field(2, ge=1)
+    checkpoint: str | None = None
+
+    def build(self) -> PFNPolicy:
+        return PFNPolicy(self.delta, self.min_epoch, self.checkpoint)
 
 
 class PFNPolicy(StoppingPolicy):
@@ -47,8 +66,8 @@ class PFNPolicy(StoppingPolicy):
 
     def __init__(
         self,
-        delta: float = 0.05,
-        min_epoch: int = 2,
+        delta: float,
+        min_epoch: int,
         checkpoint: str | Path | None = None,
         forecaster: CurveForecaster | None = None,
         normalizer: CurveNormalizer | None = None,
