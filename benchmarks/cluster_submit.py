@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 import yaml
+from sqlalchemy import func, select
+
 from foreseer.store import JobStore
 from foreseer.store.models import EpochRow, JobRow, TrialRow
-from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = {"space": {"name": "mlp", "params": {"depth": 1}}, "dataset": "wine", "trials": 2, "max_epochs": 2,
@@ -84,12 +85,19 @@ def store_status(store: JobStore, job_id: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="fs-submit-") as tmp, ray_nodes().RayCluster(["--num-cpus=2"], dashboard=True) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="fs-submit-") as tmp,
+        ray_nodes().RayCluster(["--num-cpus=2"], dashboard=True) as cluster,
+    ):
         rows = [submit_once(cluster, Path(tmp), n) for n in range(args.runs)]
-    print(f"\nforeseer submit to a local Ray head, {args.runs} jobs one after another (seconds after submit started)\n")
+    print(
+        f"\nforeseer submit to a local Ray head, {args.runs} jobs one after another (seconds after submit started)\n"
+    )
     print("| step | min | median | max |\n|---|---:|---:|---:|")
     for step in rows[0]:
         values = [r[step] for r in rows]

@@ -60,7 +60,10 @@ def candidates_for(space: Any, task: Any, n: int, train_archs: int) -> list[Cand
     pool = sample_candidates(space, task, train_archs, seed=0)
     held = sample_candidates(space, task, 16, seed=1, exclude={c.arch_hash for c in pool})
     exclude = {c.arch_hash for c in pool + held}
-    return [Candidate(c.space, c.arch, RECIPE) for c in sample_candidates(space, task, n, seed=1234, exclude=exclude)]
+    return [
+        Candidate(c.space, c.arch, RECIPE)
+        for c in sample_candidates(space, task, n, seed=1234, exclude=exclude)
+    ]
 
 
 def train(space: Any, data: Any, candidate: Candidate, epochs: int, init: dict | None = None, warmup: float = 0.0,
@@ -73,7 +76,9 @@ def train(space: Any, data: Any, candidate: Candidate, epochs: int, init: dict |
 
     config = TrialConfig(space, candidate, max_epochs=epochs, seed=seed, lr_warmup_epochs=warmup)
     outcome = run_trial(config, data, report, init_weights=init)
-    return accuracies + [math.nan] * (epochs - len(accuracies)) if outcome.status != "completed" else accuracies
+    return (
+        accuracies + [math.nan] * (epochs - len(accuracies)) if outcome.status != "completed" else accuracies
+    )
 
 
 def synflow(space: Any, data: Any, candidate: Candidate) -> float:
@@ -104,7 +109,9 @@ def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
     cands = candidates_for(space, data.task, args.candidates, MetaTrainConfig().train_archs)
     rows = json.loads(path.read_text()) if path.exists() else []
     if [r["candidate"] for r in rows] != [c.to_dict() for c in cands[: len(rows)]]:
-        raise SystemExit(f"{path} holds other candidates than this run samples; move it away to start afresh.")
+        raise SystemExit(
+            f"{path} holds other candidates than this run samples; move it away to start afresh."
+        )
     for i, c in enumerate(cands):
         if i < len(rows) and len(rows[i]["curves"]) >= args.truth_seeds:
             continue
@@ -116,7 +123,9 @@ def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
                          "synflow": synflow(space, data, c), "random_init": random_init_accuracy(space, data, c)})  # fmt: skip
         for seed in range(len(rows[i]["curves"]), args.truth_seeds):
             rows[i]["curves"].append(train(space, data, c, EPOCHS[space_name], seed=seed))
-        logging.info("%s truth %d/%d: final %s", pair, i + 1, len(cands), [round(k[-1], 3) for k in rows[i]["curves"]])
+        logging.info(
+            "%s truth %d/%d: final %s", pair, i + 1, len(cands), [round(k[-1], 3) for k in rows[i]["curves"]]
+        )
         path.write_text(json.dumps(rows))
 
 
@@ -228,7 +237,9 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
               f"{statistics.median(runs[0]['scores'][i] for i in ok):.3f} | "
               f"{statistics.mean(truth[i]['random_init'] for i in ok):.3f} |",
               f"| accuracy of the trained networks (mean) | {statistics.mean(final):.3f} | |"]  # fmt: skip
-    pairs = [(warm[i], k) for k, i in enumerate(ok) if i < len(warm) and not any(math.isnan(a) for a in warm[i])]
+    pairs = [
+        (warm[i], k) for k, i in enumerate(ok) if i < len(warm) and not any(math.isnan(a) for a in warm[i])
+    ]
     if pairs:
         w_epochs = statistics.mean(epochs_to_95(w, runs[0]["scores"][ok[k]]) for w, k in pairs)
         r_epochs = statistics.mean(epochs_to_95(first[k], truth[ok[k]]["random_init"]) for _, k in pairs)
@@ -254,7 +265,9 @@ def spread(values: list[float], fmt: str) -> str:
         return "n/a (tied)"
     if len(values) == 1:
         return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ({format(min(values), fmt)} to {format(max(values), fmt)})"
+    return (
+        f"{format(statistics.mean(values), fmt)} ({format(min(values), fmt)} to {format(max(values), fmt)})"
+    )
 
 
 def main() -> None:
@@ -262,13 +275,19 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--warm", type=int, default=30)
-    parser.add_argument("--truth-seeds", type=int, default=3, help="Training seeds averaged into the true ranking.")
+    parser.add_argument(
+        "--truth-seeds", type=int, default=3, help="Training seeds averaged into the true ranking."
+    )
     parser.add_argument("--ghn-seconds", type=float, default=MetaTrainConfig().max_seconds)
     parser.add_argument("--ghn-seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="Meta-training seeds: one GHN each (rankings vary from one to the next); "
                              "warm starts use the first.")  # fmt: skip
-    parser.add_argument("--phase", choices=("truth", "meta-train", "scores", "warm", "table", "all"), default="all")
-    parser.add_argument("--out", default="benchmarks/results/ghn", help="Results folder (checkpoints are not committed).")
+    parser.add_argument(
+        "--phase", choices=("truth", "meta-train", "scores", "warm", "table", "all"), default="all"
+    )
+    parser.add_argument(
+        "--out", default="benchmarks/results/ghn", help="Results folder (checkpoints are not committed)."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -284,7 +303,11 @@ def main() -> None:
         for seed in args.ghn_seeds:
             checkpoint, scores = out / f"{stem}-ghn{seed}.safetensors", out / f"{stem}-scores{seed}.json"
             wants_warm = seed == args.ghn_seeds[0] and args.phase in ("warm", "all") and not warm.exists()
-            if args.phase in ("meta-train", "all") or (args.phase == "scores" and not scores.exists()) or wants_warm:
+            if (
+                args.phase in ("meta-train", "all")
+                or (args.phase == "scores" and not scores.exists())
+                or wants_warm
+            ):
                 ghn = phase_meta_train(pair, args, checkpoint, seed)
                 if args.phase in ("scores", "all") and not scores.exists():
                     phase_scores(pair, args, scores, ghn)

@@ -25,13 +25,13 @@ from typing import Any
 
 import optuna
 import torch
-from foreseer_spaces import get_space
-from foreseer_workers import load_dataset
 from ghn import candidates_for, ranking_row, spread
 
 from foreseer.predictors.ghn.meta_train import MetaTrainConfig, meta_train
 from foreseer.predictors.ghn.model import GHNConfig
 from foreseer.predictors.ghn.predictor import GHNPredictor
+from foreseer_spaces import get_space
+from foreseer_workers import load_dataset
 
 TRUTH = Path("benchmarks/results/ghn/cells-digits-truth.json")
 
@@ -50,7 +50,9 @@ def parse_variant(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
         elif key in recipe:
             meta[key] = recipe[key](value)
         else:
-            raise SystemExit(f"unknown field {key!r} in variant {text!r}; known: {sorted(sizes) + sorted(recipe)}")
+            raise SystemExit(
+                f"unknown field {key!r} in variant {text!r}; known: {sorted(sizes) + sorted(recipe)}"
+            )
     return ghn, meta
 
 
@@ -62,8 +64,12 @@ def run(job: tuple[str, int, str]) -> None:
     space, data = get_space("cells"), load_dataset("digits")
     result = meta_train(space, data, MetaTrainConfig(**{**meta, "seed": seed}), GHNConfig(**ghn))
     candidates = candidates_for(space, data.task, 100, MetaTrainConfig().train_archs)
-    scores = GHNPredictor(result.ghn, space, data.task, cache_size=4).score(candidates, data.x_val, data.y_val)
-    Path(path).write_text(json.dumps({"variant": variant, "seed": seed, "summary": result.summary(), "scores": scores}))
+    scores = GHNPredictor(result.ghn, space, data.task, cache_size=4).score(
+        candidates, data.x_val, data.y_val
+    )
+    Path(path).write_text(
+        json.dumps({"variant": variant, "seed": seed, "summary": result.summary(), "scores": scores})
+    )
     print(f"{variant} seed {seed}: {result.summary()}", flush=True)
 
 
@@ -76,7 +82,9 @@ def table(out: Path) -> list[str]:
         runs.setdefault(record["variant"], []).append(record)
     lines = ["| variant | seeds | Kendall tau (all) | tau (top half) | top-10 kept, drop 50% | held-out accuracy | steps |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    ranked = {variant: [ranking_row(r["scores"], final) for r in records] for variant, records in runs.items()}
+    ranked = {
+        variant: [ranking_row(r["scores"], final) for r in records] for variant, records in runs.items()
+    }
     for variant in sorted(ranked, key=lambda v: -statistics.mean(row[0] for row in ranked[v])):
         records, rows = runs[variant], ranked[variant]
         lines.append(f"| {variant} | {len(records)} | {spread([r[0] for r in rows], '.3f')} | {spread([r[1] for r in rows], '.3f')} | "
@@ -88,7 +96,9 @@ def table(out: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="*", default=[], help="e.g. block=32,rank=8 (an empty string: the defaults)")
+    parser.add_argument(
+        "--variants", nargs="*", default=[], help="e.g. block=32,rank=8 (an empty string: the defaults)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/ghn_variants")

@@ -125,13 +125,21 @@ def main() -> None:
     loop_per_trial = (loop[large] - loop[small]) / (large - small)
     job_per_trial = (job[large][0] - job[small][0]) / (large - small)
     fixed = job[small][0] - small * job_per_trial
-    print(f"\nmlp on wine, {args.epochs} epochs a trial, one trial at a time on 1 CPU; jobs of {small} and {large} trials")
+    print(
+        f"\nmlp on wine, {args.epochs} epochs a trial, one trial at a time on 1 CPU; jobs of {small} and {large} trials"
+    )
     print(f"{'':38}{'s/trial':>9}{'ratio':>8}{f'{small} trials':>12}{f'{large} trials':>12}")
-    print(f"{'plain Python loop (baseline)':38}{loop_per_trial:9.3f}{1.0:8.2f}{loop[small]:12.2f}{loop[large]:12.2f}")
-    print(f"{'Foreseer (Tune + Optuna + MLflow)':38}{job_per_trial:9.3f}{job_per_trial / loop_per_trial:8.1f}"
-          f"{job[small][0]:12.2f}{job[large][0]:12.2f}")
+    print(
+        f"{'plain Python loop (baseline)':38}{loop_per_trial:9.3f}{1.0:8.2f}{loop[small]:12.2f}{loop[large]:12.2f}"
+    )
+    print(
+        f"{'Foreseer (Tune + Optuna + MLflow)':38}{job_per_trial:9.3f}{job_per_trial / loop_per_trial:8.1f}"
+        f"{job[small][0]:12.2f}{job[large][0]:12.2f}"
+    )
     print(f"orchestration overhead per trial: {job_per_trial - loop_per_trial:.3f} s (target <= 0.3 s)")
-    print(f"fixed cost per job: {fixed:.1f} s, of which submit {job[small][1]:.1f} s; Ray start-up, once per process: {ray_start:.1f} s")
+    print(
+        f"fixed cost per job: {fixed:.1f} s, of which submit {job[small][1]:.1f} s; Ray start-up, once per process: {ray_start:.1f} s"
+    )
     print(f"\nMLflow metrics written per second into SQLite ({written:,} metrics)")
     print(f"{'':34}{'metrics/s':>10}{'ratio':>8}")
     print(f"{'one log_metric per value (baseline)':34}{naive:10.0f}{1.0:8.2f}")

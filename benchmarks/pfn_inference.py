@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 import torch
+
 from foreseer.predictors.pfn.evaluate import forecast_table, prior_log_likelihood
 from foreseer.predictors.pfn.model import attention_mask
 from foreseer.predictors.pfn.predictor import CurveForecaster
@@ -53,9 +54,16 @@ def every_epoch(f: CurveForecaster) -> CurveForecaster:
 def variants() -> dict[str, CurveForecaster]:
     fp32 = CurveForecaster.load(quantize=False)
     if not fp32.model.config.context_bins:
-        raise SystemExit("the shipped model has no context bins; this benchmark compares bins against every epoch")
+        raise SystemExit(
+            "the shipped model has no context bins; this benchmark compares bins against every epoch"
+        )
     int8 = CurveForecaster(quantize_int8(copy.deepcopy(fp32.model)), fp32.meta)
-    return {BASELINE: every_epoch(fp32), "int8, every epoch": every_epoch(int8), "fp32, bins": fp32, "int8, bins": int8}
+    return {
+        BASELINE: every_epoch(fp32),
+        "int8, every epoch": every_epoch(int8),
+        "fp32, bins": fp32,
+        "int8, bins": int8,
+    }
 
 
 def one_call(f: CurveForecaster, curves: np.ndarray) -> np.ndarray:
@@ -88,7 +96,12 @@ def timings(
 def overheads(f: CurveForecaster, calls: int) -> str:
     """Median ms of the parts of one fp32 call around the network, and no_grad against inference_mode."""
     curves = sample_curves(TRIALS, np.random.default_rng(1))
-    header = ["inputs (context bins, padding)", "attention mask", "network, no_grad", "network, inference_mode"]
+    header = [
+        "inputs (context bins, padding)",
+        "attention mask",
+        "network, no_grad",
+        "network, inference_mode",
+    ]
     rows = [
         [f"{e} epochs", *(f"{ms:.3f}" for ms in _overhead_row(f, curves[:, :e], calls))] for e in EPOCHS[1:3]
     ]

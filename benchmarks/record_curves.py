@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
+
 from foreseer_spaces import constrain, get_space, parse_overrides
 from foreseer_workers import TrialConfig, load_dataset, run_trial
 

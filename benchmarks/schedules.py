@@ -31,12 +31,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
+from sqlalchemy import select
+
 from foreseer.scheduling.recovery import work_process
 from foreseer.scheduling.schedules import add_schedule, as_utc, set_paused
 from foreseer.spec import SearchJob
 from foreseer.store import JobStore
 from foreseer.store.models import FiringRow, JobRow, utcnow
-from sqlalchemy import select
 
 
 def stop_drivers(job_ids: set[str]) -> None:
@@ -67,15 +68,26 @@ def run(folder: Path, firings: int, every: int, jobs: str, store_url: str | None
     store_url = store_url or f"sqlite:///{folder}/foreseer.db"
     MlflowClient(tracking).search_experiments()  # MLflow's schema, made before the clock starts
     store = JobStore(store_url)
-    job = SearchJob.from_dict({
-        "name": "bench-sched", "space": {"name": "mlp", "params": {"depth": 1}}, "dataset": "wine", "trials": 1,
-        "max_epochs": 1, "max_concurrent": 1, "sampler": "random", "tracking_uri": tracking,
-        "workdir": str(folder / "runs"),
-    })
+    job = SearchJob.from_dict(
+        {
+            "name": "bench-sched",
+            "space": {"name": "mlp", "params": {"depth": 1}},
+            "dataset": "wine",
+            "trials": 1,
+            "max_epochs": 1,
+            "max_concurrent": 1,
+            "sampler": "random",
+            "tracking_uri": tracking,
+            "workdir": str(folder / "runs"),
+        }
+    )
     with open(folder / "daemon.log", "w") as log:  # the daemon writes to its own copy of the descriptor
         daemon = subprocess.Popen(
             [sys.executable, "-m", "foreseer", "scheduler", "--store", store_url, "--poll", "1"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "FORESEER_FAILPOINT": ""},
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FORESEER_FAILPOINT": ""},
         )
     stopped: set[str] = set()
     try:
@@ -84,8 +96,14 @@ def run(folder: Path, firings: int, every: int, jobs: str, store_url: str | None
         time.sleep(3.0)  # the daemon imports what launching needs right after it starts
         # the first occurrence at least 2 s away: a schedule added less than a poll before its
         # first occurrence can fire up to a poll late (the daemon learns of it at its next look)
-        add_schedule(store, job, cron=f"*/{every} * * * * *", name="bench", overlap="allow",
-                     now=utcnow() + timedelta(seconds=2))
+        add_schedule(
+            store,
+            job,
+            cron=f"*/{every} * * * * *",
+            name="bench",
+            overlap="allow",
+            now=utcnow() + timedelta(seconds=2),
+        )
         deadline = time.monotonic() + firings * every * 4 + 120
         while time.monotonic() < deadline:
             with store.session() as session:
@@ -120,9 +138,11 @@ def collect(store: JobStore, firings: int) -> dict[str, list[float]]:
                 out["job recorded"].append((as_utc(job.created_at) - occurrence).total_seconds())
                 if job.started_at is not None:
                     out["driver started"].append((as_utc(job.started_at) - occurrence).total_seconds())
-            print(f"  {occurrence:%H:%M:%S}  {firing.status:8}  claimed +{out['claimed'][-1]:.3f} s"
-                  + (f"  job {job.id} recorded +{out['job recorded'][-1]:.3f} s" if job is not None else "")
-                  + (f"  ({firing.detail[:60]})" if firing.status != "launched" else ""))
+            print(
+                f"  {occurrence:%H:%M:%S}  {firing.status:8}  claimed +{out['claimed'][-1]:.3f} s"
+                + (f"  job {job.id} recorded +{out['job recorded'][-1]:.3f} s" if job is not None else "")
+                + (f"  ({firing.detail[:60]})" if firing.status != "launched" else "")
+            )
     return out
 
 
@@ -138,8 +158,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="foreseer-bench-schedules-") as tmp:
         results = run(Path(tmp), args.firings, args.every, args.jobs, args.store)
     load = os.getloadavg()
-    print(f"\n{args.firings} firings every {args.every} s, jobs {args.jobs}, {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.1f} / {load[1]:.1f}")
+    print(
+        f"\n{args.firings} firings every {args.every} s, jobs {args.jobs}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.1f} / {load[1]:.1f}"
+    )
     print("| seconds after the occurrence | n | min | median | p90 | max |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, values in results.items():

@@ -26,6 +26,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.table import Table
+
 from foreseer.backends.replay import simulate
 from foreseer.predictors.pfn.cache import PrefixCache
 from foreseer.predictors.pfn.evaluate import RECORDED, forecast_table, load_curve_sets
@@ -41,8 +44,6 @@ from foreseer.stopping import (
     PFNPolicy,
     StoppingPolicy,
 )
-from rich.console import Console
-from rich.table import Table
 
 FULL_RUNS = 20
 

@@ -30,11 +30,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from foreseer_spaces import Candidate
-
 from foreseer.ledger import TrialRecord
 from foreseer.tracking import Tracker
 from foreseer.ui import UiServer, UiSettings, free_port
+from foreseer_spaces import Candidate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from chromium import Chromium, chromium_path  # noqa: E402
@@ -45,16 +44,23 @@ EXPANDER = "button[data-component-id*='runnamecellrenderer']"
 def write_job(uri: str, folder: Path, trials: int, epochs: int, concurrent: int) -> dict:
     rng = random.Random(0)
     start = time.perf_counter()
-    tracker = Tracker(uri, "bench-1000", artifact_location=(folder / "artifacts").as_uri(), flush_interval=1.0)
-    tracker.start_job("bench", {"name": "bench-1000", "trials": trials, "max_epochs": epochs}, "bench-1000-job")
+    tracker = Tracker(
+        uri, "bench-1000", artifact_location=(folder / "artifacts").as_uri(), flush_interval=1.0
+    )
+    tracker.start_job(
+        "bench", {"name": "bench-1000", "trials": trials, "max_epochs": epochs}, "bench-1000-job"
+    )
     opened = time.perf_counter()
     pending = list(range(trials))
     running: list[tuple[TrialRecord, float, float]] = []
     while pending or running:
         while pending and len(running) < concurrent:
             number = pending.pop(0)
-            candidate = Candidate("mlp", {"depth": 1 + number % 4, "width_0": 32 << number % 3},
-                                  {"lr": 10 ** rng.uniform(-4, -1), "batch_size": 64})
+            candidate = Candidate(
+                "mlp",
+                {"depth": 1 + number % 4, "width_0": 32 << number % 3},
+                {"lr": 10 ** rng.uniform(-4, -1), "batch_size": 64},
+            )
             record = TrialRecord(f"t{number}", number, candidate)
             record.run_id = tracker.start_trial(record)
             running.append((record, rng.uniform(0.6, 0.97), rng.uniform(1.5, 4)))
@@ -81,12 +87,19 @@ def write_job(uri: str, folder: Path, trials: int, epochs: int, concurrent: int)
 
 def search_latency(url: str, experiment_id: str, repeats: int = 5) -> float:
     """Median seconds of the runs search the experiment page makes (first page of 100)."""
-    body = json.dumps({"experiment_ids": [experiment_id], "max_results": 100, "run_view_type": "ACTIVE_ONLY",
-                       "order_by": ["attributes.start_time DESC"]}).encode()
+    body = json.dumps(
+        {
+            "experiment_ids": [experiment_id],
+            "max_results": 100,
+            "run_view_type": "ACTIVE_ONLY",
+            "order_by": ["attributes.start_time DESC"],
+        }
+    ).encode()
     times = []
     for _ in range(repeats):
-        request = urllib.request.Request(f"{url}/ajax-api/2.0/mlflow/runs/search", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/ajax-api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+        )
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=120) as response:
             runs = json.load(response).get("runs", [])
@@ -119,8 +132,12 @@ def measure(name: str, uri: str, folder: Path, args: argparse.Namespace) -> dict
         row["search_s"] = search_latency(server.url, row["experiment_id"])
         if chromium_path():
             shot = Path(args.screenshots) / f"tracking-{name}.png" if args.screenshots else None
-            page_load(server.url, row["experiment_id"], folder / "warm-profile", None)  # warm the server's caches
-            row["page_s"], row["expand_s"] = page_load(server.url, row["experiment_id"], folder / "profile", shot)
+            page_load(
+                server.url, row["experiment_id"], folder / "warm-profile", None
+            )  # warm the server's caches
+            row["page_s"], row["expand_s"] = page_load(
+                server.url, row["experiment_id"], folder / "profile", shot
+            )
     return row
 
 
@@ -144,15 +161,31 @@ def main() -> None:
         else:
             print("PostgreSQL skipped: FORESEER_TEST_PG_URL is not set (run under scripts/pg.sh run)")
     values = args.trials * args.epochs * 3
-    print(f"\n{args.trials} trials x {args.epochs} epochs x 3 metrics = {values:,} metric values, "
-          f"{args.concurrent} trials at a time; UI: lean foreseer ui (1 worker, no job runner)\n")
-    header = ("backend", "write s", "runs/s", "metrics/s", "runs/search (100) s", "page: parent listed s",
-              "expand: trials listed s")
+    print(
+        f"\n{args.trials} trials x {args.epochs} epochs x 3 metrics = {values:,} metric values, "
+        f"{args.concurrent} trials at a time; UI: lean foreseer ui (1 worker, no job runner)\n"
+    )
+    header = (
+        "backend",
+        "write s",
+        "runs/s",
+        "metrics/s",
+        "runs/search (100) s",
+        "page: parent listed s",
+        "expand: trials listed s",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
     for r in rows:
-        cells = [r["backend"], f"{r['write_s']:.1f}", f"{r['runs_per_s']:.1f}", f"{r['metrics_per_s']:,.0f}",
-                 f"{r['search_s']:.3f}", _fmt(r.get("page_s")), _fmt(r.get("expand_s"))]
+        cells = [
+            r["backend"],
+            f"{r['write_s']:.1f}",
+            f"{r['runs_per_s']:.1f}",
+            f"{r['metrics_per_s']:,.0f}",
+            f"{r['search_s']:.3f}",
+            _fmt(r.get("page_s")),
+            _fmt(r.get("expand_s")),
+        ]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -30,7 +30,9 @@ def session(session_id: int) -> list[tuple[int, int, int, str]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[3]) != session_id or fields[0] == "Z":
                 continue
-            rollup = dict(line.split(":", 1) for line in (entry / "smaps_rollup").read_text().splitlines()[1:])
+            rollup = dict(
+                line.split(":", 1) for line in (entry / "smaps_rollup").read_text().splitlines()[1:]
+            )
             command = (entry / "cmdline").read_text().replace("\0", " ").strip()
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
@@ -62,7 +64,11 @@ def main() -> None:
         results = [measure("default", default, folder), measure("lean", lean, folder)]
     print("\n| mlflow server | ready s | processes | RSS MiB | PSS MiB |\n|---|---:|---:|---:|---:|")
     for label, ready, count, rss, pss in results:
-        name = "defaults (4 workers, job execution on)" if label == "default" else "foreseer ui (1 worker, job execution off)"
+        name = (
+            "defaults (4 workers, job execution on)"
+            if label == "default"
+            else "foreseer ui (1 worker, job execution off)"
+        )
         print(f"| {name} | {ready:.1f} | {count} | {rss / 2**20:,.0f} | {pss / 2**20:,.0f} |")
 
 

@@ -23,9 +23,17 @@ import time
 from pathlib import Path
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-    "--disable-dev-shm-usage", "--window-size=1400,900", "--remote-debugging-pipe",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,900",
+    "--remote-debugging-pipe",
 ]
 
 
@@ -63,8 +71,12 @@ class Chromium:
 
         self.process = subprocess.Popen(
             [self.executable, *FLAGS, f"--user-data-dir={self.profile_dir}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=fds_3_and_4, pass_fds=(3, 4), start_new_session=True,  # noqa: PLW1509
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=fds_3_and_4,
+            pass_fds=(3, 4),
+            start_new_session=True,  # noqa: PLW1509
         )
         os.close(to_browser_r)
         os.close(from_browser_w)

@@ -25,6 +25,7 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 def ray_runtime():
     """A real local Ray runtime shared by every test that runs trials."""
     import ray
+
     from foreseer.backends.ray_runtime import ensure_ray
 
     started = ensure_ray()
@@ -62,8 +63,13 @@ def _admin(url):
 
     parsed = make_url(url)
     return psycopg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password,
-        dbname=parsed.database, autocommit=True, connect_timeout=10,
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+        autocommit=True,
+        connect_timeout=10,
     )
 
 

@@ -143,7 +143,9 @@ class RayCluster:
         dashboard: run the head's dashboard, which serves Ray's job submission API.
     """
 
-    def __init__(self, head_args: list[str], gcs_env: dict[str, str] | None = None, *, dashboard: bool = False) -> None:
+    def __init__(
+        self, head_args: list[str], gcs_env: dict[str, str] | None = None, *, dashboard: bool = False
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -155,7 +157,9 @@ class RayCluster:
             # the job agent's port too: another Ray on this machine may hold its default (52365)
             served = [f"--include-dashboard={str(dashboard).lower()}", "--dashboard-host=127.0.0.1",
                       f"--dashboard-port={self.dashboard_port}", f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
-            self.head = self._start("head", ["--head", f"--port={self.port}", *served, *head_args], gcs_env or {})
+            self.head = self._start(
+                "head", ["--head", f"--port={self.port}", *served, *head_args], gcs_env or {}
+            )
         except BaseException:
             self.stop()
             raise

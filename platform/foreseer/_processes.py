@@ -51,7 +51,9 @@ def kill_leftovers(driver: dict[str, Any] | None) -> int:
             except psutil.Error:
                 pass
     if killed:
-        logger.warning("killed %d Ray processes left behind by the crashed driver (pid %s)", killed, driver["process"][0])
+        logger.warning(
+            "killed %d Ray processes left behind by the crashed driver (pid %s)", killed, driver["process"][0]
+        )
     return killed
 
 

@@ -18,11 +18,11 @@ from foreseer.errors import JobFailed
 
 if TYPE_CHECKING:
     import pandas as pd
-    from foreseer_spaces import Candidate
     from torch import nn
 
     from foreseer.runner import PreparedJob
     from foreseer.spec import SearchJob
+    from foreseer_spaces import Candidate
 
 __all__ = ["BestTrial", "JobHandle", "JobStatus", "resume", "submit"]
 
@@ -73,7 +73,9 @@ def submit(job: SearchJob) -> JobHandle:
     return handle
 
 
-def resume(job_id: str, store_uri: str = "sqlite:///foreseer.db", *, space: Any = None, dataset: Any = None) -> JobHandle:
+def resume(
+    job_id: str, store_uri: str = "sqlite:///foreseer.db", *, space: Any = None, dataset: Any = None
+) -> JobHandle:
     """Continue a job whose driver died or that was cancelled, from what its job store recorded.
 
     Args:

@@ -48,7 +48,9 @@ def validate(job_file: str, sets: tuple[str, ...]) -> None:
     from foreseer.spec import load_job
 
     job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
-    click.echo(f"{job_file}: valid job {job.name!r} ({job.trials} trials x {job.max_epochs} epochs on {job.space_name})")
+    click.echo(
+        f"{job_file}: valid job {job.name!r} ({job.trials} trials x {job.max_epochs} epochs on {job.space_name})"
+    )
 
 
 @main.command()
@@ -68,9 +70,11 @@ def run(job_file: str, sets: tuple[str, ...], detach: bool) -> None:
         return
     from foreseer.api import submit
 
-    click.echo(f"{job.name}: {job.trials} trials x {job.max_epochs} epochs, space {job.space_name}, "
-               f"sampler {job.sampler if isinstance(job.sampler, str) else type(job.sampler).__name__}, "
-               f"stopping {job.stopping.name}")
+    click.echo(
+        f"{job.name}: {job.trials} trials x {job.max_epochs} epochs, space {job.space_name}, "
+        f"sampler {job.sampler if isinstance(job.sampler, str) else type(job.sampler).__name__}, "
+        f"stopping {job.stopping.name}"
+    )
     follow_to_exit(_or_exit(lambda: submit(job)))
 
 
@@ -103,7 +107,9 @@ def follow_to_exit(handle: JobHandle, *, live: bool = True) -> None:
     _follow(handle, console, live)
     status = handle.status()
     if interrupted or status.state == "cancelled":
-        console.print(f"[yellow]cancelled[/]: job {handle.job_id} stopped; continue it with `foreseer resume {handle.job_id}`")
+        console.print(
+            f"[yellow]cancelled[/]: job {handle.job_id} stopped; continue it with `foreseer resume {handle.job_id}`"
+        )
         sys.exit(EXIT_INTERRUPTED)
     if status.state != "succeeded":
         from foreseer.dburl import mask_text
@@ -160,14 +166,22 @@ def _summary(handle: JobHandle, console: Console) -> None:
         f"MLflow: store [bold]{tracking}[/], experiment {handle.job.name!r} "
         f"(id {handle.mlflow_experiment_id}), parent run {handle.mlflow_run_id}"
     )
-    console.print(f"See it in the MLflow UI:  foreseer ui --tracking-uri {tracking}  "
-                  "(then open the URL it prints)")
+    console.print(
+        f"See it in the MLflow UI:  foreseer ui --tracking-uri {tracking}  (then open the URL it prints)"
+    )
 
 
 @main.command()
-@click.option("--tracking-uri", default="sqlite:///foreseer.db", show_default=True, envvar="FORESEER_TRACKING_URI",
-              help="The MLflow tracking store (a SQLAlchemy URL).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for every one.")
+@click.option(
+    "--tracking-uri",
+    default="sqlite:///foreseer.db",
+    show_default=True,
+    envvar="FORESEER_TRACKING_URI",
+    help="The MLflow tracking store (a SQLAlchemy URL).",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for every one."
+)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui(tracking_uri: str, host: str, port: int) -> None:
     """Start the MLflow UI on the tracking store (one worker, no job runner); Ctrl-C stops it."""
@@ -176,9 +190,12 @@ def ui(tracking_uri: str, host: str, port: int) -> None:
 
     settings = UiSettings(tracking_uri, host=host, port=port)
     if not is_loopback(host):
-        click.echo(f"warning: the MLflow UI on {host} is open to the network without authentication; "
-                   "use MLflow's basic-auth app (mlflow server --app-name basic-auth) or a proxy that "
-                   "authenticates", err=True)
+        click.echo(
+            f"warning: the MLflow UI on {host} is open to the network without authentication; "
+            "use MLflow's basic-auth app (mlflow server --app-name basic-auth) or a proxy that "
+            "authenticates",
+            err=True,
+        )
     server = UiServer(settings)
     try:
         server.start()
@@ -202,8 +219,15 @@ main.add_command(__import__("foreseer.predictors.pfn.cli", fromlist=["pfn"]).pfn
 main.add_command(__import__("foreseer.predictors.ghn.cli", fromlist=["ghn"]).ghn)
 
 for _command in (
-    commands.submit, commands.jobs, commands.show, commands.logs, commands.cancel, commands.resume, commands.schema,
-    commands.db, commands.work,
+    commands.submit,
+    commands.jobs,
+    commands.show,
+    commands.logs,
+    commands.cancel,
+    commands.resume,
+    commands.schema,
+    commands.db,
+    commands.work,
 ):
     main.add_command(_command)
 for _command in __import__("foreseer.scheduling.cli", fromlist=["COMMANDS"]).COMMANDS:

@@ -52,7 +52,9 @@ def _find(store: Any, job_id: str) -> Any:
     with store.session() as session:
         row = JobRow.find(session, job_id)
     if row is None:
-        _bad_input(f"no job {job_id!r} in {mask_url(store.url)} (an id or a unique prefix of one; see `foreseer jobs`)")
+        _bad_input(
+            f"no job {job_id!r} in {mask_url(store.url)} (an id or a unique prefix of one; see `foreseer jobs`)"
+        )
     return row
 
 
@@ -88,7 +90,16 @@ def _job_cells(row: Any) -> list[str]:
     trials = f"{done}/{row.spec.get('trials', '?')}" if summary else f"?/{row.spec.get('trials', '?')}"
     error = (row.error or "").splitlines()[-1][:60] if row.error else ""
     where = row.cluster or "local"
-    return [row.id, row.name, row.status, where, trials, best, f"{row.created_at:%Y-%m-%d %H:%M}", mask_text(error)]
+    return [
+        row.id,
+        row.name,
+        row.status,
+        where,
+        trials,
+        best,
+        f"{row.created_at:%Y-%m-%d %H:%M}",
+        mask_text(error),
+    ]
 
 
 @click.command()
@@ -113,7 +124,9 @@ def show(job_id: str, store_url: str) -> None:
         console.print(f"submitted to {row.cluster} as {row.submission_id} (Ray: {state})")
     if row.schedule_id:
         console.print(f"fired by schedule {row.schedule_id}")
-    console.print(f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, parent run {row.mlflow_parent_run_id}")
+    console.print(
+        f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, parent run {row.mlflow_parent_run_id}"
+    )
     if row.error:
         console.print(f"[red]{mask_text(row.error)}[/]")
     # Jobs recorded before specs were masked in the store may still hold a password: mask on display too.
@@ -123,7 +136,11 @@ def show(job_id: str, store_url: str) -> None:
         epochs: dict[int, list[dict[str, float]]] = {}
         for epoch in EpochRow.of_job(session, row.id):
             epochs.setdefault(epoch.number, []).append(epoch.metrics)
-    metric = row.spec.get("objective", {}) if isinstance(row.spec.get("objective"), dict) else row.spec["objective"][0]
+    metric = (
+        row.spec.get("objective", {})
+        if isinstance(row.spec.get("objective"), dict)
+        else row.spec["objective"][0]
+    )
     name, mode = metric.get("metric", "val_accuracy"), metric.get("mode", "max")
     table = Table(title=f"trials by {name}")
     for column in ("trial", "candidate", "best epoch", name, "epochs", "status", "reason"):
@@ -133,7 +150,9 @@ def show(job_id: str, store_url: str) -> None:
     console.print(table)
 
 
-def _ranked(trials: list[Any], epochs: dict[int, list[dict[str, float]]], metric: str, mode: str) -> list[list[str]]:
+def _ranked(
+    trials: list[Any], epochs: dict[int, list[dict[str, float]]], metric: str, mode: str
+) -> list[list[str]]:
     """Table rows, best first, failed trials last."""
     from foreseer_spaces import Candidate
 
@@ -196,8 +215,12 @@ def _cancel_on_cluster(store: Any, row: Any) -> None:
 
 @click.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("--cluster", required=True, envvar="FORESEER_CLUSTER",
-              help="The Ray cluster's dashboard address, e.g. http://HEAD:8265 (or $FORESEER_CLUSTER).")
+@click.option(
+    "--cluster",
+    required=True,
+    envvar="FORESEER_CLUSTER",
+    help="The Ray cluster's dashboard address, e.g. http://HEAD:8265 (or $FORESEER_CLUSTER).",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
 def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
     """Submit a job file to a Ray cluster; its driver runs there. Prints the job id."""
@@ -216,8 +239,11 @@ def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
         click.echo(str(e), err=True)
         sys.exit(EXIT_FAILED)
     click.echo(launched.job_id)
-    click.echo(f"submitted to {cluster} as {launched.submission_id}; follow it with "
-               f"`foreseer logs {launched.job_id} --follow` or `foreseer show {launched.job_id}`", err=True)
+    click.echo(
+        f"submitted to {cluster} as {launched.submission_id}; follow it with "
+        f"`foreseer logs {launched.job_id} --follow` or `foreseer show {launched.job_id}`",
+        err=True,
+    )
 
 
 @click.command()
@@ -240,8 +266,10 @@ def logs(job_id: str, store_url: str, follow: bool) -> None:
         return
     path = log_file(store_url, row.id)
     if not path.exists():
-        _bad_input(f"job {row.id} has no log file ({path}): only jobs run with --detach or by a schedule write one; "
-                   "a job run in the foreground printed to its terminal")
+        _bad_input(
+            f"job {row.id} has no log file ({path}): only jobs run with --detach or by a schedule write one; "
+            "a job run in the foreground printed to its terminal"
+        )
     with open(path, encoding="utf-8", errors="replace") as log:
         while True:
             ended = not follow or _driver_ended(_find(store, row.id))
@@ -316,7 +344,9 @@ def upgrade(store_url: str) -> None:
         store = JobStore(store_url, upgrade=True)
     except StoreError as e:
         _bad_input(str(e))
-    click.echo(f"job store {mask_url(store.url)} is at schema revision {store.revision()} (newest {store.head()})")
+    click.echo(
+        f"job store {mask_url(store.url)} is at schema revision {store.revision()} (newest {store.head()})"
+    )
 
 
 @db.command()

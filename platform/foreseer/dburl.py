@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "MASK", "mask_secrets", "mask_text", "mask_url", "prepare_sqlite", "reachability_problem", "sqlite_path",
+    "MASK",
+    "mask_secrets",
+    "mask_text",
+    "mask_url",
+    "prepare_sqlite",
+    "reachability_problem",
+    "sqlite_path",
     "with_password",
 ]
 
@@ -106,12 +112,15 @@ def with_password(url: str, known: Iterable[str | None]) -> str:
             other = make_url(candidate) if candidate else None
         except ArgumentError:
             continue
-        if other is not None and other.password not in (None, MASK) and (
-            (other.username, other.host, other.port) == (parsed.username, parsed.host, parsed.port)
+        if (
+            other is not None
+            and other.password not in (None, MASK)
+            and ((other.username, other.host, other.port) == (parsed.username, parsed.host, parsed.port))
         ):
             return parsed.set(password=other.password).render_as_string(hide_password=False)
     logger.warning(
-        "no password known for %s (pass a URL with it, or set PGPASSWORD or ~/.pgpass); connecting without one", url
+        "no password known for %s (pass a URL with it, or set PGPASSWORD or ~/.pgpass); connecting without one",
+        url,
     )
     return parsed._replace(password=None).render_as_string(hide_password=False)  # set() skips None
 
@@ -132,6 +141,8 @@ def reachability_problem(url: str) -> str | None:
             pass
         engine.dispose()
     except Exception as e:  # drivers raise their own types; the message is what matters here
-        first = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = (
+            str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        )
         return f"cannot connect to {mask_url(url)}: {type(e).__name__}: {first}"
     return None

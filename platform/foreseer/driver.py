@@ -29,8 +29,6 @@ from foreseer.events import trial_key
 from foreseer.stopping import Action
 
 if TYPE_CHECKING:
-    from foreseer_spaces import Candidate
-
     from foreseer.backends._base import Backend, BackendEvent
     from foreseer.events import TrialObserver
     from foreseer.ledger import Ledger, TrialRecord
@@ -38,6 +36,7 @@ if TYPE_CHECKING:
     from foreseer.stopping import Decision, StoppingPolicy
     from foreseer.store.journal import JobJournal
     from foreseer.tracking import Tracker
+    from foreseer_spaces import Candidate
 
 __all__ = ["BEST_WEIGHTS", "BestKeeper", "LoopPlan", "SearchDriver"]
 
@@ -199,7 +198,9 @@ class SearchDriver:
                 record = self.ledger.get(self._starts.popleft())
             elif len(self.ledger.records()) < plan.trials:
                 number, candidate = self.searcher.ask()
-                self.emit(ev.Proposed(number, candidate=candidate.to_dict(), sampled=self.searcher.sampled(number)))
+                self.emit(
+                    ev.Proposed(number, candidate=candidate.to_dict(), sampled=self.searcher.sampled(number))
+                )
                 record = self.ledger.get(trial_key(number))
                 if self.warm_start is not None:
                     init_weights = self.warm_start(candidate, number)
@@ -216,7 +217,9 @@ class SearchDriver:
         from_epoch = record.epochs if checkpoint is not None else 0
         self.emit(ev.Started(record.number, run_id=run_id, from_epoch=from_epoch))
         self._active.add(record.trial_id)
-        trial = TrialStart(record.trial_id, record.number, record.candidate.to_dict(), checkpoint, init_weights)
+        trial = TrialStart(
+            record.trial_id, record.number, record.candidate.to_dict(), checkpoint, init_weights
+        )
         backend.start(trial)
 
     # -- events --------------------------------------------------------------------------------
@@ -255,7 +258,11 @@ class SearchDriver:
         checkpoint = self._checkpoint.get(record.trial_id)
         from_epoch = record.epochs if checkpoint is not None else 0
         logger.warning(
-            "trial %d failed (%s); retry %d from epoch %d", record.number, event.error, record.attempts, from_epoch
+            "trial %d failed (%s); retry %d from epoch %d",
+            record.number,
+            event.error,
+            record.attempts,
+            from_epoch,
         )
         self.emit(ev.Retried(record.number, error=event.error, from_epoch=from_epoch))
         backend.start(TrialStart(record.trial_id, record.number, record.candidate.to_dict(), checkpoint))
@@ -288,7 +295,9 @@ class SearchDriver:
                 self._paused.discard(record.trial_id)
                 self.emit(ev.Resumed(record.number, epoch=record.epochs, reason=decision.reason))
                 self._starts.append(record.trial_id)
-                logger.info("trial %d resumed after epoch %d: %s", record.number, record.epochs, decision.reason)
+                logger.info(
+                    "trial %d resumed after epoch %d: %s", record.number, record.epochs, decision.reason
+                )
 
     def _act(self, backend: Backend, record: TrialRecord, decision: Decision | None) -> None:
         """Carry out the decision for a trial that reported; its event is journaled first."""
@@ -300,7 +309,9 @@ class SearchDriver:
             backend.halt(record.trial_id)
         elif action is Action.PAUSE:
             checkpoint = self._checkpoint.get(record.trial_id)
-            self.emit(ev.Paused(record.number, epoch=record.epochs, reason=decision.reason, checkpoint=checkpoint))  # type: ignore[union-attr]
+            self.emit(
+                ev.Paused(record.number, epoch=record.epochs, reason=decision.reason, checkpoint=checkpoint)
+            )  # type: ignore[union-attr]
             backend.halt(record.trial_id)
             self._active.discard(record.trial_id)
             self._paused.add(record.trial_id)

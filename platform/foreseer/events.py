@@ -149,7 +149,8 @@ class Completed(TrialEvent):
 ENDED = (Stopped, Failed, Completed)
 
 _KINDS: dict[str, type[TrialEvent]] = {
-    cls.kind: cls for cls in (Proposed, Started, Epoch, Scored, Paused, Resumed, Retried, Stopped, Failed, Completed)
+    cls.kind: cls
+    for cls in (Proposed, Started, Epoch, Scored, Paused, Resumed, Retried, Stopped, Failed, Completed)
 }
 
 

@@ -15,16 +15,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from foreseer_spaces import Candidate
-
     from foreseer.backends import Backend
     from foreseer.predictors.ghn.predictor import GHNPredictor
     from foreseer.runner import PreparedJob
     from foreseer.screening import TrustVerdict
     from foreseer.searcher import CandidateSearcher
     from foreseer.tracking import Tracker
+    from foreseer_spaces import Candidate
 
-__all__ = ["JobGHN", "WARM_START_NOISE", "WARM_START_WARMUP_EPOCHS", "job_ghn", "meta_train_task", "obtain_ghn"]
+__all__ = [
+    "JobGHN",
+    "WARM_START_NOISE",
+    "WARM_START_WARMUP_EPOCHS",
+    "job_ghn",
+    "meta_train_task",
+    "obtain_ghn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +62,9 @@ class JobGHN:
         if not spec.enabled:
             return searcher
         data_x, data_y = self.predictor_data
-        gate = ScreeningGate(GHNScreener(self.predictor, data_x, data_y), spec.batch, spec.drop_fraction, spec.min_trials)
+        gate = ScreeningGate(
+            GHNScreener(self.predictor, data_x, data_y), spec.batch, spec.drop_fraction, spec.min_trials
+        )
 
         def screened(number: int, candidate: Any, score: float) -> None:
             if tracker is not None:
@@ -64,17 +72,23 @@ class JobGHN:
 
         def verdict(v: TrustVerdict) -> None:
             if tracker is not None:
-                tracker.log_summary({"screening_tau_ghn": v.screener_tau, "screening_tau_num_params": v.baseline_tau}, step=v.trials)
+                tracker.log_summary(
+                    {"screening_tau_ghn": v.screener_tau, "screening_tau_num_params": v.baseline_tau},
+                    step=v.trials,
+                )
                 if not v.trusted:
-                    tracker.set_job_tags({"foreseer.screening": "off", "foreseer.screening_verdict": v.message})
+                    tracker.set_job_tags(
+                        {"foreseer.screening": "off", "foreseer.screening_verdict": v.message}
+                    )
 
         if tracker is not None:
             tracker.set_job_tags({"foreseer.screening": "on"})
         return ScreenedSearcher(searcher, gate, screened, verdict)
 
 
-
-def meta_train_task(space: Any, data: Any, config: Any, ghn_config: Any, cuda: bool) -> tuple[dict, dict, list]:
+def meta_train_task(
+    space: Any, data: Any, config: Any, ghn_config: Any, cuda: bool
+) -> tuple[dict, dict, list]:
     """Meta-train a hypernetwork (on CUDA when asked and there); returns its ``state_dict`` on the
     CPU, the meta-training summary and its evaluation history. Runs as a backend's side task."""
     import torch
@@ -107,14 +121,27 @@ def obtain_ghn(prepared: PreparedJob, backend: Backend) -> tuple[Any, str]:
     config = MetaTrainConfig(max_seconds=job.ghn.max_seconds, max_steps=job.ghn.max_steps, seed=job.seed)
     gpus = job.ghn.gpus
     state, summary, _ = backend.run_task(
-        meta_train_task, prepared.space, data, config, GHNConfig(), gpus > 0, cpus=config.num_threads, gpus=gpus
+        meta_train_task,
+        prepared.space,
+        data,
+        config,
+        GHNConfig(),
+        gpus > 0,
+        cpus=config.num_threads,
+        gpus=gpus,
     )
     ghn = GraphHyperNetwork(GHNConfig())
     ghn.load_state_dict(state)
     folder.mkdir(parents=True, exist_ok=True)
-    save_ghn(folder / CHECKPOINT_FILE, ghn, {**{k.removeprefix("foreseer."): v for k, v in key.items()}, "summary": summary})
+    save_ghn(
+        folder / CHECKPOINT_FILE,
+        ghn,
+        {**{k.removeprefix("foreseer."): v for k, v in key.items()}, "summary": summary},
+    )
     metrics = {k: float(summary[k]) for k in ("steps", "cpu_seconds", "best_val_accuracy")}
-    store_cached_file(job.tracking_uri, key, folder / CHECKPOINT_FILE, metrics, f"ghn-{prepared.space.name}-{data.name}")
+    store_cached_file(
+        job.tracking_uri, key, folder / CHECKPOINT_FILE, metrics, f"ghn-{prepared.space.name}-{data.name}"
+    )
     logger.info("meta-trained a hypernetwork: %s", summary)
     return ghn.eval(), "meta-trained"
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from foreseer.backends.ray_jobs import cluster_client, ray_auth_token
 from foreseer.errors import JobFailed, Problem, SpecError
 from foreseer.ui import is_loopback
 
@@ -34,8 +35,20 @@ if TYPE_CHECKING:
     from foreseer.spec import SearchJob
 
 __all__ = [
-    "Launched", "cluster_client", "cluster_logs", "cluster_problems", "ensure_submitted", "launch", "log_file", "on_this_machine",
-    "pin_paths", "reconcile", "security_warnings", "spawn_detached", "stop_submission", "submission_state",
+    "Launched",
+    "cluster_client",
+    "cluster_logs",
+    "cluster_problems",
+    "ensure_submitted",
+    "launch",
+    "log_file",
+    "on_this_machine",
+    "pin_paths",
+    "reconcile",
+    "security_warnings",
+    "spawn_detached",
+    "stop_submission",
+    "submission_state",
 ]
 
 #: How long to wait for the job agent of a head that has just started.
@@ -80,7 +93,9 @@ def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | Non
     job = pin_paths(job) if here else job
     prepared = prepare(job)
     submission_id = None if cluster is None else f"foreseer-{prepared.job_id}"
-    open_records(prepared, extra={"cluster": cluster, "submission_id": submission_id, "schedule_id": schedule_id})
+    open_records(
+        prepared, extra={"cluster": cluster, "submission_id": submission_id, "schedule_id": schedule_id}
+    )
     if client is None:
         spawn_detached(prepared.job_id, job.store_url, job.tracking_uri)
     else:
@@ -88,7 +103,9 @@ def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | Non
     return Launched(prepared.job_id, job.store_url, cluster, submission_id)
 
 
-def _submit(client: JobSubmissionClient, job_id: str, job: SearchJob, submission_id: str, local: bool) -> None:
+def _submit(
+    client: JobSubmissionClient, job_id: str, job: SearchJob, submission_id: str, local: bool
+) -> None:
     """Start ``foreseer _work JOB`` as the cluster's driver. The URLs travel masked: a cluster
     gets its database password from its own environment (``PGPASSWORD`` or ``~/.pgpass``, a
     Kubernetes Secret), never from the submission, which Ray shows to anyone with dashboard access."""
@@ -137,44 +154,17 @@ def ensure_submitted(job_id: str, job: SearchJob, cluster: str, submission_id: s
     return True
 
 
-def cluster_client(cluster: str) -> JobSubmissionClient:
-    """A job submission client for ``cluster``; an unreachable cluster or a missing Ray extra is bad input."""
-    try:
-        from ray.job_submission import JobSubmissionClient
-    except ImportError as e:
-        raise SpecError([Problem(
-            "cluster", f"submitting to a cluster needs Ray's job submission client ({e}); "
-            "install it with `pip install 'foreseer[cluster]'`",
-        )]) from e
-    token = ray_auth_token()
-    try:
-        return JobSubmissionClient(cluster, headers={"Authorization": f"Bearer {token}"} if token else None)
-    except Exception as e:  # ConnectionError, RuntimeError, ValueError depending on what failed
-        raise SpecError([Problem(
-            "cluster", f"cannot reach the Ray cluster's job API at {cluster}: {str(e).splitlines()[0]} "
-            "(give the dashboard address, e.g. http://HEAD:8265; the head must run with the dashboard on)",
-            cluster, True,
-        )]) from e
-
-
-def ray_auth_token() -> str | None:
-    """The token for a Ray cluster with token auth (``RAY_AUTH_MODE=token``), found where Ray's
-    own CLI looks: ``$RAY_AUTH_TOKEN``, the file ``$RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    return path.read_text().strip() if path.is_file() else None
-
-
 def security_warnings(cluster: str) -> list[str]:
     """What an operator should hear before sending a job to ``cluster`` (empty when all is well)."""
     if on_this_machine(cluster) or ray_auth_token():
         return []
-    return [(
-        f"no Ray auth token here ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): a cluster at {cluster} "
-        "that accepts jobs without one runs whatever anyone who reaches it submits. Turn token auth on "
-        "(RAY_AUTH_MODE=token on every node, as deploy/ does) and give its token here."
-    )]
+    return [
+        (
+            f"no Ray auth token here ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): a cluster at {cluster} "
+            "that accepts jobs without one runs whatever anyone who reaches it submits. Turn token auth on "
+            "(RAY_AUTH_MODE=token on every node, as deploy/ does) and give its token here."
+        )
+    ]
 
 
 def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
@@ -183,36 +173,67 @@ def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
 
     parts = urlsplit(cluster if "://" in cluster else f"http://{cluster}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return [Problem("cluster", "expected the Ray dashboard's address, e.g. http://HEAD:8265", cluster, True)]
+        return [
+            Problem("cluster", "expected the Ray dashboard's address, e.g. http://HEAD:8265", cluster, True)
+        ]
     if on_this_machine(cluster):
         return []
     problems = []
     for field, url in {"tracking_uri": job.tracking_uri, "store_uri": job.store_url}.items():
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            problems.append(Problem(field, (
-                f"{url} is a file on this machine, which the job's driver on {parts.hostname} cannot open; "
-                "use a database server both can reach, e.g. postgresql+psycopg://USER@DBHOST/foreseer"
-            )))
+            problems.append(
+                Problem(
+                    field,
+                    (
+                        f"{url} is a file on this machine, which the job's driver on {parts.hostname} cannot open; "
+                        "use a database server both can reach, e.g. postgresql+psycopg://USER@DBHOST/foreseer"
+                    ),
+                )
+            )
         elif parsed.host is None or is_loopback(parsed.host):
-            problems.append(Problem(field, (
-                f"{parsed.host or 'localhost'} on the cluster is not this machine; give the database "
-                "server's address as the cluster sees it"
-            )))
+            problems.append(
+                Problem(
+                    field,
+                    (
+                        f"{parsed.host or 'localhost'} on the cluster is not this machine; give the database "
+                        "server's address as the cluster sees it"
+                    ),
+                )
+            )
     if not Path(job.workdir).is_absolute():
-        problems.append(Problem("workdir", (
-            f"{job.workdir!r} is relative, and the driver on the cluster runs in a folder of its own; give an "
-            "absolute path on storage every cluster node shares (e.g. /mnt/foreseer)"
-        )))
+        problems.append(
+            Problem(
+                "workdir",
+                (
+                    f"{job.workdir!r} is relative, and the driver on the cluster runs in a folder of its own; give an "
+                    "absolute path on storage every cluster node shares (e.g. /mnt/foreseer)"
+                ),
+            )
+        )
     spec = job.dataset_spec()
     if spec is not None and spec.path is not None and not Path(spec.path).is_absolute():
-        problems.append(Problem("dataset.path", (
-            f"{spec.path!r} is relative to this machine; give an absolute path that exists both here and on the cluster"
-        )))
+        problems.append(
+            Problem(
+                "dataset.path",
+                (
+                    f"{spec.path!r} is relative to this machine; give an absolute path that exists both here and on the cluster"
+                ),
+            )
+        )
     if spec is None:
-        problems.append(Problem("dataset", "arrays given from Python do not travel to a cluster; save them as .npz on shared storage"))
+        problems.append(
+            Problem(
+                "dataset",
+                "arrays given from Python do not travel to a cluster; save them as .npz on shared storage",
+            )
+        )
     if not isinstance(job.space, str) and hasattr(job.space, "build"):
-        problems.append(Problem("space", "a SearchSpace object does not travel to a cluster; register it as an entry point"))
+        problems.append(
+            Problem(
+                "space", "a SearchSpace object does not travel to a cluster; register it as an entry point"
+            )
+        )
     return problems
 
 
@@ -269,7 +290,10 @@ def spawn_detached(job_id: str, store_url: str, tracking_uri: str | None = None)
         subprocess.Popen(
             [sys.executable, "-m", "foreseer", "_work", job_id],
             env=env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -278,7 +302,9 @@ def log_file(store_url: str, job_id: str) -> Path:
     store, else beside the current folder."""
     from foreseer.dburl import sqlite_path
 
-    return (sqlite_path(store_url) or Path("foreseer.db")).resolve().parent / "foreseer-logs" / f"{job_id}.log"
+    return (
+        (sqlite_path(store_url) or Path("foreseer.db")).resolve().parent / "foreseer-logs" / f"{job_id}.log"
+    )
 
 
 def submission_state(cluster: str, submission_id: str) -> tuple[str, str]:
@@ -312,7 +338,10 @@ def reconcile(store: Any, row: Any) -> tuple[Any, str | None]:
         if fresh.status in ("queued", "running"):  # the driver may have recorded its end meanwhile
             fresh.status = "cancelled" if state == "STOPPED" else "failed"
             fresh.ended_at = utcnow()
-            fresh.error = fresh.error or f"the driver on the cluster ended ({state}) without recording the job's end: {message}"
+            fresh.error = (
+                fresh.error
+                or f"the driver on the cluster ended ({state}) without recording the job's end: {message}"
+            )
         return fresh, state
 
 
@@ -337,6 +366,8 @@ def stop_submission(cluster: str, submission_id: str, timeout: float = 60.0) -> 
     client = cluster_client(cluster)
     client.stop_job(submission_id)
     deadline = time.monotonic() + timeout
-    while (state := _state_name(client.get_job_status(submission_id))) not in RAY_ENDED and time.monotonic() < deadline:
+    while (
+        state := _state_name(client.get_job_status(submission_id))
+    ) not in RAY_ENDED and time.monotonic() < deadline:
         time.sleep(0.5)
     return state

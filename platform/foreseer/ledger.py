@@ -14,10 +14,10 @@ from foreseer.stopping import CurveView
 
 if TYPE_CHECKING:
     import pandas as pd
-    from foreseer_spaces import Candidate
 
     from foreseer.events import TrialEvent
     from foreseer.spec import Objective
+    from foreseer_spaces import Candidate
 
 __all__ = ["Ledger", "TrialRecord", "TRIAL_STATES"]
 
@@ -100,7 +100,11 @@ class Ledger:
             view = self._views[trial_id]
             self._views[trial_id] = CurveView(trial_id, (*view.values, self.oriented(value)), self.max_epochs)
             best = self._best
-            if record.state != "failed" and value == value and (best is None or self.oriented(value) > self.oriented(best[2])):
+            if (
+                record.state != "failed"
+                and value == value
+                and (best is None or self.oriented(value) > self.oriented(best[2]))
+            ):
                 self._best = (record, record.epochs, value)
 
     def in_order(self) -> list[tuple[TrialRecord, int]]:

@@ -85,7 +85,9 @@ def best_so_far(ledger: Ledger) -> Figure:
         axes.annotate(f"{values[-1]:.4g}", (steps[-1], values[-1]), textcoords="offset points", xytext=(4, 4))
     full = ledger.max_epochs * len(ledger.records())
     if full:
-        axes.axvline(full, color="black", linestyle="--", linewidth=1, label=f"every trial to the end ({full})")
+        axes.axvline(
+            full, color="black", linestyle="--", linewidth=1, label=f"every trial to the end ({full})"
+        )
     axes.set_xlabel("epochs consumed")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(metric)
@@ -110,8 +112,13 @@ def trial_curves(ledger: Ledger) -> Figure:
     best = ledger.best()
     if best is not None:
         record, epoch, value = best
-        axes.plot(range(1, record.epochs + 1), record.values(ledger.primary.metric), color="tab:green",
-                  linewidth=2.5, label=f"best: trial {record.number} ({value:.4g} at epoch {epoch})")
+        axes.plot(
+            range(1, record.epochs + 1),
+            record.values(ledger.primary.metric),
+            color="tab:green",
+            linewidth=2.5,
+            label=f"best: trial {record.number} ({value:.4g} at epoch {epoch})",
+        )
     for state, (colour, style, marker, label) in STYLES.items():
         if counts[state]:
             axes.plot([], [], color=colour, linestyle=style, marker=marker, label=f"{label}: {counts[state]}")

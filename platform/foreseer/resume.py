@@ -48,12 +48,28 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
     if row.status in ("cancelled", "failed"):
         _wait_for_exit(row.driver, timeout=60.0)  # it has recorded its end and is shutting Ray down
     if row.driver and alive(row.driver.get("process")):
-        raise SpecError([Problem("job", f"job {row.id} is still running (driver pid {row.driver['process'][0]}); cancel it first")])
+        raise SpecError(
+            [
+                Problem(
+                    "job",
+                    f"job {row.id} is still running (driver pid {row.driver['process'][0]}); cancel it first",
+                )
+            ]
+        )
     kill_leftovers(row.driver)
-    job = SearchJob.from_dict(_with_passwords(_spec_for(row.spec, space, dataset), store_url), source=f"job {row.id}")
+    job = SearchJob.from_dict(
+        _with_passwords(_spec_for(row.spec, space, dataset), store_url), source=f"job {row.id}"
+    )
     prepared = prepare(job, job_id=row.id)
     if row.data_fingerprint and prepared.data.fingerprint != row.data_fingerprint:
-        raise SpecError([Problem("dataset", "the data differs from the data the job started with; resume needs the same data")])
+        raise SpecError(
+            [
+                Problem(
+                    "dataset",
+                    "the data differs from the data the job started with; resume needs the same data",
+                )
+            ]
+        )
     prepared.journal = journal
     prepared.tracker = open_tracker(job)
     prepared.tracker.resume_job(row.mlflow_parent_run_id)
@@ -73,11 +89,25 @@ def _spec_for(spec: dict[str, Any], space: Any, dataset: Any) -> dict[str, Any]:
     spec = {k: v for k, v in spec.items() if k != "job_id"}
     if isinstance(spec.get("space"), dict) and "object" in spec["space"]:
         if space is None:
-            raise SpecError([Problem("space", "the job was given a SearchSpace object; pass it again: fs.resume(job_id, space=...)")])
+            raise SpecError(
+                [
+                    Problem(
+                        "space",
+                        "the job was given a SearchSpace object; pass it again: fs.resume(job_id, space=...)",
+                    )
+                ]
+            )
         spec["space"] = space
     if isinstance(spec.get("dataset"), dict) and "arrays" in spec["dataset"]:
         if dataset is None:
-            raise SpecError([Problem("dataset", "the job was given (X, y) arrays; pass them again: fs.resume(job_id, dataset=(X, y))")])
+            raise SpecError(
+                [
+                    Problem(
+                        "dataset",
+                        "the job was given (X, y) arrays; pass them again: fs.resume(job_id, dataset=(X, y))",
+                    )
+                ]
+            )
         spec["dataset"] = dataset
     return spec
 

@@ -18,8 +18,6 @@ from foreseer.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     import optuna
-    from foreseer_spaces import SearchSpace
-    from foreseer_workers import DataBundle
 
     from foreseer.driver import SearchDriver
     from foreseer.events import TrialEvent
@@ -27,6 +25,8 @@ if TYPE_CHECKING:
     from foreseer.spec import SearchJob
     from foreseer.store.journal import JobJournal
     from foreseer.tracking import Tracker
+    from foreseer_spaces import SearchSpace
+    from foreseer_workers import DataBundle
 
 __all__ = ["PreparedJob", "open_records", "prepare", "run_prepared"]
 
@@ -61,10 +61,10 @@ def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
     """Load the dataset, resolve the space and check they fit together; raise :class:`SpecError`
     listing every problem before anything is written."""
     import optuna
-    from foreseer_spaces import SearchSpace, check_override_names, get_space, parse_overrides
 
     from foreseer.ledger import Ledger
     from foreseer.samplers import make_sampler
+    from foreseer_spaces import SearchSpace, check_override_names, get_space, parse_overrides
 
     problems: list[Problem] = []
     space = job.space if isinstance(job.space, SearchSpace) else get_space(job.space_name)
@@ -137,10 +137,14 @@ def open_tracker(job: SearchJob) -> Tracker:
     try:
         return Tracker(job.tracking_uri, job.name, location)
     except Exception as e:  # MLflow raises many types for a store it cannot open
-        raise SpecError([Problem("tracking_uri", f"cannot open the MLflow store {mask_url(job.tracking_uri)}: {e}")]) from e
+        raise SpecError(
+            [Problem("tracking_uri", f"cannot open the MLflow store {mask_url(job.tracking_uri)}: {e}")]
+        ) from e
 
 
-def open_records(prepared: PreparedJob, *, started_ray: bool = False, extra: dict[str, Any] | None = None) -> None:
+def open_records(
+    prepared: PreparedJob, *, started_ray: bool = False, extra: dict[str, Any] | None = None
+) -> None:
     """Create the job's row in the job store, its MLflow experiment and its parent run.
 
     ``extra`` holds more columns of the job's row: where it was submitted, the schedule that fired it."""
@@ -160,10 +164,16 @@ def open_records(prepared: PreparedJob, *, started_ray: bool = False, extra: dic
     # The stored spec is masked like the MLflow params; resume gets the password back (dburl.with_password).
     spec = mask_secrets(job.to_dict())
     journal.create_job(
-        job.name, spec, data_fingerprint=prepared.data.fingerprint, tune_path=str(prepared.directory),
-        driver=describe_driver(started_ray) if started_ray else None, **(extra or {}),
+        job.name,
+        spec,
+        data_fingerprint=prepared.data.fingerprint,
+        tune_path=str(prepared.directory),
+        driver=describe_driver(started_ray) if started_ray else None,
+        **(extra or {}),
     )
-    parent = tracker.start_job(prepared.job_id, {**spec, "job_id": prepared.job_id}, f"{job.name}-{prepared.job_id[:6]}")
+    parent = tracker.start_job(
+        prepared.job_id, {**spec, "job_id": prepared.job_id}, f"{job.name}-{prepared.job_id[:6]}"
+    )
     journal.update_job(mlflow_experiment_id=tracker.experiment_id, mlflow_parent_run_id=parent)
     prepared.journal, prepared.tracker = journal, tracker
     _failpoints.hit("job-recorded")
@@ -171,14 +181,13 @@ def open_records(prepared: PreparedJob, *, started_ray: bool = False, extra: dic
 
 def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     """Search, then publish the leaderboard, the best candidate and its weights on the parent run."""
-    from foreseer_workers import SpaceTrainable
-
     from foreseer._processes import describe_driver
     from foreseer.backends.ray_actors import RayBackend
     from foreseer.driver import LoopPlan, SearchDriver
     from foreseer.hypernet import WARM_START_WARMUP_EPOCHS, job_ghn
     from foreseer.searcher import CandidateSearcher
     from foreseer.store.models import utcnow
+    from foreseer_workers import SpaceTrainable
 
     job, journal = prepared.job, prepared.journal
     trainable = SpaceTrainable(
@@ -199,7 +208,13 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     prepared.driver = driver
     prepared.directory.mkdir(parents=True, exist_ok=True)
     if journal is not None:
-        journal.update_job(status="running", started_at=utcnow(), ended_at=None, error=None, driver=describe_driver(started_ray))
+        journal.update_job(
+            status="running",
+            started_at=utcnow(),
+            ended_at=None,
+            error=None,
+            driver=describe_driver(started_ray),
+        )
     plan = LoopPlan(
         trials=job.trials, max_concurrent=job.max_concurrent, max_retries=job.max_retries,
         time_budget_s=job.time_budget_s,
@@ -226,7 +241,9 @@ def _close(prepared: PreparedJob, status: str, error: str | None) -> None:
     if prepared.tracker is not None:
         prepared.tracker.end_job(tracker_status)
     if prepared.journal is not None:
-        prepared.journal.update_job(status=status, ended_at=utcnow(), error=error, summary=prepared.summary or None)
+        prepared.journal.update_job(
+            status=status, ended_at=utcnow(), error=error, summary=prepared.summary or None
+        )
 
 
 def publish(prepared: PreparedJob) -> None:
@@ -267,7 +284,9 @@ def publish(prepared: PreparedJob) -> None:
         tracker.log_figure(figure, name)
     tags = {f"foreseer.trials_{state}": n for state, n in counts.items()}
     if best is not None:
-        tags.update({"foreseer.best_candidate": best[0].candidate.hash, "foreseer.best_value": f"{best[2]:.6g}"})
+        tags.update(
+            {"foreseer.best_candidate": best[0].candidate.hash, "foreseer.best_value": f"{best[2]:.6g}"}
+        )
     tracker.set_job_tags(tags)
 
 

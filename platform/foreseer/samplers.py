@@ -36,7 +36,9 @@ def _by_name(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
     if sampler == "cmaes":
         fallback = optuna.samplers.TPESampler(seed=seed)
-        return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=fallback, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, independent_sampler=fallback, warn_independent_sampling=False
+        )
     if sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     if sampler == "nsgaii":

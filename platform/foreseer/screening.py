@@ -24,13 +24,11 @@ from typing import TYPE_CHECKING, Any
 from foreseer import events as ev
 
 if TYPE_CHECKING:
-    from foreseer_spaces import Candidate, SearchSpace, Task
-
     from foreseer.events import TrialEvent
-
     from foreseer.ledger import TrialRecord
     from foreseer.predictors.ghn.predictor import GHNPredictor
     from foreseer.searcher import CandidateSearcher
+    from foreseer_spaces import Candidate, SearchSpace, Task
 
 __all__ = [
     "GHNScreener",
@@ -81,7 +79,9 @@ class ParamCountScreener(Screener):
         self.space, self.task = space, task
 
     def score(self, candidates: Sequence[Candidate]) -> list[float]:
-        return [float(sum(p.numel() for p in self.space.build(c, self.task).parameters())) for c in candidates]
+        return [
+            float(sum(p.numel() for p in self.space.build(c, self.task).parameters())) for c in candidates
+        ]
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -227,7 +227,12 @@ class ScreenedSearcher:
             if self.on_screened is not None:
                 self.on_screened(number, candidate, scores[i])
         self._queue = [(*asked[i], scores[i]) for i in keep]
-        logger.info("screened out %d of %d candidates (scores %s)", len(drop), len(asked), [round(x, 3) for x in scores])
+        logger.info(
+            "screened out %d of %d candidates (scores %s)",
+            len(drop),
+            len(asked),
+            [round(x, 3) for x in scores],
+        )
 
     def observe(self, event: TrialEvent) -> None:
         """Follow the job's events like the wrapped searcher; a completed trial also feeds the

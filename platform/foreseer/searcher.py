@@ -20,10 +20,10 @@ from foreseer import events as ev
 
 if TYPE_CHECKING:
     import optuna
-    from foreseer_spaces import Candidate, SearchSpace, Task
 
     from foreseer.events import TrialEvent
     from foreseer.ledger import Ledger, TrialRecord
+    from foreseer_spaces import Candidate, SearchSpace, Task
 
 __all__ = ["CandidateSearcher"]
 
@@ -60,8 +60,9 @@ class CandidateSearcher:
 
     def ask(self) -> tuple[int, Candidate]:
         """Sample a new candidate; returns the job's trial number and the candidate."""
-        from foreseer_spaces import constrain
         from optuna.distributions import distribution_to_json
+
+        from foreseer_spaces import constrain
 
         trial = self.study.ask()
         candidate = self.space.sample(constrain(trial, self.overrides), self.task)
@@ -155,6 +156,10 @@ class CandidateSearcher:
             value=values if not isinstance(values, list) else None,
             values=values if isinstance(values, list) else None,
             intermediate_values=intermediate,
-            user_attrs={"foreseer_number": record.number, "candidate_hash": record.candidate.hash, "status": record.state},
+            user_attrs={
+                "foreseer_number": record.number,
+                "candidate_hash": record.candidate.hash,
+                "status": record.state,
+            },
         )
         self.study.add_trial(trial)

@@ -133,7 +133,9 @@ class SearchJob(SpecModel):
     @classmethod
     def _valid_name(cls, name: str) -> str:
         if not _NAME_RE.match(name):
-            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+            raise ValueError(
+                "must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
+            )
         return name
 
     @field_validator("space", mode="before")
@@ -150,7 +152,9 @@ class SearchJob(SpecModel):
             spec = _nested(SpaceSpec, space)
             get_space(spec.name)
             return spec
-        raise ValueError(f"must be a space name, a mapping with 'name' and 'params', or a SearchSpace, not {type(space).__name__}")
+        raise ValueError(
+            f"must be a space name, a mapping with 'name' and 'params', or a SearchSpace, not {type(space).__name__}"
+        )
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -179,12 +183,16 @@ class SearchJob(SpecModel):
     def _known_sampler(cls, sampler: Any) -> Any:
         if isinstance(sampler, str):
             if sampler not in SAMPLERS:
-                raise ValueError(f"unknown sampler; accepted: {', '.join(SAMPLERS)}{did_you_mean(sampler, SAMPLERS)}, or an optuna.samplers.BaseSampler")
+                raise ValueError(
+                    f"unknown sampler; accepted: {', '.join(SAMPLERS)}{did_you_mean(sampler, SAMPLERS)}, or an optuna.samplers.BaseSampler"
+                )
             return sampler
         import optuna
 
         if not isinstance(sampler, optuna.samplers.BaseSampler):
-            raise ValueError(f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, not {type(sampler).__name__}")
+            raise ValueError(
+                f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, not {type(sampler).__name__}"
+            )
         return sampler
 
     @field_validator("stopping", mode="before")
@@ -192,7 +200,9 @@ class SearchJob(SpecModel):
     def _coerce_stopping(cls, stopping: Any) -> Any:
         if isinstance(stopping, str):
             if stopping not in STOPPING_NAMES:
-                raise ValueError(f"unknown stopping policy; accepted: {', '.join(STOPPING_NAMES)}{did_you_mean(stopping, STOPPING_NAMES)}")
+                raise ValueError(
+                    f"unknown stopping policy; accepted: {', '.join(STOPPING_NAMES)}{did_you_mean(stopping, STOPPING_NAMES)}"
+                )
             return {"name": stopping}
         if isinstance(stopping, dict) and stopping.get("name") not in STOPPING_NAMES:
             raise ValueError(f"'name' must be one of {', '.join(STOPPING_NAMES)}")
@@ -209,15 +219,21 @@ class SearchJob(SpecModel):
         try:
             make_url(uri)
         except ArgumentError as e:
-            raise ValueError("must be an SQLAlchemy URL such as sqlite:///foreseer.db or postgresql+psycopg://user@host/db") from e
+            raise ValueError(
+                "must be an SQLAlchemy URL such as sqlite:///foreseer.db or postgresql+psycopg://user@host/db"
+            ) from e
         return uri
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchJob:
         if len(self.objectives) > 1 and self.stopping.name != "none":
-            raise ValueError("early stopping needs a single objective; use stopping: none with several objectives")
+            raise ValueError(
+                "early stopping needs a single objective; use stopping: none with several objectives"
+            )
         if len(self.objectives) > 1 and self.sampler in ("cmaes", "gp"):
-            raise ValueError(f"sampler {self.sampler!r} optimises one objective; use nsgaii, tpe or random for several")
+            raise ValueError(
+                f"sampler {self.sampler!r} optimises one objective; use nsgaii, tpe or random for several"
+            )
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives name the same metric twice: {metrics}")
@@ -254,11 +270,19 @@ class SearchJob(SpecModel):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view of the job (arrays and Python objects are summarised)."""
         data = self.model_dump(mode="python", exclude={"space", "dataset", "sampler"})
-        data["space"] = self.space.model_dump() if isinstance(self.space, SpaceSpec) else (
-            self.space if isinstance(self.space, str) else {"name": self.space.name, "object": type(self.space).__name__}
+        data["space"] = (
+            self.space.model_dump()
+            if isinstance(self.space, SpaceSpec)
+            else (
+                self.space
+                if isinstance(self.space, str)
+                else {"name": self.space.name, "object": type(self.space).__name__}
+            )
         )
         spec = self.dataset_spec()
-        data["dataset"] = spec.model_dump(exclude_none=True) if spec else {"arrays": [list(a.shape) for a in self.dataset]}
+        data["dataset"] = (
+            spec.model_dump(exclude_none=True) if spec else {"arrays": [list(a.shape) for a in self.dataset]}
+        )
         data["sampler"] = self.sampler if isinstance(self.sampler, str) else type(self.sampler).__name__
         return data
 
@@ -289,7 +313,9 @@ def _dataset_from_string(text: str) -> DatasetSpec:
         return DatasetSpec(path=text)
     if text not in available_datasets():
         names = available_datasets()
-        raise ValueError(f"unknown dataset; built-ins: {', '.join(names)}{did_you_mean(text, names)}, or a path to a .npz or .csv file")
+        raise ValueError(
+            f"unknown dataset; built-ins: {', '.join(names)}{did_you_mean(text, names)}, or a path to a .npz or .csv file"
+        )
     return DatasetSpec(name=text)
 
 
@@ -341,7 +367,9 @@ def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> Searc
     except yaml.YAMLError as e:
         raise SpecError([Problem("yaml", f"not valid YAML: {e}")], source=source) from None
     if not isinstance(data, dict):
-        raise SpecError([Problem("yaml", "the file must hold a mapping of job fields", data, True)], source=source)
+        raise SpecError(
+            [Problem("yaml", "the file must hold a mapping of job fields", data, True)], source=source
+        )
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     return SearchJob.from_dict(data, source=source)

@@ -33,6 +33,7 @@ TRIAL_METRICS: dict[str, str] = {
     "num_params": "min",
 }
 
+
 class SpecModel(BaseModel):
     """Base of every spec model: frozen, and unknown keys are errors."""
 
@@ -57,7 +58,9 @@ class Objective(SpecModel):
     @classmethod
     def _known_metric(cls, metric: str) -> str:
         if metric not in TRIAL_METRICS:
-            raise ValueError(f"unknown metric; trials report {', '.join(TRIAL_METRICS)}{did_you_mean(metric, TRIAL_METRICS)}")
+            raise ValueError(
+                f"unknown metric; trials report {', '.join(TRIAL_METRICS)}{did_you_mean(metric, TRIAL_METRICS)}"
+            )
         return metric
 
 
@@ -76,7 +79,9 @@ class Resources(SpecModel):
     @classmethod
     def _whole_gpus_above_one(cls, gpus: float) -> float:
         if gpus > 1 and gpus != int(gpus):
-            raise ValueError("a trial may use a fraction of one GPU (0 < gpus <= 1) or whole GPUs (2, 3, ...)")
+            raise ValueError(
+                "a trial may use a fraction of one GPU (0 < gpus <= 1) or whole GPUs (2, 3, ...)"
+            )
         return gpus
 
 
@@ -142,7 +147,9 @@ class DatasetSpec(SpecModel):
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
         if (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of 'name' (a built-in dataset) or 'path' (a .npz or .csv file)")
+            raise ValueError(
+                "give exactly one of 'name' (a built-in dataset) or 'path' (a .npz or .csv file)"
+            )
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must leave data to train on (sum < 1)")
         return self

@@ -66,7 +66,9 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.flush_interval = flush_interval
-        self.experiment_id = self._experiment(experiment, artifact_location or artifact_location_for(tracking_uri, experiment))
+        self.experiment_id = self._experiment(
+            experiment, artifact_location or artifact_location_for(tracking_uri, experiment)
+        )
         self.parent_run_id: str | None = None
         self._pending: dict[str, list[Metric]] = defaultdict(list)
         self._last_flush = time.monotonic()
@@ -78,7 +80,9 @@ class Tracker:
             if _EXPERIMENT_KIND not in existing.tags:
                 self.client.set_experiment_tag(existing.experiment_id, *_EXPERIMENT_KIND_TAG)
             return existing.experiment_id
-        return self.client.create_experiment(name, artifact_location=artifact_location, tags=dict([_EXPERIMENT_KIND_TAG]))
+        return self.client.create_experiment(
+            name, artifact_location=artifact_location, tags=dict([_EXPERIMENT_KIND_TAG])
+        )
 
     def start_job(self, job_id: str, spec: dict[str, Any], run_name: str) -> str:
         """Create the parent run with the job's spec as params and as a YAML artifact; passwords
@@ -103,7 +107,11 @@ class Tracker:
         """The job's trial runs by Foreseer trial id (to find runs a crashed driver created)."""
         query = f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
-        return {r.data.tags["foreseer.trial_id"]: r.info.run_id for r in runs if "foreseer.trial_id" in r.data.tags}
+        return {
+            r.data.tags["foreseer.trial_id"]: r.info.run_id
+            for r in runs
+            if "foreseer.trial_id" in r.data.tags
+        }
 
     def reconcile_trial(self, record: TrialRecord) -> int:
         """Log the epochs of ``record`` its run lacks (buffered when the driver died) and close the run
@@ -119,7 +127,10 @@ class Tracker:
                     self._pending[record.run_id].append(Metric(key, float(metrics[key]), now, epoch))
         added = len(self._pending.get(record.run_id, []))
         self.flush()
-        if record.state not in ("running", "paused") and self.client.get_run(record.run_id).info.status == "RUNNING":
+        if (
+            record.state not in ("running", "paused")
+            and self.client.get_run(record.run_id).info.status == "RUNNING"
+        ):
             self.end_trial(record)
         return added
 
@@ -233,7 +244,9 @@ class Tracker:
         params = {"space": candidate.space, **{f"arch.{k}": v for k, v in candidate.arch.items()}}
         self._log_params(run.info.run_id, params)
         metric = Metric(f"{screener}_score", float(score), int(time.time() * 1000), 0)
-        self.client.log_batch(run.info.run_id, metrics=[metric], tags=[RunTag("foreseer.score", f"{score:.6g}")])
+        self.client.log_batch(
+            run.info.run_id, metrics=[metric], tags=[RunTag("foreseer.score", f"{score:.6g}")]
+        )
         self.client.set_terminated(run.info.run_id, "KILLED")
 
     def end_job(self, status: str) -> None:
@@ -298,7 +311,9 @@ def find_cached_file(tracking_uri: str, key: dict[str, str], artifact: str, dest
     if experiment is None:
         return None
     query = " and ".join([f"tags.`{k}` = '{v}'" for k, v in key.items()] + ["attributes.status = 'FINISHED'"])
-    runs = client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [experiment.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+    )
     if not runs:
         return None
     Path(dest).mkdir(parents=True, exist_ok=True)
@@ -318,7 +333,9 @@ def store_cached_file(
     experiment_id = (
         experiment.experiment_id
         if experiment is not None
-        else client.create_experiment(CACHE_EXPERIMENT, artifact_location=artifact_location_for(tracking_uri, CACHE_EXPERIMENT))
+        else client.create_experiment(
+            CACHE_EXPERIMENT, artifact_location=artifact_location_for(tracking_uri, CACHE_EXPERIMENT)
+        )
     )
     run = client.create_run(experiment_id, tags={"mlflow.runName": run_name, **key})
     now = int(time.time() * 1000)

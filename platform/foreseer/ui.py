@@ -107,12 +107,19 @@ def server_command(settings: UiSettings) -> tuple[list[str], dict[str, str]]:
     The store URL goes in the environment, not on the command line, which every user of the
     machine can read (``ps``) and which would show a database password."""
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", settings.host,
-        "--port", str(settings.port),
-        "--workers", str(settings.workers),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--workers",
+        str(settings.workers),
         "--serve-artifacts",
-        "--artifacts-destination", settings.artifacts_destination or default_artifacts_destination(settings.tracking_uri),
+        "--artifacts-destination",
+        settings.artifacts_destination or default_artifacts_destination(settings.tracking_uri),
     ]
     env = {"MLFLOW_BACKEND_STORE_URI": settings.tracking_uri}
     if not settings.job_execution:

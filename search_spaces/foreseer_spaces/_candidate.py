@@ -104,7 +104,9 @@ class Task:
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.input_shape)
         if not shape or any(d <= 0 for d in shape):
-            raise ValueError(f"Task.input_shape must be non-empty with positive sizes, but got {self.input_shape!r}.")
+            raise ValueError(
+                f"Task.input_shape must be non-empty with positive sizes, but got {self.input_shape!r}."
+            )
         if self.num_classes < 2:
             raise ValueError(f"Task.num_classes must be at least 2, but got {self.num_classes}.")
         object.__setattr__(self, "input_shape", shape)

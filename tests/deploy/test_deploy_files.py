@@ -51,7 +51,9 @@ def strict_check(data: Any, type_name: str, where: str = "") -> list[str]:
     if type_name.startswith("list["):
         if not isinstance(data, list):
             return [f"{where}: expected a list, got {type(data).__name__}"]
-        return [e for i, item in enumerate(data) for e in strict_check(item, type_name[5:-1], f"{where}[{i}]")]
+        return [
+            e for i, item in enumerate(data) for e in strict_check(item, type_name[5:-1], f"{where}[{i}]")
+        ]
     if type_name.startswith(("dict(", "dict[")):  # "dict(str, str)" in older clients, "dict[str, str]" now
         value_type = type_name[5:-1].split(", ", 1)[1]
         if not isinstance(data, dict):
@@ -94,9 +96,15 @@ _HEAD_GROUP = {
     "required": ["template"],
     "additionalProperties": False,
     "properties": {
-        "template": _POD_TEMPLATE, "rayStartParams": _RAY_START_PARAMS, "serviceType": {"type": "string"},
-        "headService": {"type": "object"}, "enableIngress": {"type": "boolean"}, "replicas": {"type": "integer"},
-        "suspend": {"type": "boolean"}, "labels": {"type": "object"}, "resources": {"type": "object"},
+        "template": _POD_TEMPLATE,
+        "rayStartParams": _RAY_START_PARAMS,
+        "serviceType": {"type": "string"},
+        "headService": {"type": "object"},
+        "enableIngress": {"type": "boolean"},
+        "replicas": {"type": "integer"},
+        "suspend": {"type": "boolean"},
+        "labels": {"type": "object"},
+        "resources": {"type": "object"},
     },
 }
 _WORKER_GROUP = {
@@ -104,11 +112,17 @@ _WORKER_GROUP = {
     "required": ["groupName", "template"],
     "additionalProperties": False,
     "properties": {
-        "groupName": {"type": "string", "maxLength": 63}, "template": _POD_TEMPLATE,
-        "rayStartParams": _RAY_START_PARAMS, "replicas": {"type": "integer", "minimum": 0},
-        "minReplicas": {"type": "integer", "minimum": 0}, "maxReplicas": {"type": "integer", "minimum": 0},
-        "numOfHosts": {"type": "integer", "minimum": 1}, "idleTimeoutSeconds": {"type": "integer"},
-        "scaleStrategy": {"type": "object"}, "suspend": {"type": "boolean"}, "labels": {"type": "object"},
+        "groupName": {"type": "string", "maxLength": 63},
+        "template": _POD_TEMPLATE,
+        "rayStartParams": _RAY_START_PARAMS,
+        "replicas": {"type": "integer", "minimum": 0},
+        "minReplicas": {"type": "integer", "minimum": 0},
+        "maxReplicas": {"type": "integer", "minimum": 0},
+        "numOfHosts": {"type": "integer", "minimum": 1},
+        "idleTimeoutSeconds": {"type": "integer"},
+        "scaleStrategy": {"type": "object"},
+        "suspend": {"type": "boolean"},
+        "labels": {"type": "object"},
         "resources": {"type": "object"},
     },
 }
@@ -117,11 +131,17 @@ RAY_CLUSTER_SPEC = {
     "required": ["headGroupSpec"],
     "additionalProperties": False,
     "properties": {
-        "rayVersion": {"type": "string"}, "enableInTreeAutoscaling": {"type": "boolean"},
-        "autoscalerOptions": {"type": "object"}, "headServiceAnnotations": {"type": "object"},
-        "headGroupSpec": _HEAD_GROUP, "workerGroupSpecs": {"type": "array", "items": _WORKER_GROUP},
-        "suspend": {"type": "boolean"}, "managedBy": {"type": "string"}, "authOptions": {"type": "object"},
-        "gcsFaultToleranceOptions": {"type": "object"}, "upgradeStrategy": {"type": "object"},
+        "rayVersion": {"type": "string"},
+        "enableInTreeAutoscaling": {"type": "boolean"},
+        "autoscalerOptions": {"type": "object"},
+        "headServiceAnnotations": {"type": "object"},
+        "headGroupSpec": _HEAD_GROUP,
+        "workerGroupSpecs": {"type": "array", "items": _WORKER_GROUP},
+        "suspend": {"type": "boolean"},
+        "managedBy": {"type": "string"},
+        "authOptions": {"type": "object"},
+        "gcsFaultToleranceOptions": {"type": "object"},
+        "upgradeStrategy": {"type": "object"},
     },
 }
 RAY_JOB_SPEC = {
@@ -129,16 +149,25 @@ RAY_JOB_SPEC = {
     "required": ["entrypoint"],
     "additionalProperties": False,
     "properties": {
-        "entrypoint": {"type": "string", "minLength": 1}, "rayClusterSpec": RAY_CLUSTER_SPEC,
-        "clusterSelector": {"type": "object"}, "shutdownAfterJobFinishes": {"type": "boolean"},
+        "entrypoint": {"type": "string", "minLength": 1},
+        "rayClusterSpec": RAY_CLUSTER_SPEC,
+        "clusterSelector": {"type": "object"},
+        "shutdownAfterJobFinishes": {"type": "boolean"},
         "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
-        "activeDeadlineSeconds": {"type": "integer", "minimum": 0}, "backoffLimit": {"type": "integer", "minimum": 0},
-        "submitterPodTemplate": _POD_TEMPLATE, "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode",
-                                                                            "SidecarMode"]},
-        "runtimeEnvYAML": {"type": "string"}, "jobId": {"type": "string"}, "metadata": {"type": "object"},
-        "entrypointNumCpus": {"type": "number"}, "entrypointNumGpus": {"type": "number"},
-        "entrypointResources": {"type": "string"}, "suspend": {"type": "boolean"}, "managedBy": {"type": "string"},
-        "deletionStrategy": {"type": "object"}, "submitterConfig": {"type": "object"},
+        "activeDeadlineSeconds": {"type": "integer", "minimum": 0},
+        "backoffLimit": {"type": "integer", "minimum": 0},
+        "submitterPodTemplate": _POD_TEMPLATE,
+        "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]},
+        "runtimeEnvYAML": {"type": "string"},
+        "jobId": {"type": "string"},
+        "metadata": {"type": "object"},
+        "entrypointNumCpus": {"type": "number"},
+        "entrypointNumGpus": {"type": "number"},
+        "entrypointResources": {"type": "string"},
+        "suspend": {"type": "boolean"},
+        "managedBy": {"type": "string"},
+        "deletionStrategy": {"type": "object"},
+        "submitterConfig": {"type": "object"},
     },
 }
 KUBERAY = {"RayCluster": RAY_CLUSTER_SPEC, "RayJob": RAY_JOB_SPEC}
@@ -146,14 +175,23 @@ KUBERAY = {"RayCluster": RAY_CLUSTER_SPEC, "RayJob": RAY_JOB_SPEC}
 
 def ray_cluster_specs(document: dict[str, Any]) -> list[dict[str, Any]]:
     spec = document["spec"]
-    return [spec] if document["kind"] == "RayCluster" else [spec["rayClusterSpec"]] if "rayClusterSpec" in spec else []
+    return (
+        [spec]
+        if document["kind"] == "RayCluster"
+        else [spec["rayClusterSpec"]]
+        if "rayClusterSpec" in spec
+        else []
+    )
 
 
 def pod_templates(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for cluster in ray_cluster_specs(document):
         out.append(("headGroupSpec.template", cluster["headGroupSpec"]["template"]))
-        out += [(f"workerGroupSpecs[{g['groupName']}].template", g["template"]) for g in cluster.get("workerGroupSpecs", [])]
+        out += [
+            (f"workerGroupSpecs[{g['groupName']}].template", g["template"])
+            for g in cluster.get("workerGroupSpecs", [])
+        ]
     if "submitterPodTemplate" in document["spec"]:
         out.append(("submitterPodTemplate", document["spec"]["submitterPodTemplate"]))
     return out
@@ -161,15 +199,28 @@ def pod_templates(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def containers(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Every container of a KubeRay object (head, workers, submitter)."""
-    return [c for _, t in pod_templates(document) for c in t["spec"].get("containers", []) + t["spec"].get("initContainers", [])]
+    return [
+        c
+        for _, t in pod_templates(document)
+        for c in t["spec"].get("containers", []) + t["spec"].get("initContainers", [])
+    ]
 
 
 # --- tests -------------------------------------------------------------------------------------------
 
 
 def test_the_deploy_folder_has_every_piece():
-    for name in ("Dockerfile", "docker-compose.yaml", "README.md", "ray/cluster.yaml", "k8s/raycluster.yaml",
-                 "k8s/rayjob.yaml", "k8s/cronjob.yaml", "k8s/mlflow.yaml", "k8s/configmap.yaml"):
+    for name in (
+        "Dockerfile",
+        "docker-compose.yaml",
+        "README.md",
+        "ray/cluster.yaml",
+        "k8s/raycluster.yaml",
+        "k8s/rayjob.yaml",
+        "k8s/cronjob.yaml",
+        "k8s/mlflow.yaml",
+        "k8s/configmap.yaml",
+    ):
         assert (DEPLOY / name).is_file(), name
 
 
@@ -178,8 +229,11 @@ def test_every_yaml_file_parses(path):
     assert documents(path), f"{path} holds no YAML document"
 
 
-@pytest.mark.parametrize("name, document", [o for o in k8s_objects() if o[1]["kind"] not in KUBERAY],
-                         ids=[o[0] for o in k8s_objects() if o[1]["kind"] not in KUBERAY])
+@pytest.mark.parametrize(
+    "name, document",
+    [o for o in k8s_objects() if o[1]["kind"] not in KUBERAY],
+    ids=[o[0] for o in k8s_objects() if o[1]["kind"] not in KUBERAY],
+)
 def test_kubernetes_objects_match_the_api_models(name, document):
     type_name = model_name(document)
     assert strict_check(document, type_name) == []
@@ -199,8 +253,11 @@ def test_the_strict_check_fails_on_unknown_and_mistyped_fields_and_missing_requi
         deserialize({"image": "i"}, "V1Container")  # a container without its required name
 
 
-@pytest.mark.parametrize("name, document", [o for o in k8s_objects() if o[1]["kind"] in KUBERAY],
-                         ids=[o[0] for o in k8s_objects() if o[1]["kind"] in KUBERAY])
+@pytest.mark.parametrize(
+    "name, document",
+    [o for o in k8s_objects() if o[1]["kind"] in KUBERAY],
+    ids=[o[0] for o in k8s_objects() if o[1]["kind"] in KUBERAY],
+)
 def test_kuberay_objects_match_the_ray_io_v1_schema_and_hold_valid_pod_templates(name, document):
     import jsonschema
 
@@ -229,8 +286,10 @@ def test_the_ray_cluster_has_a_cpu_head_and_gpu_workers():
         for cluster in ray_cluster_specs(document) if document["kind"] in KUBERAY else []:
             head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
             assert "nvidia.com/gpu" not in head["resources"]["limits"]
-            gpus = [g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")
-                    for g in cluster["workerGroupSpecs"]]
+            gpus = [
+                g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")
+                for g in cluster["workerGroupSpecs"]
+            ]
             assert gpus and all(g == "1" for g in gpus)
 
 
@@ -245,7 +304,10 @@ def test_ray_token_auth_is_on_in_every_ray_container_with_the_token_from_a_secre
             env = env_of(container)
             assert env["RAY_AUTH_MODE"]["value"] == "token", container["name"]
             assert "value" not in env["RAY_AUTH_TOKEN"]
-            assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "foreseer-ray-token", "key": "auth_token"}
+            assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+                "name": "foreseer-ray-token",
+                "key": "auth_token",
+            }
             checked += 1
     assert checked >= 5  # RayCluster head + worker, RayJob head + worker + submitter
 
@@ -256,8 +318,11 @@ def all_pod_containers() -> list[tuple[str, dict[str, Any]]]:
         if document["kind"] in KUBERAY:
             out += [(name, c) for c in containers(document)]
         elif document["kind"] in ("Deployment", "CronJob"):
-            spec = document["spec"]["template"]["spec"] if document["kind"] == "Deployment" else (
-                document["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+            spec = (
+                document["spec"]["template"]["spec"]
+                if document["kind"] == "Deployment"
+                else (document["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+            )
             out += [(name, c) for c in spec["containers"] + spec.get("initContainers", [])]
     return out
 
@@ -270,14 +335,21 @@ def test_postgresql_credentials_only_come_from_a_secret():
         if container["name"] == "ray-job-submitter":
             continue
         assert uses_db, f"{name}/{container['name']} has no database settings"
-        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "foreseer-postgres", "key": "password"}
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "foreseer-postgres",
+            "key": "password",
+        }
         users += 1
     assert users >= 6
-    assert not [d for _, d in k8s_objects() if d["kind"] == "Secret"], "Secrets are created by the operator, not shipped"
+    assert not [d for _, d in k8s_objects() if d["kind"] == "Secret"], (
+        "Secrets are created by the operator, not shipped"
+    )
 
 
 def test_the_mlflow_server_runs_with_authentication_on():
-    deployment = next(d for _, d in k8s_objects() if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow")
+    deployment = next(
+        d for _, d in k8s_objects() if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow"
+    )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
     assert args[args.index("--app-name") + 1] == "basic-auth"
@@ -301,7 +373,10 @@ def test_the_job_files_the_deploy_files_ship_are_valid_foreseer_jobs(tmp_path):
     from foreseer.spec import load_job
 
     config = next(d for _, d in k8s_objects() if d["metadata"]["name"] == "foreseer-config")
-    shipped = {"compose": (DEPLOY / "jobs" / "job.yaml").read_text(), **{k: v for k, v in config["data"].items() if k.endswith(".yaml")}}
+    shipped = {
+        "compose": (DEPLOY / "jobs" / "job.yaml").read_text(),
+        **{k: v for k, v in config["data"].items() if k.endswith(".yaml")},
+    }
     for name, text in shipped.items():
         (tmp_path / f"{name}.yaml").write_text(text)
         job = load_job(tmp_path / f"{name}.yaml")
@@ -343,7 +418,9 @@ def test_compose_passwords_come_from_secret_files_only():
     for name, service in compose["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if "PASSWORD" in key or "TOKEN" in key:
-                assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), f"{name}: {key}={value}"
+                assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), (
+                    f"{name}: {key}={value}"
+                )
 
 
 def test_the_ray_cluster_launcher_config_passes_rays_own_validation():
@@ -384,16 +461,28 @@ def test_the_dockerfile_has_cpu_and_cuda_targets_with_a_non_root_user():
     assert (DEPLOY / "entrypoint.sh").stat().st_mode & 0o111
 
 
-@pytest.mark.parametrize("path", [p for p in DEPLOY.rglob("*") if p.is_file()], ids=lambda p: str(p.relative_to(DEPLOY)))
+@pytest.mark.parametrize(
+    "path", [p for p in DEPLOY.rglob("*") if p.is_file()], ids=lambda p: str(p.relative_to(DEPLOY))
+)
 def test_no_deploy_file_holds_a_password_literal(path):
     # Docs show the commands that create secrets with placeholders (<...>, $VAR), never a value.
     assert [m.group(0) for m in PASSWORD_LITERAL.finditer(path.read_text())] == []
 
 
 def test_the_password_scan_finds_what_it_looks_for():
-    for text in ("postgresql://me:s3cret@db/x", "password=hunter2", "--from-literal=password='hunter2'", "MLFLOW_AUTH_ADMIN_PASSWORD: hunter2"):
+    for text in (
+        "postgresql://me:s3cret@db/x",
+        "password=hunter2",
+        "--from-literal=password='hunter2'",
+        "MLFLOW_AUTH_ADMIN_PASSWORD: hunter2",
+    ):
         assert PASSWORD_LITERAL.search(text), text
-    for text in ("postgresql+psycopg://foreseer@db/x", "PGPASSWORD_FILE=/run/secrets/x", "name: PGPASSWORD\n",
-                 "postgres_password:\n  file: ./secrets/postgres_password", "PGPASSWORD=$(cat /run/secrets/x)",
-                 "--from-literal=password='<password>'"):
+    for text in (
+        "postgresql+psycopg://foreseer@db/x",
+        "PGPASSWORD_FILE=/run/secrets/x",
+        "name: PGPASSWORD\n",
+        "postgres_password:\n  file: ./secrets/postgres_password",
+        "PGPASSWORD=$(cat /run/secrets/x)",
+        "--from-literal=password='<password>'",
+    ):
         assert not PASSWORD_LITERAL.search(text), text

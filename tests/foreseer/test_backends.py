@@ -60,10 +60,14 @@ def policies(thaw_policy):
 
 
 @pytest.mark.ray
-def test_ray_and_replay_take_identical_decisions_on_the_same_curves(ray_runtime, curves, thaw_policy, tmp_path):
+def test_ray_and_replay_take_identical_decisions_on_the_same_curves(
+    ray_runtime, curves, thaw_policy, tmp_path
+):
     for i, policy in enumerate(policies(thaw_policy)):
         replayed = run_loop(ReplayBackend(curves), policy)
-        ray_backend = RayBackend(RecordedTrainable(curves), Resources(cpus=1), tmp_path / f"job{i}", max_workers=1)
+        ray_backend = RayBackend(
+            RecordedTrainable(curves), Resources(cpus=1), tmp_path / f"job{i}", max_workers=1
+        )
         live = run_loop(ray_backend, policy)
         assert live == replayed, policy.name
         calls, outcome, _ = live
@@ -85,7 +89,9 @@ def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay
 
 
 @pytest.mark.ray
-def test_pause_and_resume_on_ray_keep_the_checkpoint_and_record_every_epoch_once(ray_runtime, curves, thaw_policy, tmp_path):
+def test_pause_and_resume_on_ray_keep_the_checkpoint_and_record_every_epoch_once(
+    ray_runtime, curves, thaw_policy, tmp_path
+):
     journal = JobJournal(JobStore(f"sqlite:///{tmp_path}/jobs.db"), "job1")
     journal.create_job("thaw", {"name": "thaw"})
     backend = RayBackend(RecordedTrainable(curves), Resources(cpus=1), tmp_path / "job", max_workers=2)
@@ -98,4 +104,6 @@ def test_pause_and_resume_on_ray_keep_the_checkpoint_and_record_every_epoch_once
     assert (row.state, row.resumed_from_epoch) == ("completed", 2), "thawed from its epoch-2 checkpoint"
     kept = sorted(p.name for p in (tmp_path / "job" / "checkpoints" / "t0000").iterdir())
     assert kept == ["epoch-0004", "epoch-0005"]
-    assert json.loads((tmp_path / "job" / "checkpoints" / "t0000" / "epoch-0005" / "trial.json").read_text()) == {"epoch": 5}
+    assert json.loads(
+        (tmp_path / "job" / "checkpoints" / "t0000" / "epoch-0005" / "trial.json").read_text()
+    ) == {"epoch": 5}

@@ -45,7 +45,11 @@ CASES = [
     ("unknown-mode", with_(objective={"metric": "val_loss", "mode": "up"}), "'max' or 'min'"),
     ("empty-choices", with_(space={"name": "mlp", "params": {"activation": {"choices": []}}}), "activation"),
     ("low-above-high", with_(space={"name": "mlp", "params": {"lr": {"low": 0.1, "high": 0.001}}}), "lr"),
-    ("log-low-not-positive", with_(space={"name": "mlp", "params": {"lr": {"low": 0, "high": 0.1, "log": True}}}), "lr"),
+    (
+        "log-low-not-positive",
+        with_(space={"name": "mlp", "params": {"lr": {"low": 0, "high": 0.1, "log": True}}}),
+        "lr",
+    ),
     ("unknown-parameter", with_(space={"name": "mlp", "params": {"dpeth": 2}}), "depth"),
     ("outside-the-space", with_(space={"name": "mlp", "params": {"depth": 9}}), "depth"),
     ("zero-cpus", with_(resources={"cpus": 0}), "cpus"),
@@ -55,15 +59,28 @@ CASES = [
     ("bad-split", with_(dataset={"name": "wine", "val_fraction": 1.5}), "val_fraction"),
     ("space-does-not-fit-data", with_(space="cells"), "image"),
     ("tracking-not-a-url", with_(tracking_uri="not a url"), "SQLAlchemy URL"),
-    ("unreachable-tracking", with_(tracking_uri="postgresql+psycopg://nobody@127.0.0.1:9/none"), "cannot connect"),
+    (
+        "unreachable-tracking",
+        with_(tracking_uri="postgresql+psycopg://nobody@127.0.0.1:9/none"),
+        "cannot connect",
+    ),
     ("unreachable-store", with_(store_uri="postgresql+psycopg://nobody@127.0.0.1:9/none"), "cannot connect"),
     ("bad-name", with_(name="has spaces"), "name"),
-    ("stopping-with-two-objectives", with_(objective=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "num_params", "mode": "min"}], stopping="asha"), "single objective"),
+    (
+        "stopping-with-two-objectives",
+        with_(
+            objective=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "num_params", "mode": "min"}],
+            stopping="asha",
+        ),
+        "single objective",
+    ),
 ]
 
 
 @pytest.mark.parametrize("text, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_job_file_exits_2_with_a_clear_message_and_writes_nothing(ray_runtime, tmp_path, monkeypatch, text, words):
+def test_bad_job_file_exits_2_with_a_clear_message_and_writes_nothing(
+    ray_runtime, tmp_path, monkeypatch, text, words
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "job.yaml").write_text(text)
     result = CliRunner().invoke(main, ["run", "job.yaml"])

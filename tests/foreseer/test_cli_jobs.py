@@ -13,8 +13,14 @@ pytestmark = pytest.mark.ray
 
 
 def foreseer(tmp_path, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "foreseer", *args], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "FORESEER_FAILPOINT": ""})
+    return subprocess.run(
+        [sys.executable, "-m", "foreseer", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "FORESEER_FAILPOINT": ""},
+    )
 
 
 def status(tmp_path):
@@ -32,8 +38,14 @@ def wait_for(condition, timeout=180):
 
 
 def test_detach_cancel_resume_show(tmp_path):
-    job = {"name": "detached", "space": {"name": "mlp", "params": {"depth": 1}}, "dataset": "wine",
-           "trials": 2, "max_epochs": 100, "max_concurrent": 1}
+    job = {
+        "name": "detached",
+        "space": {"name": "mlp", "params": {"depth": 1}},
+        "dataset": "wine",
+        "trials": 2,
+        "max_epochs": 100,
+        "max_concurrent": 1,
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     started = foreseer(tmp_path, "run", "job.yaml", "--detach")
     assert started.returncode == 0, started.stderr
@@ -50,11 +62,15 @@ def test_detach_cancel_resume_show(tmp_path):
 
     cancelled = foreseer(tmp_path, "cancel", job_id[:5])
     assert cancelled.returncode == 0 and "asked its driver" in cancelled.stdout
-    assert wait_for(lambda: status(tmp_path) == "cancelled"), (tmp_path / "foreseer-logs" / f"{job_id}.log").read_text()
+    assert wait_for(lambda: status(tmp_path) == "cancelled"), (
+        tmp_path / "foreseer-logs" / f"{job_id}.log"
+    ).read_text()
     logs = foreseer(tmp_path, "logs", job_id, "--follow", timeout=60)
     assert logs.returncode == 0 and "cancelled" in logs.stdout, "--follow returns once the driver has ended"
     with sqlite3.connect(tmp_path / "foreseer.db") as connection:
-        unfinished = connection.execute("select count(*) from foreseer_trials where state = 'running'").fetchone()[0]
+        unfinished = connection.execute(
+            "select count(*) from foreseer_trials where state = 'running'"
+        ).fetchone()[0]
     assert unfinished == 1, "the trial cut short by the cancel stays resumable"
 
     resumed = foreseer(tmp_path, "resume", job_id)

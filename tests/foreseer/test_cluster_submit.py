@@ -73,7 +73,9 @@ def test_a_submitted_job_runs_on_the_cluster_and_lands_in_mlflow_on_postgres(hea
     assert "top trials by val_accuracy" in logs.stdout, "the driver's output comes back from the cluster"
 
     client = MlflowClient(postgres_url)
-    children = client.search_runs([row.mlflow_experiment_id], f"tags.mlflow.parentRunId = '{row.mlflow_parent_run_id}'")
+    children = client.search_runs(
+        [row.mlflow_experiment_id], f"tags.mlflow.parentRunId = '{row.mlflow_parent_run_id}'"
+    )
     assert len(children) == 2
     for child in children:
         assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 2
@@ -116,7 +118,7 @@ def test_a_cluster_elsewhere_gets_no_file_or_localhost_store(tmp_path):
 
 
 def test_an_unreachable_cluster_is_bad_input(ray_nodes, tmp_path):
-    from foreseer.launch import cluster_client  # noqa: F401  (the cluster extra is installed)
+    from foreseer.backends.ray_jobs import cluster_client  # noqa: F401  (the cluster extra is installed)
 
     port = ray_nodes.free_port()
     refused = foreseer(tmp_path, os.environ, "submit", write_job(tmp_path, "nowhere"),

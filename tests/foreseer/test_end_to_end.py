@@ -4,11 +4,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from foreseer_spaces import search_space
 from mlflow.tracking import MlflowClient
 from torch import nn
 
 import foreseer as fs
+from foreseer_spaces import search_space
 
 pytestmark = pytest.mark.ray
 
@@ -21,7 +21,11 @@ def run_job(tmp_path, **fields):
 
 def child_runs(client, handle):
     runs = client.search_runs([handle.mlflow_experiment_id], max_results=1000)
-    return {r.data.tags["foreseer.trial_id"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == handle.mlflow_run_id}
+    return {
+        r.data.tags["foreseer.trial_id"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == handle.mlflow_run_id
+    }
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +123,9 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(ray_runtime, tmp_path):
     runs = child_runs(client, handle)
     for trial in handle.study.trials:
         record = records[trial.number]
-        expected = optuna.trial.TrialState.PRUNED if record.state == "stopped" else optuna.trial.TrialState.COMPLETE
+        expected = (
+            optuna.trial.TrialState.PRUNED if record.state == "stopped" else optuna.trial.TrialState.COMPLETE
+        )
         assert trial.state == expected
         run = runs[record.trial_id]
         if record.state == "stopped":
@@ -139,7 +145,9 @@ def test_a_diverging_trial_fails_with_a_reason_and_the_job_goes_on(ray_runtime, 
     @search_space("test-blowup", replace=True)
     def blowup(trial, task):
         width = trial.suggest_categorical("width", [8, 16])
-        return nn.Sequential(nn.Flatten(), nn.Linear(task.num_features, width), nn.Linear(width, task.num_classes), Blowup())
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(task.num_features, width), nn.Linear(width, task.num_classes), Blowup()
+        )
 
     handle = run_job(tmp_path, name="diverge", space=blowup, dataset="wine", trials=2, max_epochs=3)
     assert handle.status().state == "succeeded"

@@ -34,7 +34,9 @@ def test_screening_and_warm_start_in_a_job_and_the_cache_on_the_next(ray_runtime
     client = MlflowClient(first.job.tracking_uri)
     runs = client.search_runs([first.mlflow_experiment_id], max_results=100)
     parent = client.get_run(first.mlflow_run_id)
-    assert parent.data.tags["foreseer.ghn"] == "meta-trained" and parent.data.tags["foreseer.warm_start"] == "on"
+    assert (
+        parent.data.tags["foreseer.ghn"] == "meta-trained" and parent.data.tags["foreseer.warm_start"] == "on"
+    )
     screened = [r for r in runs if r.data.tags.get("foreseer.status") == "screened"]
     trained = [r for r in runs if r.data.tags.get("foreseer.status") == "completed"]
     assert len(trained) == 5
@@ -42,7 +44,9 @@ def test_screening_and_warm_start_in_a_job_and_the_cache_on_the_next(ray_runtime
     # after 3 completed trials may switch it off (the GHN is meta-trained within 20 s, so how good it
     # is depends on the machine's load): then the last 2 trials are not screened, and the job says why.
     switched_off = parent.data.tags["foreseer.screening"] == "off"
-    assert len(screened) >= (3 if switched_off else 4) and all("ghn_score" in r.data.metrics for r in screened)
+    assert len(screened) >= (3 if switched_off else 4) and all(
+        "ghn_score" in r.data.metrics for r in screened
+    )
     if switched_off:
         assert "switched off" in parent.data.tags["foreseer.screening_verdict"]
     # the trust check ran once 3 trials had completed

@@ -20,7 +20,10 @@ TRIALS = 4
 EPOCHS = 30
 
 # One architecture for every trial; with its checkpoint, an epoch takes about 0.2 s here.
-SPACE = {"name": "mlp", "params": {"depth": 3, "width_0": 256, "width_1": 256, "width_2": 256, "batch_size": 32}}
+SPACE = {
+    "name": "mlp",
+    "params": {"depth": 3, "width_0": 256, "width_1": 256, "width_2": 256, "batch_size": 32},
+}
 
 
 @pytest.fixture
@@ -56,7 +59,9 @@ def test_half_gpu_trials_share_two_declared_gpus_and_fall_back_to_cpu(gpu_node, 
     assert run.returncode == 0, output[-5000:] + gpu_node.logs()
 
     with sqlite3.connect(tmp_path / "foreseer.db") as db:
-        (status, parent_run_id), = db.execute("select status, mlflow_parent_run_id from foreseer_jobs").fetchall()
+        ((status, parent_run_id),) = db.execute(
+            "select status, mlflow_parent_run_id from foreseer_jobs"
+        ).fetchall()
         trials = db.execute("select number, state, attempts from foreseer_trials order by number").fetchall()
         epochs = db.execute("select number, epoch, recorded_at, metrics from foreseer_epochs").fetchall()
     assert status == "succeeded"

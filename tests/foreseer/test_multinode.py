@@ -26,7 +26,10 @@ FAST_NODE_DEATH = {
 }
 
 # One architecture for every trial; with its checkpoint, an epoch takes about 0.2 s here.
-SPACE = {"name": "mlp", "params": {"depth": 3, "width_0": 256, "width_1": 256, "width_2": 256, "batch_size": 32}}
+SPACE = {
+    "name": "mlp",
+    "params": {"depth": 3, "width_0": 256, "width_1": 256, "width_2": 256, "batch_size": 32},
+}
 
 
 @pytest.fixture
@@ -142,7 +145,9 @@ def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
     # MLflow: one child run per trial, every epoch logged once, the retry on record
     client = MlflowClient(f"sqlite:///{db}")
     ((parent,),) = query(db, "select mlflow_parent_run_id from foreseer_jobs")
-    runs = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    runs = client.search_runs(
+        [client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+    )
     by_number = {int(r.data.tags["foreseer.trial_number"]): r for r in runs}
     assert len(runs) == TRIALS and sorted(by_number) == list(range(TRIALS))
     for number, run in by_number.items():

@@ -1,9 +1,10 @@
 """PFN stopping in a real job: Ray Tune runs the trials, the PFN decides, MLflow and Optuna record."""
 
-import foreseer as fs
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+
+import foreseer as fs
 
 pytestmark = pytest.mark.ray
 

@@ -1,9 +1,10 @@
 """PFN stopping through the StoppingPolicy interface, the job spec and the search driver."""
 
-import foreseer as fs
 import numpy as np
 import pytest
 import torch
+
+import foreseer as fs
 from foreseer.backends.replay import simulate
 from foreseer.errors import SpecError
 from foreseer.stopping import CurveView, Decision, PFNPolicy
@@ -100,8 +101,14 @@ def test_stopped_trials_go_through_the_driver_with_p_improve_each_epoch(policy):
     "stopping, message",
     [
         ({"name": "custom", "policy": "no_such_module:Policy"}, "cannot import 'no_such_module:Policy'"),
-        ({"name": "custom", "policy": "foreseer.stopping:AshaPolicy", "settings": {"grace": 1}}, "does not accept settings"),
-        ({"name": "custom", "policy": "foreseer.spec:Objective"}, "built a Objective, not a foreseer.stopping.StoppingPolicy"),
+        (
+            {"name": "custom", "policy": "foreseer.stopping:AshaPolicy", "settings": {"grace": 1}},
+            "does not accept settings",
+        ),
+        (
+            {"name": "custom", "policy": "foreseer.spec:Objective"},
+            "built a Objective, not a foreseer.stopping.StoppingPolicy",
+        ),
         ({"name": "custom", "policy": "not a path"}, "String should match pattern"),
     ],
 )

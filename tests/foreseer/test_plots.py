@@ -3,12 +3,12 @@
 import math
 
 import pytest
-from foreseer_spaces import Candidate
 
+from foreseer import events as ev
 from foreseer.ledger import Ledger
 from foreseer.plots import best_so_far, best_so_far_points, summary_figures, trial_curves
 from foreseer.spec import Objective
-from foreseer import events as ev
+from foreseer_spaces import Candidate
 
 
 def ledger_of(curves, mode="max", max_epochs=4):
@@ -65,9 +65,12 @@ def test_trial_curves_mark_stopped_and_failed_trials_where_they_ended():
     assert stopped == [(2, 0.35)]
     assert failed == [(1, 0.9), (1, 0.4)]  # the diverged trial at its last finite value
     labels = axes.get_legend().get_texts()
-    assert {t.get_text() for t in labels} >= {"completed: 2", "stopped early (x): 1",
-                                              "failed (X at the last finite value): 2",
-                                              "best: trial 3 (0.85 at epoch 2)"}
+    assert {t.get_text() for t in labels} >= {
+        "completed: 2",
+        "stopped early (x): 1",
+        "failed (X at the last finite value): 2",
+        "best: trial 3 (0.85 at epoch 2)",
+    }
 
 
 def test_summary_figures_render_to_png(tmp_path):

@@ -35,7 +35,9 @@ def test_a_job_tracked_in_postgresql(ray_runtime, postgres_url, tmp_path):
     for run in children:
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in history] == [1, 2]
-        assert max(m.value for m in history) == pytest.approx(board.loc[run.data.tags["foreseer.trial_id"], "val_accuracy"])
+        assert max(m.value for m in history) == pytest.approx(
+            board.loc[run.data.tags["foreseer.trial_id"], "val_accuracy"]
+        )
         assert run.data.tags["foreseer.status"] == "completed" and run.info.status == "FINISHED"
     names = {a.path for a in client.list_artifacts(handle.mlflow_run_id)}
     assert {"leaderboard.csv", "job.yaml", "summary.json"} <= names

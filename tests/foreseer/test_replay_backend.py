@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from foreseer.backends.replay import simulate
 from foreseer.stopping import AshaPolicy, MedianPolicy, NoStoppingPolicy
 
@@ -47,7 +48,9 @@ def test_the_policy_is_asked_once_per_tick_about_every_trial_that_reported(curve
     assert run.ticks == 2 * 15 + 1, "one tick per simulated epoch, and one for the trials ending"
 
 
-@pytest.mark.parametrize("policy", [NoStoppingPolicy(), AshaPolicy(1, 3), MedianPolicy(2, 3)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "policy", [NoStoppingPolicy(), AshaPolicy(1, 3), MedianPolicy(2, 3)], ids=lambda p: p.name
+)
 def test_trials_start_in_the_samplers_order_until_the_budget_or_the_curves_run_out(curves, policy):
     order = list(np.random.default_rng(2).permutation(40))
     run = simulate(curves, order, policy, budget=200)

@@ -42,8 +42,14 @@ def job_file(tmp_path):
 
 def foreseer(tmp_path, *args, failpoint=None, env=None):
     env = {**os.environ, "FORESEER_FAILPOINT": failpoint or "", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "foreseer", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "foreseer", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def query(tmp_path, sql):
@@ -78,17 +84,23 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, failp
         process = foreseer(tmp_path, "run", str(path), failpoint=failpoint)
         process.wait(300)
     assert process.returncode == -signal.SIGKILL, process.stdout.read()
-    (job_id, status, driver), = query(tmp_path, "select id, status, driver from foreseer_jobs")
+    ((job_id, status, driver),) = query(tmp_path, "select id, status, driver from foreseer_jobs")
     assert status in ("queued", "running")
-    before = {n: e for n, e in query(tmp_path, "select number, max(epoch) from foreseer_epochs group by number")}
+    before = {
+        n: e for n, e in query(tmp_path, "select number, max(epoch) from foreseer_epochs group by number")
+    }
 
     resumed = foreseer(tmp_path, "resume", job_id[:6], "--store", f"sqlite:///{tmp_path}/foreseer.db")
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output
 
-    (status, ended, error, summary), = query(tmp_path, "select status, ended_at, error, summary from foreseer_jobs")
+    ((status, ended, error, summary),) = query(
+        tmp_path, "select status, ended_at, error, summary from foreseer_jobs"
+    )
     assert (status, error) == ("succeeded", None) and ended is not None
-    trials = query(tmp_path, "select number, state, run_id, resumed_from_epoch from foreseer_trials order by number")
+    trials = query(
+        tmp_path, "select number, state, run_id, resumed_from_epoch from foreseer_trials order by number"
+    )
     assert [t[0] for t in trials] == list(range(TRIALS)), "exactly the requested trials, none twice"
     assert all(state in ("completed", "stopped") for _, state, _, _ in trials)
     epochs = query(tmp_path, "select number, epoch from foreseer_epochs order by number, epoch")
@@ -123,7 +135,9 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, failp
     if driver:
         assert not any(alive(p) for p in driver["ray"]), "the killed driver's Ray processes are gone"
     if failpoint == "epoch-recorded:3":
-        assert any(r is not None and r >= 1 for *_, r in trials), "an in-flight trial continued from its checkpoint"
+        assert any(r is not None and r >= 1 for *_, r in trials), (
+            "an in-flight trial continued from its checkpoint"
+        )
 
 
 def test_a_driver_killed_while_a_trial_is_paused_resumes_it_from_its_checkpoint(tmp_path):
@@ -139,8 +153,10 @@ def test_a_driver_killed_while_a_trial_is_paused_resumes_it_from_its_checkpoint(
     process = foreseer(tmp_path, "run", str(path), failpoint="trial-paused", env=env)
     process.wait(300)
     assert process.returncode == -signal.SIGKILL, process.stdout.read()
-    (job_id,), = query(tmp_path, "select id from foreseer_jobs")
-    assert query(tmp_path, "select state, checkpoint_epoch from foreseer_trials where number = 0") == [("paused", 2)]
+    ((job_id,),) = query(tmp_path, "select id from foreseer_jobs")
+    assert query(tmp_path, "select state, checkpoint_epoch from foreseer_trials where number = 0") == [
+        ("paused", 2)
+    ]
 
     resumed = foreseer(tmp_path, "resume", job_id, "--store", f"sqlite:///{tmp_path}/foreseer.db", env=env)
     output = resumed.communicate(timeout=300)[0]
@@ -156,7 +172,9 @@ def test_a_driver_killed_while_a_trial_is_paused_resumes_it_from_its_checkpoint(
     client = MlflowClient(f"sqlite:///{tmp_path}/foreseer.db")
     run = next(r for r in client.search_runs([client.get_experiment_by_name("resume-me").experiment_id])
                if r.data.tags.get("foreseer.trial_number") == "0")  # fmt: skip
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(range(1, EPOCHS + 1))
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(
+        range(1, EPOCHS + 1)
+    )
     paused = sorted(client.get_metric_history(run.info.run_id, "paused"), key=lambda m: m.timestamp)
     assert [(m.step, m.value) for m in paused] == [(2, 1.0), (2, 0.0)], "MLflow shows the pause and the thaw"
     assert run.info.status == "FINISHED"

@@ -16,6 +16,8 @@ import psutil
 import pytest
 import yaml
 from click.testing import CliRunner
+from sqlalchemy import select
+
 from foreseer.cli import main
 from foreseer.scheduling.daemon import Scheduler
 from foreseer.scheduling.recovery import work_process
@@ -23,12 +25,19 @@ from foreseer.scheduling.schedules import add_schedule, as_utc, set_paused
 from foreseer.spec import SearchJob
 from foreseer.store import JobStore
 from foreseer.store.models import FiringRow, JobRow, ScheduleRow
-from sqlalchemy import select
 
 UTC = timezone.utc
 T0 = datetime(2030, 1, 1, tzinfo=UTC)  # a synthetic clock for the in-process daemon tests
-JOB = {"name": "wine-sched", "space": {"name": "mlp", "params": {"depth": 1}}, "dataset": "wine", "trials": 2,
-       "max_epochs": 1, "max_concurrent": 1, "sampler": "random", "resources": {"cpus": 1}}
+JOB = {
+    "name": "wine-sched",
+    "space": {"name": "mlp", "params": {"depth": 1}},
+    "dataset": "wine",
+    "trials": 2,
+    "max_epochs": 1,
+    "max_concurrent": 1,
+    "sampler": "random",
+    "resources": {"cpus": 1},
+}
 
 
 def seconds(n):
@@ -36,7 +45,12 @@ def seconds(n):
 
 
 def write_job(folder, **fields):
-    spec = {**JOB, "tracking_uri": f"sqlite:///{folder}/foreseer.db", "workdir": str(folder / "runs"), **fields}
+    spec = {
+        **JOB,
+        "tracking_uri": f"sqlite:///{folder}/foreseer.db",
+        "workdir": str(folder / "runs"),
+        **fields,
+    }
     (folder / "job.yaml").write_text(yaml.safe_dump(spec))
     return folder / "job.yaml"
 
@@ -52,7 +66,9 @@ def rows_of(url, query):
 def firings(url, name=None):
     query = select(FiringRow).order_by(FiringRow.occurrence)
     if name is not None:
-        query = query.join(ScheduleRow, ScheduleRow.id == FiringRow.schedule_id).where(ScheduleRow.name == name)
+        query = query.join(ScheduleRow, ScheduleRow.id == FiringRow.schedule_id).where(
+            ScheduleRow.name == name
+        )
     return rows_of(url, query)
 
 
@@ -125,8 +141,11 @@ def start_daemon(cleanup, folder, store_url, *args, failpoint=""):
     log_path = folder / f"daemon-{len(cleanup.started)}.log"
     with open(log_path, "w") as log:  # the daemon writes to its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "foreseer", "scheduler", "--store", store_url, *args], cwd=folder, stdout=log,
-            stderr=subprocess.STDOUT, env={**os.environ, "FORESEER_FAILPOINT": failpoint},
+            [sys.executable, "-m", "foreseer", "scheduler", "--store", store_url, *args],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FORESEER_FAILPOINT": failpoint},
         )
     process.log_path = log_path
     cleanup.started.append(process)
@@ -150,8 +169,23 @@ def cli(*args):
 def test_add_list_pause_resume_remove(tmp_path):
     job = write_job(tmp_path, tracking_uri="postgresql+psycopg://me:s3cret@db.invalid/mlflow")
     store = f"sqlite:///{tmp_path}/schedules.db"
-    added = cli("schedule", "add", job, "--cron", "0 3 * * *", "--timezone", "Europe/Paris", "--store", store,
-                "--name", "nightly", "--missed", "run-once", "--set", "trials=3")
+    added = cli(
+        "schedule",
+        "add",
+        job,
+        "--cron",
+        "0 3 * * *",
+        "--timezone",
+        "Europe/Paris",
+        "--store",
+        store,
+        "--name",
+        "nightly",
+        "--missed",
+        "run-once",
+        "--set",
+        "trials=3",
+    )
     assert added.exit_code == 0, added.output
     lines = added.output.splitlines()
     assert "schedule 'nightly' (" in lines[0] and "missed: run-once, overlap: skip" in lines[0]
@@ -160,7 +194,10 @@ def test_add_list_pause_resume_remove(tmp_path):
 
     [row] = schedules(store)
     assert row.spec["trials"] == 3 and row.next_run_at is not None
-    assert "s3cret" not in str(row.spec) and row.spec["tracking_uri"] == "postgresql+psycopg://me:***@db.invalid/mlflow"
+    assert (
+        "s3cret" not in str(row.spec)
+        and row.spec["tracking_uri"] == "postgresql+psycopg://me:***@db.invalid/mlflow"
+    )
     assert row.spec["store_uri"] == store, "the fired jobs are recorded beside the schedule"
 
     listed = cli("schedule", "list", "--store", store)
@@ -179,13 +216,29 @@ BAD = [
     ("bad-cron", ["--cron", "0 3 * *"], "has 4 fields"),
     ("bad-cron-field", ["--cron", "0 25 * * *"], "hour field '25': 25 is out of range 0-23"),
     ("never", ["--cron", "0 0 31 2 *"], "never fires"),
-    ("bad-timezone", ["--cron", "0 3 * * *", "--timezone", "Europe/Pariss"], "unknown time zone 'Europe/Pariss'"),
-    ("bad-missed", ["--cron", "0 3 * * *", "--missed", "catch-up"], "missed: unknown policy; accepted: skip, run-once"),
-    ("bad-overlap", ["--cron", "0 3 * * *", "--overlap", "queue"], "overlap: unknown policy; accepted: skip, allow"),
+    (
+        "bad-timezone",
+        ["--cron", "0 3 * * *", "--timezone", "Europe/Pariss"],
+        "unknown time zone 'Europe/Pariss'",
+    ),
+    (
+        "bad-missed",
+        ["--cron", "0 3 * * *", "--missed", "catch-up"],
+        "missed: unknown policy; accepted: skip, run-once",
+    ),
+    (
+        "bad-overlap",
+        ["--cron", "0 3 * * *", "--overlap", "queue"],
+        "overlap: unknown policy; accepted: skip, allow",
+    ),
     ("bad-name", ["--cron", "0 3 * * *", "--name", "has spaces"], "name: must be"),
     ("duplicate", ["--cron", "0 4 * * *", "--name", "taken"], "a schedule with this name exists"),
     ("bad-job", ["--cron", "0 3 * * *", "--set", "trials=0"], "trials"),
-    ("other-store", ["--cron", "0 3 * * *", "--set", "store_uri=sqlite:///elsewhere.db"], "a scheduled job is recorded beside"),
+    (
+        "other-store",
+        ["--cron", "0 3 * * *", "--set", "store_uri=sqlite:///elsewhere.db"],
+        "a scheduled job is recorded beside",
+    ),
     ("relative-cluster", ["--cron", "0 3 * * *", "--cluster", "ftp://head"], "dashboard"),
 ]
 
@@ -194,7 +247,9 @@ BAD = [
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, args, message):
     job = write_job(tmp_path)
     store = f"sqlite:///{tmp_path}/foreseer.db"
-    assert cli("schedule", "add", job, "--cron", "0 3 * * *", "--name", "taken", "--store", store).exit_code == 0
+    assert (
+        cli("schedule", "add", job, "--cron", "0 3 * * *", "--name", "taken", "--store", store).exit_code == 0
+    )
     result = cli("schedule", "add", job, *args, "--store", store)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
@@ -205,19 +260,27 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, args, message):
 def test_unknown_schedule_exits_2(tmp_path, command):
     result = cli("schedule", command, "nope", "--store", f"sqlite:///{tmp_path}/foreseer.db")
     assert result.exit_code == 2
-    assert "no schedule with this name; there are no schedules here" in result.output and "'nope'" in result.output
+    assert (
+        "no schedule with this name; there are no schedules here" in result.output
+        and "'nope'" in result.output
+    )
 
 
 def test_missing_job_file_exits_2(tmp_path):
-    result = cli("schedule", "add", tmp_path / "nope.yaml", "--cron", "@daily", "--store", f"sqlite:///{tmp_path}/f.db")
+    result = cli(
+        "schedule", "add", tmp_path / "nope.yaml", "--cron", "@daily", "--store", f"sqlite:///{tmp_path}/f.db"
+    )
     assert result.exit_code == 2 and "no such file" in result.output
 
 
 def test_the_daemon_puts_masked_passwords_back(tmp_path, monkeypatch):
     monkeypatch.setenv("FORESEER_STORE", "postgresql+psycopg://me:s3cret@db.example:5432/foreseer")
     daemon = Scheduler(JobStore(f"sqlite:///{tmp_path}/f.db"), identity="tests/1@0")
-    spec = {"tracking_uri": "postgresql+psycopg://me:***@db.example:5432/mlflow",
-            "store_uri": "postgresql+psycopg://me:***@db.example:5432/foreseer", "trials": 2}
+    spec = {
+        "tracking_uri": "postgresql+psycopg://me:***@db.example:5432/mlflow",
+        "store_uri": "postgresql+psycopg://me:***@db.example:5432/foreseer",
+        "trials": 2,
+    }
     restored = daemon._with_passwords(spec)
     assert restored["store_uri"] == "postgresql+psycopg://me:s3cret@db.example:5432/foreseer"
     assert restored["tracking_uri"] == "postgresql+psycopg://me:s3cret@db.example:5432/mlflow"
@@ -229,7 +292,9 @@ def test_the_daemon_puts_masked_passwords_back(tmp_path, monkeypatch):
 
 def scheduled(url, folder, *, cron="*/10 * * * * *", dataset="wine", **policies):
     store = JobStore(url)
-    job = SearchJob.from_dict({**JOB, "dataset": dataset, "tracking_uri": url, "workdir": str(folder / "runs")})
+    job = SearchJob.from_dict(
+        {**JOB, "dataset": dataset, "tracking_uri": url, "workdir": str(folder / "runs")}
+    )
     row = add_schedule(store, job, cron=cron, name="policy", now=T0, **policies)
     return store, row
 
@@ -251,7 +316,9 @@ def test_missed_runs_skip_or_run_once(tmp_path, database_url):
         late = daemon.tick(now=T0 + seconds(67))
         outcomes[policy] = [(c.occurrence, c.detail) for c in late]
         with store.session() as session:
-            assert as_utc(session.get(ScheduleRow, row.id).next_run_at) == T0 + seconds(70), "next: the first one to come"
+            assert as_utc(session.get(ScheduleRow, row.id).next_run_at) == T0 + seconds(70), (
+                "next: the first one to come"
+            )
         assert [c.occurrence for c in daemon.tick(now=T0 + seconds(70.3))] == [T0 + seconds(70)]
         fired = [as_utc(f.occurrence) for f in firings(database_url) if f.schedule_id == row.id]
         expected = [10, 70] if policy == "skip" else [10, 60, 70]
@@ -262,13 +329,20 @@ def test_missed_runs_skip_or_run_once(tmp_path, database_url):
                 session.delete(firing)
         store.dispose()
     assert outcomes["skip"] == []
-    assert outcomes["run-once"] == [(T0 + seconds(60), f"run once for the occurrences missed since {(T0 + seconds(20)).isoformat()} (missed: run-once)")]
+    assert outcomes["run-once"] == [
+        (
+            T0 + seconds(60),
+            f"run once for the occurrences missed since {(T0 + seconds(20)).isoformat()} (missed: run-once)",
+        )
+    ]
 
 
 def test_occurrences_within_grace_all_fire(tmp_path, database_url):
     store, _ = scheduled(database_url, tmp_path, dataset=str(tmp_path / "gone.npz"))
     daemon = Scheduler(store, grace=60.0, identity="tests/1@0")
-    assert [c.occurrence for c in daemon.tick(now=T0 + seconds(45))] == [T0 + seconds(s) for s in (10, 20, 30, 40)]
+    assert [c.occurrence for c in daemon.tick(now=T0 + seconds(45))] == [
+        T0 + seconds(s) for s in (10, 20, 30, 40)
+    ]
     assert daemon.tick(now=T0 + seconds(45)) == []
     paused = set_paused(store, "policy", True)
     assert paused.paused and daemon.tick(now=T0 + seconds(95)) == [], "a paused schedule fires nothing"
@@ -312,16 +386,24 @@ def test_overlap_policy(tmp_path, monkeypatch, tracking_uri, cleanup, overlap):
 
 
 @pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
-@pytest.mark.parametrize(("failpoint", "adopted"), [
-    ("schedule-claimed", None),  # claimed, nothing launched: the next daemon launches it
-    ("job-recorded", "had been recorded but not started; started it"),  # job row written, driver never started
-    ("schedule-launched", "had been launched"),  # launched, outcome never recorded
-])
+@pytest.mark.parametrize(
+    ("failpoint", "adopted"),
+    [
+        ("schedule-claimed", None),  # claimed, nothing launched: the next daemon launches it
+        (
+            "job-recorded",
+            "had been recorded but not started; started it",
+        ),  # job row written, driver never started
+        ("schedule-launched", "had been launched"),  # launched, outcome never recorded
+    ],
+)
 def test_daemon_killed_between_claim_and_record(tmp_path, tracking_uri, cleanup, failpoint, adopted):
     cleanup.stores.append(tracking_uri)
     job = write_job(tmp_path, tracking_uri=tracking_uri)
     store = JobStore(tracking_uri)
-    add_schedule(store, SearchJob.from_dict(yaml.safe_load(job.read_text())), cron="*/2 * * * * *", name="crash")
+    add_schedule(
+        store, SearchJob.from_dict(yaml.safe_load(job.read_text())), cron="*/2 * * * * *", name="crash"
+    )
     doomed = start_daemon(cleanup, tmp_path, tracking_uri, "--poll", "0.2", failpoint=failpoint)
     assert doomed.wait(90) == -signal.SIGKILL, doomed.log_path.read_text()
     set_paused(store, "crash", True)  # only the open claim is left to fire
@@ -343,7 +425,9 @@ def test_daemon_killed_between_claim_and_record(tmp_path, tracking_uri, cleanup,
         assert "had been" not in recovered.detail
     else:
         assert jobs[0].id in before and adopted in recovered.detail
-    assert wait_for(lambda: work_process(jobs[0].id) is not None or jobs_of(tracking_uri)[0].driver, 20), "its driver runs"
+    assert wait_for(lambda: work_process(jobs[0].id) is not None or jobs_of(tracking_uri)[0].driver, 20), (
+        "its driver runs"
+    )
     assert not [f for f in firings(tracking_uri) if f.status == "claimed"]
     assert rescuer.tick() == [], "nothing left to recover or fire"
     store.dispose()
@@ -364,8 +448,15 @@ def test_daemon_fires_a_real_job_end_to_end(tmp_path, cleanup):
     job = write_job(tmp_path)
 
     def foreseer(*args):
-        return subprocess.run([sys.executable, "-m", "foreseer", *args], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "FORESEER_FAILPOINT": ""}, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "foreseer", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "FORESEER_FAILPOINT": ""},
+            check=False,
+        )
 
     added = foreseer("schedule", "add", job, "--cron", "*/2 * * * * *", "--name", "e2e", "--store", store)
     assert added.returncode == 0, added.stderr
@@ -383,21 +474,35 @@ def test_daemon_fires_a_real_job_end_to_end(tmp_path, cleanup):
     job_row, *later = jobs_of(store)
     assert job_row.status == "succeeded", (tmp_path / "foreseer-logs" / f"{job_row.id}.log").read_text()
     fired = firings(store, "e2e")
-    assert fired[0].status == "launched" and fired[0].job_id == job_row.id and job_row.schedule_id == fired[0].schedule_id
+    assert (
+        fired[0].status == "launched"
+        and fired[0].job_id == job_row.id
+        and job_row.schedule_id == fired[0].schedule_id
+    )
     while_running = [f for f in fired[1:] if as_utc(f.occurrence) < as_utc(job_row.ended_at)]
     assert len(while_running) >= 3 and {f.status for f in while_running} == {"skipped"}
-    assert all(f"job {job_row.id} of this schedule is still" in f.detail or "still launching" in f.detail
-               for f in while_running)
+    assert all(
+        f"job {job_row.id} of this schedule is still" in f.detail or "still launching" in f.detail
+        for f in while_running
+    )
     assert len(later) <= 1, "a next job only once the first one ended (the test pauses the schedule then)"
-    steps = {(as_utc(b.occurrence) - as_utc(a.occurrence)).total_seconds() for a, b in itertools.pairwise(fired)}
+    steps = {
+        (as_utc(b.occurrence) - as_utc(a.occurrence)).total_seconds() for a, b in itertools.pairwise(fired)
+    }
     assert steps == {2.0}, "every occurrence fired once, none missing"
-    assert max((as_utc(f.claimed_at) - as_utc(f.occurrence)).total_seconds() for f in fired[-3:]) < 1.5, "on time"
+    assert max((as_utc(f.claimed_at) - as_utc(f.occurrence)).total_seconds() for f in fired[-3:]) < 1.5, (
+        "on time"
+    )
     assert f"occurrence {as_utc(fired[0].occurrence).isoformat()} launched job {job_row.id}" in log
 
     listed = foreseer("jobs", "--store", store)
     assert job_row.id[:7] in listed.stdout and "succeeded" in listed.stdout
     schedules = foreseer("schedule", "list", "--store", store)
-    assert "e2e" in schedules.stdout and "skipped" in schedules.stdout and f"{job_row.id} succeeded" in schedules.stdout
+    assert (
+        "e2e" in schedules.stdout
+        and "skipped" in schedules.stdout
+        and f"{job_row.id} succeeded" in schedules.stdout
+    )
     shown = foreseer("schedule", "show", "e2e", "--store", store)
     assert job_row.id in shown.stdout and "succeeded" in shown.stdout
 
@@ -412,7 +517,9 @@ def test_two_daemons_on_postgresql_fire_each_occurrence_once(tmp_path, postgres_
     store = JobStore(postgres_url)
     daemons = [start_daemon(cleanup, tmp_path, postgres_url, "--poll", "0.5", "--verbose") for _ in range(2)]
     assert wait_for(lambda: all("started" in d.log_path.read_text() for d in daemons), 60)
-    add_schedule(store, SearchJob.from_dict(yaml.safe_load(job.read_text())), cron="*/2 * * * * *", name="race")
+    add_schedule(
+        store, SearchJob.from_dict(yaml.safe_load(job.read_text())), cron="*/2 * * * * *", name="race"
+    )
     # the first occurrence launches a real job; stopping its driver before it starts keeps the job
     # queued (it still holds the schedule: overlap skip) and spares the CPU the daemons are timed on
     assert wait_for(lambda: any(f.job_id for f in firings(postgres_url)), 60), daemons[0].log_path.read_text()
@@ -427,11 +534,18 @@ def test_two_daemons_on_postgresql_fire_each_occurrence_once(tmp_path, postgres_
     occurrences = [as_utc(f.occurrence) for f in fired]
     assert len(set(occurrences)) == len(occurrences)
     assert {(b - a).total_seconds() for a, b in itertools.pairwise(occurrences)} == {2.0}, "none missing"
-    assert [f.status for f in fired].count("launched") == 1 and {f.status for f in fired} == {"launched", "skipped"}
+    assert [f.status for f in fired].count("launched") == 1 and {f.status for f in fired} == {
+        "launched",
+        "skipped",
+    }
     jobs = jobs_of(postgres_url)
     assert [j.id for j in jobs] == [f.job_id for f in fired if f.job_id], "one job, launched once"
     claimers = {f.daemon for f in fired}
-    lost = sum(log.count("another daemon holds its row") + log.count("another daemon claimed") for _, log in logs)
-    print(f"firings by daemon: { {d: sum(f.daemon == d for f in fired) for d in claimers} }, races lost: {lost}")
+    lost = sum(
+        log.count("another daemon holds its row") + log.count("another daemon claimed") for _, log in logs
+    )
+    print(
+        f"firings by daemon: { {d: sum(f.daemon == d for f in fired) for d in claimers} }, races lost: {lost}"
+    )
     assert len(claimers) == 2 or lost > 0, "both daemons raced for the occurrences"
     store.dispose()

@@ -4,12 +4,10 @@ Optuna study and ledger; every screener through the same contract."""
 import math
 
 import optuna
-from foreseer import events as ev
 import pytest
 import torch
-from foreseer_spaces import get_space
-from foreseer_workers import load_dataset
 
+from foreseer import events as ev
 from foreseer.ledger import Ledger
 from foreseer.predictors.ghn.model import GHNConfig, GraphHyperNetwork
 from foreseer.predictors.ghn.predictor import GHNPredictor
@@ -23,6 +21,8 @@ from foreseer.screening import (
 )
 from foreseer.searcher import CandidateSearcher
 from foreseer.spec import Objective
+from foreseer_spaces import get_space
+from foreseer_workers import load_dataset
 
 
 class DepthScreener(Screener):
@@ -65,9 +65,14 @@ def test_every_screener_returns_one_finite_score_per_candidate(wine, index):
 def test_gate_drops_the_bottom_fraction_and_never_everything():
     gate = ScreeningGate(DepthScreener(), batch=4, drop_fraction=0.25)
     assert gate.split([0.3, 0.9, 0.1, 0.5]) == ([1, 3, 0], [2])
-    assert ScreeningGate(DepthScreener(), batch=4, drop_fraction=0.5).split([0.3, 0.9, 0.1, 0.5]) == ([1, 3], [0, 2])
+    assert ScreeningGate(DepthScreener(), batch=4, drop_fraction=0.5).split([0.3, 0.9, 0.1, 0.5]) == (
+        [1, 3],
+        [0, 2],
+    )
     assert ScreeningGate(DepthScreener(), batch=2, drop_fraction=0.9).split([0.2, 0.1]) == ([0], [1])
-    with pytest.raises(ValueError, match=r"drop_fraction must lie in \(0, 1\), but got self.drop_fraction=1.5"):
+    with pytest.raises(
+        ValueError, match=r"drop_fraction must lie in \(0, 1\), but got self.drop_fraction=1.5"
+    ):
         ScreeningGate(DepthScreener(), drop_fraction=1.5)
 
 
@@ -131,7 +136,11 @@ def test_screened_searcher_feeds_completed_trials_to_the_trust_check_and_stops_s
         score = searcher.scores[number]
         events = [ev.Proposed(number, candidate=candidate.to_dict())]
         for epoch in (1, 2):
-            events.append(ev.Epoch(number, epoch=epoch, metrics={"val_accuracy": 1 - score / 10, "num_params": 1000 - score}))
+            events.append(
+                ev.Epoch(
+                    number, epoch=epoch, metrics={"val_accuracy": 1 - score / 10, "num_params": 1000 - score}
+                )
+            )
         for event in [*events, ev.Completed(number, reason="trained 2 epochs")]:
             ledger.observe(event)
             searcher.observe(event)

@@ -30,7 +30,12 @@ def test_defaults_and_the_issue_example_validate():
     assert job.stopping.name == "asha" and job.stopping.reduction_factor == 3
     assert job.resources.gpus == 0.25
     assert job.primary.metric == "val_accuracy"
-    assert job.to_dict()["dataset"] == {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+    assert job.to_dict()["dataset"] == {
+        "name": "digits",
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "seed": 0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -48,8 +53,16 @@ def test_defaults_and_the_issue_example_validate():
         ({"sampler": "tpee"}, "sampler", "did you mean 'tpe'"),
         ({"sampler": 3}, "sampler", "BaseSampler"),
         ({"stopping": "ashaa"}, "stopping", "did you mean 'asha'"),
-        ({"stopping": {"name": "asha", "reduction_factor": 1}}, "stopping.reduction_factor", "greater than 1"),
-        ({"objective": {"metric": "val_acc", "mode": "max"}}, "objective.metric", "did you mean 'val_accuracy'"),
+        (
+            {"stopping": {"name": "asha", "reduction_factor": 1}},
+            "stopping.reduction_factor",
+            "greater than 1",
+        ),
+        (
+            {"objective": {"metric": "val_acc", "mode": "max"}},
+            "objective.metric",
+            "did you mean 'val_accuracy'",
+        ),
         ({"objective": {"metric": "val_loss", "mode": "down"}}, "objective.mode", "'max' or 'min'"),
         ({"resources": {"cpus": 0}}, "resources.cpus", "greater than 0"),
         ({"resources": {"gpus": 1.5}}, "resources.gpus", "fraction of one GPU"),
@@ -57,7 +70,13 @@ def test_defaults_and_the_issue_example_validate():
         ({"time_budget_s": 0}, "time_budget_s", "greater than 0"),
         ({"trails": 4}, "trails", "did you mean 'trials'"),
         (
-            {"objective": [{"metric": "val_accuracy", "mode": "max"}, {"metric": "num_params", "mode": "min"}], "stopping": "asha"},
+            {
+                "objective": [
+                    {"metric": "val_accuracy", "mode": "max"},
+                    {"metric": "num_params", "mode": "min"},
+                ],
+                "stopping": "asha",
+            },
             "job",
             "single objective",
         ),
@@ -95,13 +114,15 @@ def test_a_sampler_instance_and_array_data_are_accepted():
 
 def test_yaml_job_with_dotted_overrides(tmp_path):
     path = tmp_path / "job.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         name: wine-mlp
         space: {name: mlp, params: {depth: 2}}
         dataset: wine
         trials: 4
         stopping: asha
-    """))
+    """)
+    )
     job = load_job(path, {"trials": 6, "stopping.grace_period": 2})
     assert job.trials == 6 and job.stopping.name == "asha" and job.stopping.grace_period == 2
     assert job.space_overrides() == {"depth": 2}

@@ -10,7 +10,6 @@ from sqlalchemy import inspect, text
 
 from foreseer import events as ev
 from foreseer.cli import main
-
 from foreseer.store import JobStore, StoreError
 from foreseer.store.journal import JobJournal
 from foreseer.store.models import JobRow, TrialRow
@@ -21,7 +20,11 @@ def test_a_new_database_gets_the_newest_schema(tmp_path):
     assert store.revision() == store.head() == "0004"
     tables = set(inspect(store.engine).get_table_names())
     assert {
-        "foreseer_jobs", "foreseer_trials", "foreseer_epochs", "foreseer_schedules", "foreseer_firings",
+        "foreseer_jobs",
+        "foreseer_trials",
+        "foreseer_epochs",
+        "foreseer_schedules",
+        "foreseer_firings",
         "foreseer_alembic_version",
     } <= tables
     assert "alembic_version" not in tables
@@ -74,7 +77,11 @@ def test_the_journal_appends_typed_events_and_keeps_the_trial_rows_in_step(tmp_p
     journal = JobJournal(JobStore(f"sqlite:///{tmp_path}/j.db"), "job1")
     journal.create_job("name", {"trials": 1})
     events = [
-        ev.Proposed(0, candidate={"space": "mlp", "arch": {}, "hparams": {}}, sampled={"params": {}, "distributions": {}}),
+        ev.Proposed(
+            0,
+            candidate={"space": "mlp", "arch": {}, "hparams": {}},
+            sampled={"params": {}, "distributions": {}},
+        ),
         ev.Started(0, run_id="r0"),
         ev.Epoch(0, epoch=1, metrics={"val_accuracy": 0.5}, checkpoint="/c/epoch-0001"),
         ev.Paused(0, epoch=1, reason="waits", checkpoint="/c/epoch-0001"),
@@ -88,7 +95,12 @@ def test_the_journal_appends_typed_events_and_keeps_the_trial_rows_in_step(tmp_p
     assert journal.events() == events, "resume reads back exactly what was appended"
     assert journal.epochs() == {0: [{"val_accuracy": 0.5}, {"val_accuracy": 0.7}]}
     (row,) = journal.trials()
-    assert (row.state, row.stopped_by, row.reason, row.run_id) == ("stopped", "asha", "below the cutoff", "r0")
+    assert (row.state, row.stopped_by, row.reason, row.run_id) == (
+        "stopped",
+        "asha",
+        "below the cutoff",
+        "r0",
+    )
     assert (row.attempts, row.retry_errors, row.resumed_from_epoch) == (2, ["boom"], 1)
     assert (row.checkpoint, row.checkpoint_epoch) == ("/c/epoch-0001", 1)
     again = JobJournal(JobStore(f"sqlite:///{tmp_path}/j.db"), "job1")

@@ -4,12 +4,12 @@ tags, figures; WAL and artifacts beside the file on SQLite."""
 import sqlite3
 
 import pytest
-from foreseer_spaces import Candidate
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from foreseer.ledger import TrialRecord
 from foreseer.tracking import Tracker
+from foreseer_spaces import Candidate
 
 
 def make_tracker(tracking_uri, tmp_path, flush_interval=60.0):
@@ -35,7 +35,9 @@ def test_sqlite_store_is_in_wal_mode_and_artifacts_sit_beside_it(tmp_path):
     assert location == (tmp_path / "mlartifacts" / "exp").as_uri()
 
 
-@pytest.mark.parametrize("tracking_uri", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "tracking_uri", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_postgresql_store_is_reached_through_psycopg_3(tracking_uri, tmp_path):
     tracker = make_tracker(tracking_uri, tmp_path)
     engine = tracker.client._tracking_client.store.engine
@@ -104,7 +106,9 @@ def test_a_figure_lands_under_plots_on_the_parent_run(tracking_uri, tmp_path):
         tracker.log_figure(figure, "curve")
 
 
-def test_ending_a_trial_writes_its_own_metrics_with_its_tags_and_leaves_others_buffered(tracking_uri, tmp_path):
+def test_ending_a_trial_writes_its_own_metrics_with_its_tags_and_leaves_others_buffered(
+    tracking_uri, tmp_path
+):
     tracker = make_tracker(tracking_uri, tmp_path)
     ending, other = trial(tracker, 1), trial(tracker, 2)
     for step in range(1, 1001):  # 1,000 values: more than fit in one batch beside the final tags
@@ -129,8 +133,13 @@ SECRET_URL = f"postgresql+psycopg://user:{SECRET}@db.example:5432/foreseer"
 def test_a_password_in_the_job_spec_never_reaches_mlflow(tmp_path):
     """Params, tags and the job.yaml artifact of the parent run, read back from a real SQLite store."""
     tracker = Tracker(f"sqlite:///{tmp_path}/store.db", "exp")
-    spec = {"name": "exp", "tracking_uri": SECRET_URL, "store_uri": SECRET_URL,
-            "artifact_location": f"https://user:{SECRET}@files.example/a", "nested": {"dsn": f"{SECRET_URL}?password={SECRET}"}}
+    spec = {
+        "name": "exp",
+        "tracking_uri": SECRET_URL,
+        "store_uri": SECRET_URL,
+        "artifact_location": f"https://user:{SECRET}@files.example/a",
+        "nested": {"dsn": f"{SECRET_URL}?password={SECRET}"},
+    }
     run_id = tracker.start_job("job1", spec, "exp-job1")
     client = MlflowClient(tracker.tracking_uri)
     run = client.get_run(run_id)
@@ -157,8 +166,9 @@ def test_the_job_store_keeps_the_masked_spec_and_resume_gets_the_password_back(t
     again = _with_passwords(dict(stored), SECRET_URL.replace("/foreseer", "/jobs"))
     assert again["tracking_uri"] == SECRET_URL
     # No URL with it: no password at all, so libpq falls back to PGPASSWORD / ~/.pgpass.
-    assert with_password(stored["tracking_uri"], ["postgresql+psycopg://other:x@db.example:5432/foreseer"]) == (
-        "postgresql+psycopg://user@db.example:5432/foreseer")
+    assert with_password(
+        stored["tracking_uri"], ["postgresql+psycopg://other:x@db.example:5432/foreseer"]
+    ) == ("postgresql+psycopg://user@db.example:5432/foreseer")
     monkeypatch.setenv("FORESEER_TRACKING_URI", SECRET_URL)
     assert _with_passwords(dict(stored), "sqlite:///jobs.db")["tracking_uri"] == SECRET_URL
     assert with_password("sqlite:///x.db", []) == "sqlite:///x.db"
@@ -177,5 +187,7 @@ def test_cli_output_masks_database_passwords(tmp_path):
     job.write_text(f"name: x\nspace: mlp\ndataset: digits\ntrials: 0\ntracking_uri: {SECRET_URL}\n")
     bad = runner.invoke(main, ["validate", str(job)])
     assert bad.exit_code == 2 and "user:***@db.example" in bad.output and SECRET not in bad.output
-    missing = runner.invoke(main, ["show", "nope", "--store", f"sqlite:///{tmp_path}/jobs.db?password={SECRET}"])
+    missing = runner.invoke(
+        main, ["show", "nope", "--store", f"sqlite:///{tmp_path}/jobs.db?password={SECRET}"]
+    )
     assert SECRET not in missing.output

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from foreseer_spaces import search_space
 from mlflow.tracking import MlflowClient
 from torch import nn
 
 import foreseer as fs
+from foreseer_spaces import search_space
 
 pytestmark = pytest.mark.ray
 
@@ -40,7 +40,11 @@ def faulty_space(kind: str, marker: Path):
     def space(trial, task):
         width = trial.suggest_categorical("width", [16, 32])
         return nn.Sequential(
-            nn.Flatten(), nn.Linear(task.num_features, width), Fault(kind, str(marker)), nn.ReLU(), nn.Linear(width, task.num_classes)
+            nn.Flatten(),
+            nn.Linear(task.num_features, width),
+            Fault(kind, str(marker)),
+            nn.ReLU(),
+            nn.Linear(width, task.num_classes),
         )
 
     return space
@@ -48,8 +52,15 @@ def faulty_space(kind: str, marker: Path):
 
 def run(tmp_path, space, **fields):
     job = fs.SearchJob(
-        name=f"faults-{space.name}", space={"name": space.name, "params": {"batch_size": 128}}, dataset="wine", trials=2, max_epochs=4, max_concurrent=1,
-        tracking_uri=f"sqlite:///{tmp_path}/foreseer.db", workdir=str(tmp_path / "runs"), **fields,
+        name=f"faults-{space.name}",
+        space={"name": space.name, "params": {"batch_size": 128}},
+        dataset="wine",
+        trials=2,
+        max_epochs=4,
+        max_concurrent=1,
+        tracking_uri=f"sqlite:///{tmp_path}/foreseer.db",
+        workdir=str(tmp_path / "runs"),
+        **fields,
     )
     return fs.submit(job).wait(timeout=600)
 

@@ -47,7 +47,9 @@ class Calls(Backend):
 
 def make_driver(tracker=None, journal=None, max_epochs=4):
     ledger = Ledger([Objective(metric="val_accuracy", mode="max")], max_epochs)
-    driver = SearchDriver(ledger, ReplaySearcher([0, 1]), NoStoppingPolicy(), tracker=tracker, journal=journal)
+    driver = SearchDriver(
+        ledger, ReplaySearcher([0, 1]), NoStoppingPolicy(), tracker=tracker, journal=journal
+    )
     backend = Calls()
     driver.fill(backend, PLAN)
     return driver, backend
@@ -61,7 +63,9 @@ def checkpoint(tmp_path, epoch):
 
 
 def epoch(driver, backend, n, value, checkpoint=None, **placement):
-    driver.tick(backend, [Reported("t0000", {"epoch": n, "val_accuracy": value}, checkpoint, placement or None)], PLAN)
+    driver.tick(
+        backend, [Reported("t0000", {"epoch": n, "val_accuracy": value}, checkpoint, placement or None)], PLAN
+    )
 
 
 @pytest.fixture
@@ -107,7 +111,11 @@ def test_each_attempt_tags_the_trial_run_with_where_it_runs(tracker, caplog):
         epoch(driver, backend, 3, 0.7, node_id="n2", hostname="host-b", device="cpu", gpus="")
     assert "was given GPU" not in caplog.text  # no GPU asked for, none given: nothing to warn about
     tags = MlflowClient(tracker.tracking_uri).get_run(run_id).data.tags
-    assert (tags["foreseer.node_id"], tags["foreseer.hostname"], tags["foreseer.gpus"]) == ("n2", "host-b", "")
+    assert (tags["foreseer.node_id"], tags["foreseer.hostname"], tags["foreseer.gpus"]) == (
+        "n2",
+        "host-b",
+        "",
+    )
     tracker.flush()
     history = MlflowClient(tracker.tracking_uri).get_metric_history(run_id, "val_accuracy")
     assert [m.step for m in history] == [1, 2, 3]

@@ -53,14 +53,26 @@ def test_the_server_command_is_lean_and_serves_artifacts_beside_the_store(tmp_pa
         "--workers": "1",
         "--artifacts-destination": (tmp_path / "mlartifacts").as_uri(),
     }
-    assert env == {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/store.db", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    assert env == {
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/store.db",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     command, env = server_command(UiSettings("postgresql+psycopg://u:secret@h/db", job_execution=True))
     assert env == {"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg://u:secret@h/db"}
     assert not any("secret" in part for part in command), "a password never shows in the process list"
 
 
-@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
-                                            ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("192.168.1.5", False),
+        ("example.org", False),
+    ],
+)
 def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
 
@@ -71,7 +83,10 @@ def test_settings_refuse_bad_values_and_give_a_browsable_url():
     with pytest.raises(ValueError, match="workers must be at least 1"):
         UiSettings("sqlite:///x.db", workers=0)
     assert UiSettings("sqlite:///x.db", host="0.0.0.0", port=80).url == "http://127.0.0.1:80"
-    assert UiSettings("sqlite:///x.db", host="::1", port=80).experiment_url("3") == "http://[::1]:80/#/experiments/3"
+    assert (
+        UiSettings("sqlite:///x.db", host="::1", port=80).experiment_url("3")
+        == "http://[::1]:80/#/experiments/3"
+    )
 
 
 def test_a_real_server_answers_with_two_processes_and_stops_completely(tmp_path):
@@ -83,7 +98,8 @@ def test_a_real_server_answers_with_two_processes_and_stops_completely(tmp_path)
     with server:
         server.wait_ready(timeout=120)
         request = urllib.request.Request(
-            f"{server.url}/ajax-api/2.0/mlflow/experiments/search", data=json.dumps({"max_results": 10}).encode(),
+            f"{server.url}/ajax-api/2.0/mlflow/experiments/search",
+            data=json.dumps({"max_results": 10}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -101,8 +117,20 @@ def test_a_real_server_answers_with_two_processes_and_stops_completely(tmp_path)
 def test_cli_prints_the_url_and_ctrl_c_stops_every_process(tmp_path):
     port = free_port()
     cli = subprocess.Popen(
-        [sys.executable, "-m", "foreseer", "ui", "--tracking-uri", f"sqlite:///{tmp_path}/store.db", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "foreseer",
+            "ui",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/store.db",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 120
@@ -154,4 +182,6 @@ def test_no_warning_on_loopback(monkeypatch):
     result = CliRunner().invoke(main, ["ui", "--port", "5999"])
     assert result.exit_code == 0 and "warning" not in result.output
     assert "http://127.0.0.1:5999" in result.output
-    assert os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") is None, "the CLI leaves its own environment alone"
+    assert os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") is None, (
+        "the CLI leaves its own environment alone"
+    )

@@ -48,8 +48,20 @@ def foreseer_ui(finished_job, tmp_path_factory):
     port = free_port()
     log = open(tmp_path / "ui.log", "w")  # noqa: SIM115
     cli = subprocess.Popen(
-        [sys.executable, "-m", "foreseer", "ui", "--tracking-uri", finished_job.job.tracking_uri, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=log, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "foreseer",
+            "ui",
+            "--tracking-uri",
+            finished_job.job.tracking_uri,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         line, deadline = "", time.monotonic() + 120
@@ -94,8 +106,10 @@ def test_the_experiment_lists_the_parent_run_and_its_nested_trial_runs(finished_
     assert not any(name in text for name in trials), "trial runs are nested under the job's run"
     page.evaluate(f"document.querySelector({EXPANDER!r}).click()")
     page.wait_for(" && ".join(f"document.body.innerText.includes({name!r})" for name in trials), timeout=30)
-    rows = page.evaluate("[...document.querySelectorAll('.ag-center-cols-container .ag-row, .ag-pinned-left-cols-container .ag-row')]"
-                         ".map(r => r.innerText).filter(t => t.includes('-'))")
+    rows = page.evaluate(
+        "[...document.querySelectorAll('.ag-center-cols-container .ag-row, .ag-pinned-left-cols-container .ag-row')]"
+        ".map(r => r.innerText).filter(t => t.includes('-'))"
+    )
     names = [line for row in rows for line in row.splitlines() if line.startswith(("trial-", parent))]
     assert names[0] == parent and sorted(names[1:]) == sorted(trials), names
     shot = page.screenshot(ARTIFACTS / "ui-experiment-runs.png")

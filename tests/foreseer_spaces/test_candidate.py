@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from foreseer_spaces import Candidate, Task
 
 ARCH = {"depth": 2, "width_0": 64, "width_1": 32, "activation": "relu", "dropout": 0.1, "residual": True}

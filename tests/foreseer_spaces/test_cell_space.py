@@ -5,6 +5,7 @@ from itertools import product
 
 import pytest
 import torch
+
 from foreseer_spaces import Candidate, Task, discover_params, get_space
 from foreseer_spaces.cells import EDGE_KEYS, OPS, CellNetwork, nb201_arch_string, parse_nb201_arch_string
 

@@ -6,8 +6,9 @@ import sys
 import cloudpickle
 import pytest
 import torch
-from foreseer_spaces import Candidate, FunctionSpace, SearchSpace, Task, constrain, get_space, search_space
 from torch import nn
+
+from foreseer_spaces import Candidate, FunctionSpace, SearchSpace, Task, constrain, get_space, search_space
 
 TASK = Task((6,), 4)
 

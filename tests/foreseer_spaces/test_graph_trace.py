@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from foreseer_spaces import trace
 from torch import nn
+
+from foreseer_spaces import trace
 
 
 def ops(graph):

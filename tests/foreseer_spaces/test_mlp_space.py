@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from foreseer_spaces import Candidate, Task, get_space
 from torch import nn
+
+from foreseer_spaces import Candidate, Task, get_space
 
 TASK = Task((13,), 3)
 BASE = {"activation": "gelu", "norm": "layer", "dropout": 0.0, "residual": True}

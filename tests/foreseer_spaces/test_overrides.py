@@ -3,6 +3,7 @@
 import optuna
 import pytest
 import yaml
+
 from foreseer_spaces import (
     ParamOverride,
     Task,

@@ -4,9 +4,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch import nn
+
 from foreseer_spaces import Candidate, SearchSpace, Task, get_space, trace
 from foreseer_spaces._registry import _BUILTINS
-from torch import nn
 
 # One small task per built-in space; test_every_builtin_space_is_covered keeps this list complete.
 TASKS = {"cells": Task((1, 8, 8), 10), "mlp": Task((13,), 3)}

@@ -5,6 +5,7 @@ import sys
 from importlib.metadata import EntryPoint, entry_points
 
 import pytest
+
 from foreseer_spaces import (
     ENTRY_POINT_GROUP,
     SearchSpace,

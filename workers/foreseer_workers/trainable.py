@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from foreseer_spaces import SearchSpace
-
     from foreseer_workers.config import TrialOutcome
     from foreseer_workers.data import DataBundle
     from foreseer_workers.training import ReportFn
@@ -63,7 +62,6 @@ class SpaceTrainable:
         self, trial: TrialArgs, report: ReportFn, *, device: str = "cpu", scratch_dir: str | None = None
     ) -> TrialOutcome:
         from foreseer_spaces import Candidate
-
         from foreseer_workers.config import TrialConfig
         from foreseer_workers.training import run_trial
 

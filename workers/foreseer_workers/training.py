@@ -214,7 +214,9 @@ class _Trial:
         cand = self.config.candidate
         if self.config.scratch_dir is not None:
             os.makedirs(self.config.scratch_dir, exist_ok=True)
-        directory = tempfile.mkdtemp(prefix=f"foreseer-{cand.hash}-epoch{epoch:04d}-", dir=self.config.scratch_dir)
+        directory = tempfile.mkdtemp(
+            prefix=f"foreseer-{cand.hash}-epoch{epoch:04d}-", dir=self.config.scratch_dir
+        )
         state = {
             "epoch": epoch,
             "optimizer": self.optimizer.state_dict(),

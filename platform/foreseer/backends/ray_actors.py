@@ -30,9 +30,8 @@ import ray
 from foreseer.backends._base import Backend, BackendEvent, Crashed, Finished, Reported, TrialStart
 
 if TYPE_CHECKING:
-    from foreseer_workers import Trainable
-
     from foreseer.spec import Resources
+    from foreseer_workers import Trainable
 
 __all__ = ["RayBackend"]
 
@@ -144,7 +143,9 @@ class RayBackend(Backend):
         self.storage = storage.resolve()
         self.max_workers = max_workers
         self._trainable = ray.put(trainable)
-        self._actor = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=0)(_TrialWorker)
+        self._actor = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=0)(
+            _TrialWorker
+        )
         self._workers: list[Any] = []
         self._idle: list[Any] = []
         self._queued: deque[TrialStart] = deque()

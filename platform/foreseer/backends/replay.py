@@ -113,7 +113,9 @@ class RecordedTrainable:
     curves: np.ndarray
     metric: str = "val_accuracy"
 
-    def __call__(self, trial: Any, report: Any, *, device: str = "cpu", scratch_dir: str | None = None) -> Any:
+    def __call__(
+        self, trial: Any, report: Any, *, device: str = "cpu", scratch_dir: str | None = None
+    ) -> Any:
         from foreseer_workers import TrialOutcome
 
         curve = _curve_of(trial)

@@ -40,16 +40,40 @@ def schedule() -> None:
 
 @schedule.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("--cron", required=True, help='When to run: "0 3 * * *", "*/10 * * * * *" (leading seconds), @daily …')
-@click.option("--timezone", "tz", default="UTC", show_default=True, help="IANA time zone the cron times are in.")
-@click.option("--cluster", default=None, help="Ray dashboard address to submit to (http://HEAD:8265); this machine if not given.")
+@click.option(
+    "--cron", required=True, help='When to run: "0 3 * * *", "*/10 * * * * *" (leading seconds), @daily …'
+)
+@click.option(
+    "--timezone", "tz", default="UTC", show_default=True, help="IANA time zone the cron times are in."
+)
+@click.option(
+    "--cluster",
+    default=None,
+    help="Ray dashboard address to submit to (http://HEAD:8265); this machine if not given.",
+)
 @click.option("--name", default=None, help="Schedule name (the job's name by default).")
-@click.option("--missed", default="skip", show_default=True, help="Runs missed while no daemon ran: skip | run-once.")
-@click.option("--overlap", default="skip", show_default=True, help="A run due while the previous one still runs: skip | allow.")
+@click.option(
+    "--missed", default="skip", show_default=True, help="Runs missed while no daemon ran: skip | run-once."
+)
+@click.option(
+    "--overlap",
+    default="skip",
+    show_default=True,
+    help="A run due while the previous one still runs: skip | allow.",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
 @store_option
-def add(job_file: str, cron: str, tz: str, cluster: str | None, name: str | None, missed: str, overlap: str,
-        sets: tuple[str, ...], store_url: str) -> None:
+def add(
+    job_file: str,
+    cron: str,
+    tz: str,
+    cluster: str | None,
+    name: str | None,
+    missed: str,
+    overlap: str,
+    sets: tuple[str, ...],
+    store_url: str,
+) -> None:
     """Schedule a job file: validated now, fired by the scheduler daemon at every cron occurrence."""
     from pathlib import Path
 
@@ -61,12 +85,24 @@ def add(job_file: str, cron: str, tz: str, cluster: str | None, name: str | None
     job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
     store = _store(store_url)
     source = " ".join([f"job file {str(Path(job_file).resolve())!r}", *(f"--set {s}" for s in sets)])
-    row = _or_exit(lambda: add_schedule(
-        store, job, cron=cron, tz=tz, name=name, cluster=cluster, missed=missed, overlap=overlap, source=source,
-    ))
+    row = _or_exit(
+        lambda: add_schedule(
+            store,
+            job,
+            cron=cron,
+            tz=tz,
+            name=name,
+            cluster=cluster,
+            missed=missed,
+            overlap=overlap,
+            source=source,
+        )
+    )
     where = f"on the Ray cluster {cluster}" if cluster else "on this machine"
-    click.echo(f"schedule {row.name!r} ({row.id}): job {job.name!r} {where}, cron {row.cron!r} in {row.timezone}, "
-               f"missed: {row.missed}, overlap: {row.overlap}")
+    click.echo(
+        f"schedule {row.name!r} ({row.id}): job {job.name!r} {where}, cron {row.cron!r} in {row.timezone}, "
+        f"missed: {row.missed}, overlap: {row.overlap}"
+    )
     click.echo("next runs:")
     first = row.next_run_at
     for moment in [first, *CronSchedule(row.cron, row.timezone).upcoming(first, 2)]:
@@ -85,14 +121,33 @@ def list_(store_url: str) -> None:
 
     store = _store(store_url)
     table = Table(title=f"schedules in {mask_url(store.url)}")
-    for column in ("name", "cron", "tz", "next run", "paused", "missed/overlap", "firings", "last firing", "last job"):
+    for column in (
+        "name",
+        "cron",
+        "tz",
+        "next run",
+        "paused",
+        "missed/overlap",
+        "firings",
+        "last firing",
+        "last job",
+    ):
         table.add_column(column, no_wrap=True)
     for view in list_schedules(store):
         row, last, job = view.schedule, view.last, view.last_job
         last_cell = "-" if last is None else f"{_when(last.occurrence, row.timezone)} {last.status}"
         job_cell = "-" if job is None else f"{job.id} {job.status}"
-        table.add_row(row.name, row.cron, row.timezone, "-" if row.paused else _when(row.next_run_at, row.timezone),
-                      "yes" if row.paused else "no", f"{row.missed}/{row.overlap}", str(view.firings), last_cell, job_cell)
+        table.add_row(
+            row.name,
+            row.cron,
+            row.timezone,
+            "-" if row.paused else _when(row.next_run_at, row.timezone),
+            "yes" if row.paused else "no",
+            f"{row.missed}/{row.overlap}",
+            str(view.firings),
+            last_cell,
+            job_cell,
+        )
     _console().print(table)
 
 
@@ -111,8 +166,10 @@ def show(name: str, limit: int, store_url: str) -> None:
     row, firings = _or_exit(lambda: firings_of(store, name, limit))
     console = _console()
     state = "paused" if row.paused else f"next run {_when(row.next_run_at, row.timezone)}"
-    console.print(f"[bold]{row.name}[/] {row.id}: cron {row.cron!r} in {row.timezone}, {state}, "
-                  f"missed: {row.missed}, overlap: {row.overlap}, {row.cluster or 'this machine'}")
+    console.print(
+        f"[bold]{row.name}[/] {row.id}: cron {row.cron!r} in {row.timezone}, {state}, "
+        f"missed: {row.missed}, overlap: {row.overlap}, {row.cluster or 'this machine'}"
+    )
     console.print(f"from {mask_text(row.source)}")
     table = Table(title="firings, newest first")
     for column in ("occurrence", "late s", "status", "job", "job status", "daemon"):
@@ -120,8 +177,15 @@ def show(name: str, limit: int, store_url: str) -> None:
     table.add_column("detail", overflow="fold")
     for firing, job_status in firings:
         late = (as_utc(firing.claimed_at) - as_utc(firing.occurrence)).total_seconds()
-        table.add_row(_when(firing.occurrence, row.timezone), f"{late:.3f}", firing.status, firing.job_id or "-",
-                      job_status or "-", firing.daemon, mask_text(firing.detail))
+        table.add_row(
+            _when(firing.occurrence, row.timezone),
+            f"{late:.3f}",
+            firing.status,
+            firing.job_id or "-",
+            job_status or "-",
+            firing.daemon,
+            mask_text(firing.detail),
+        )
     console.print(table)
 
 
@@ -160,12 +224,27 @@ def remove(name: str, store_url: str) -> None:
 
 @click.command()
 @store_option
-@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
-              help="Seconds between looks at the store (it also wakes at each due time).")
-@click.option("--grace", default=60.0, show_default=True, type=click.FloatRange(0, None),
-              help="Seconds late an occurrence still runs; later, the schedule's missed policy decides.")
-@click.option("--lease", default=300.0, show_default=True, type=click.FloatRange(1, None),
-              help="Seconds before a claim by a daemon on another host that launched nothing is taken over.")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 3600),
+    help="Seconds between looks at the store (it also wakes at each due time).",
+)
+@click.option(
+    "--grace",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0, None),
+    help="Seconds late an occurrence still runs; later, the schedule's missed policy decides.",
+)
+@click.option(
+    "--lease",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1, None),
+    help="Seconds before a claim by a daemon on another host that launched nothing is taken over.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Also log the occurrences another daemon claimed first.")
 def scheduler(store_url: str, poll: float, grace: float, lease: float, verbose: bool) -> None:
     """Run the scheduler daemon: fire due schedules until SIGTERM or Ctrl-C.

@@ -109,7 +109,11 @@ class CronExpression:
 
     def next_wall_time(self, start: datetime) -> datetime:
         """The first naive wall time at or after ``start`` (whole seconds) that matches every field."""
-        t = start.replace(microsecond=0) if start.microsecond == 0 else start.replace(microsecond=0) + timedelta(seconds=1)
+        t = (
+            start.replace(microsecond=0)
+            if start.microsecond == 0
+            else start.replace(microsecond=0) + timedelta(seconds=1)
+        )
         limit = t.year + 400  # the Gregorian calendar repeats every 400 years
         while t.year <= limit:
             month = _first_at_least(self.months, t.month)
@@ -153,8 +157,10 @@ def parse_cron(text: str) -> CronExpression:
         CronError: naming the field that is wrong, the value, and what the field accepts.
     """
     if not isinstance(text, str) or not text.strip():
-        raise CronError(f"cron expression is empty (got {text!r}); expected 5 fields "
-                        "'minute hour day-of-month month day-of-week', 6 with a leading second, or @daily etc.")
+        raise CronError(
+            f"cron expression is empty (got {text!r}); expected 5 fields "
+            "'minute hour day-of-month month day-of-week', 6 with a leading second, or @daily etc."
+        )
     source = text.strip()
     if source.startswith("@"):
         expanded = MACROS.get(source.lower())
@@ -194,7 +200,9 @@ def _parse_field(part: str, field: _Field, text: str) -> set[int]:
         try:
             out.update(_parse_item(item, field))
         except CronError as e:
-            raise CronError(f"cron {text!r}: {field.name} field {part!r}: {e}; accepted: {field.accepted()}") from None
+            raise CronError(
+                f"cron {text!r}: {field.name} field {part!r}: {e}; accepted: {field.accepted()}"
+            ) from None
     return out
 
 

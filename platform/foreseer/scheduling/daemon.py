@@ -60,7 +60,9 @@ class Scheduler:
         identity: this daemon's name in the firings it claims.
     """
 
-    def __init__(self, store: JobStore, *, grace: float = 60.0, lease: float = 300.0, identity: str | None = None) -> None:
+    def __init__(
+        self, store: JobStore, *, grace: float = 60.0, lease: float = 300.0, identity: str | None = None
+    ) -> None:
         if grace < 0 or lease <= 0:
             raise ValueError(f"grace must be >= 0 and lease > 0 seconds, but got {grace=} and {lease=}")
         self.store = store
@@ -81,8 +83,14 @@ class Scheduler:
         schedules late; on stop, the launches in flight finish and record their outcome first."""
         from concurrent.futures import ThreadPoolExecutor
 
-        logger.info("scheduler %s started on %s (poll %.2f s, grace %s s, lease %s s)", self.identity,
-                    _masked(self.store.url), poll, self.grace.total_seconds(), self.lease.total_seconds())
+        logger.info(
+            "scheduler %s started on %s (poll %.2f s, grace %s s, lease %s s)",
+            self.identity,
+            _masked(self.store.url),
+            poll,
+            self.grace.total_seconds(),
+            self.lease.total_seconds(),
+        )
         warm_up()
         with ThreadPoolExecutor(launchers, thread_name_prefix="foreseer-launch") as pool:
             while not stop.is_set():
@@ -91,14 +99,22 @@ class Scheduler:
                         pool.submit(self._resolve_in_flight, claim)
                     wait = self.seconds_to_next(poll)
                 except SQLAlchemyError as e:
-                    logger.warning("the job store did not answer (%s: %s); retrying in %.1f s", type(e).__name__,
-                                   _masked(str(e).splitlines()[0]), poll)
+                    logger.warning(
+                        "the job store did not answer (%s: %s); retrying in %.1f s",
+                        type(e).__name__,
+                        _masked(str(e).splitlines()[0]),
+                        poll,
+                    )
                     wait = poll
                 except Exception:  # a daemon outlives its bugs; the next pass tries again
                     logger.exception("the scheduler's pass failed; retrying in %.1f s", poll)
                     wait = poll
                 stop.wait(wait)
-            logger.info("scheduler %s stopping: waiting for %d launches in flight", self.identity, len(self._in_flight))
+            logger.info(
+                "scheduler %s stopping: waiting for %d launches in flight",
+                self.identity,
+                len(self._in_flight),
+            )
         logger.info("scheduler %s stopped", self.identity)
 
     def seconds_to_next(self, poll: float) -> float:
@@ -107,8 +123,12 @@ class Scheduler:
         An occurrence still due right after a pass waits for something (a launch in flight with
         ``overlap: allow``, another daemon's lock): look again shortly, not in a busy loop."""
         with self.store.session() as session:
-            due = session.scalar(select(ScheduleRow.next_run_at).where(ScheduleRow.paused.is_(False))
-                                 .order_by(ScheduleRow.next_run_at).limit(1))
+            due = session.scalar(
+                select(ScheduleRow.next_run_at)
+                .where(ScheduleRow.paused.is_(False))
+                .order_by(ScheduleRow.next_run_at)
+                .limit(1)
+            )
         if due is None:
             return poll
         left = (as_utc(due) - utcnow()).total_seconds()
@@ -158,14 +178,18 @@ class Scheduler:
         try:
             self.resolve(claim)
         except Exception:  # the claim stays open; this daemon's next pass takes it over
-            logger.exception("schedule %s: recording the occurrence %s failed", claim.name, claim.occurrence.isoformat())
+            logger.exception(
+                "schedule %s: recording the occurrence %s failed", claim.name, claim.occurrence.isoformat()
+            )
         finally:
             with self._lock:
                 self._in_flight.discard((claim.schedule_id, claim.occurrence))
 
     def _due_ids(self, now: datetime | None) -> list[str]:
         with self.store.session() as session:
-            query = select(ScheduleRow.id).where(ScheduleRow.paused.is_(False), ScheduleRow.next_run_at <= as_utc(now or utcnow()))
+            query = select(ScheduleRow.id).where(
+                ScheduleRow.paused.is_(False), ScheduleRow.next_run_at <= as_utc(now or utcnow())
+            )
             return list(session.scalars(query.order_by(ScheduleRow.next_run_at)))
 
     # ----------------------------------------------------------------------------- claiming
@@ -177,23 +201,43 @@ class Scheduler:
             with self.store.session() as session:
                 row = self._lock_due(session, schedule_id, now)
                 if row is None:
-                    if self._postgres and session.scalar(self._due(schedule_id, now).with_only_columns(ScheduleRow.id)):
-                        logger.debug("schedule %s: another daemon holds its row and is claiming the due occurrence", schedule_id)
+                    if self._postgres and session.scalar(
+                        self._due(schedule_id, now).with_only_columns(ScheduleRow.id)
+                    ):
+                        logger.debug(
+                            "schedule %s: another daemon holds its row and is claiming the due occurrence",
+                            schedule_id,
+                        )
                     return None, False
                 claim, status, again = self._decide(session, row, now)
                 if claim is None and status is None:
                     return None, again
-                session.add(FiringRow(
-                    schedule_id=row.id, occurrence=claim.occurrence, claimed_at=utcnow(), daemon=self.identity,
-                    status=status, detail=claim.detail,
-                ))
+                session.add(
+                    FiringRow(
+                        schedule_id=row.id,
+                        occurrence=claim.occurrence,
+                        claimed_at=utcnow(),
+                        daemon=self.identity,
+                        status=status,
+                        detail=claim.detail,
+                    )
+                )
                 session.flush()  # the primary key decides here who has the occurrence
         except (IntegrityError, OperationalError) as e:
             # Another daemon inserted this occurrence first (or, on SQLite, wrote first).
-            logger.debug("schedule %s: another daemon claimed the due occurrence first (%s)", schedule_id, type(e).__name__)
+            logger.debug(
+                "schedule %s: another daemon claimed the due occurrence first (%s)",
+                schedule_id,
+                type(e).__name__,
+            )
             return None, False
         if status == "skipped":
-            logger.info("schedule %s: occurrence %s skipped: %s", claim.name, claim.occurrence.isoformat(), claim.detail)
+            logger.info(
+                "schedule %s: occurrence %s skipped: %s",
+                claim.name,
+                claim.occurrence.isoformat(),
+                claim.detail,
+            )
             return None, again
         _failpoints.hit("schedule-claimed")
         return claim, again
@@ -202,7 +246,9 @@ class Scheduler:
         if self._sqlite:
             # Write first: the transaction takes SQLite's write lock now and reads the latest
             # state, instead of failing to upgrade a stale read snapshot later.
-            session.execute(update(ScheduleRow).where(ScheduleRow.id == schedule_id).values(id=ScheduleRow.id))
+            session.execute(
+                update(ScheduleRow).where(ScheduleRow.id == schedule_id).values(id=ScheduleRow.id)
+            )
         query = self._due(schedule_id, now)
         if self._postgres:
             query = query.with_for_update(skip_locked=True)  # a daemon holding it is claiming it
@@ -210,7 +256,9 @@ class Scheduler:
 
     @staticmethod
     def _due(schedule_id: str, now: datetime) -> Any:
-        return select(ScheduleRow).where(ScheduleRow.id == schedule_id, ScheduleRow.paused.is_(False), ScheduleRow.next_run_at <= now)
+        return select(ScheduleRow).where(
+            ScheduleRow.id == schedule_id, ScheduleRow.paused.is_(False), ScheduleRow.next_run_at <= now
+        )
 
     def _decide(self, session: Any, row: ScheduleRow, now: datetime) -> tuple[Claim | None, str | None, bool]:
         """Which occurrence to fire and how: (claim, firing status, due again). Advances
@@ -221,8 +269,12 @@ class Scheduler:
         if now - due > self.grace:
             if row.missed == "skip":
                 first_on_time = cron.next_after(now - self.grace - timedelta(microseconds=1))
-                logger.warning("schedule %s: skipped the occurrences missed from %s to %s (missed: skip)",
-                               row.name, due.isoformat(), (now - self.grace).isoformat())
+                logger.warning(
+                    "schedule %s: skipped the occurrences missed from %s to %s (missed: skip)",
+                    row.name,
+                    due.isoformat(),
+                    (now - self.grace).isoformat(),
+                )
                 row.next_run_at = first_on_time
                 return None, None, first_on_time <= now
             occurrence = cron.latest_at_or_before(now, due) or due  # due <= now: there is one
@@ -230,18 +282,25 @@ class Scheduler:
         following = cron.next_after(occurrence)
         claim = Claim(row.id, row.name, occurrence, dict(row.spec), row.cluster, detail)
         status = "claimed"
-        pending = session.scalar(select(FiringRow).where(FiringRow.schedule_id == row.id, FiringRow.status == "claimed").limit(1))
+        pending = session.scalar(
+            select(FiringRow).where(FiringRow.schedule_id == row.id, FiringRow.status == "claimed").limit(1)
+        )
         if pending is not None:
             if row.overlap == "allow":
                 session.rollback()  # wait for the launch in flight; next_run_at stays
                 return None, None, False
             status = "skipped"
-            claim.detail = _join(detail, f"the firing of {as_utc(pending.occurrence).isoformat()} is still launching (overlap: skip)")
+            claim.detail = _join(
+                detail,
+                f"the firing of {as_utc(pending.occurrence).isoformat()} is still launching (overlap: skip)",
+            )
         elif row.overlap == "skip":
             running = self._running_job(session, row.id)
             if running is not None:
                 status = "skipped"
-                claim.detail = _join(detail, f"job {running.id} of this schedule is still {running.status} (overlap: skip)")
+                claim.detail = _join(
+                    detail, f"job {running.id} of this schedule is still {running.status} (overlap: skip)"
+                )
         row.next_run_at = following
         return claim, status, following <= now
 
@@ -249,18 +308,31 @@ class Scheduler:
         """A job of the schedule that is still queued or running (and whose driver is not known dead)."""
         from foreseer._processes import alive
 
-        jobs = session.scalars(select(JobRow).where(JobRow.schedule_id == schedule_id, JobRow.status.in_(("queued", "running"))))
+        jobs = session.scalars(
+            select(JobRow).where(JobRow.schedule_id == schedule_id, JobRow.status.in_(("queued", "running")))
+        )
         for job in jobs:
             driver = job.driver or {}
             if driver.get("host") == socket.gethostname() and not job.cluster:
                 if alive(driver.get("process")):
                     return job
-                logger.warning("job %s of schedule %s is %s but its driver is gone; it does not hold the schedule back "
-                               "(`foreseer resume %s` continues it)", job.id, schedule_id, job.status, job.id)
+                logger.warning(
+                    "job %s of schedule %s is %s but its driver is gone; it does not hold the schedule back "
+                    "(`foreseer resume %s` continues it)",
+                    job.id,
+                    schedule_id,
+                    job.status,
+                    job.id,
+                )
                 continue
             if not driver and utcnow() - as_utc(job.created_at) > self.lease:
-                logger.warning("job %s of schedule %s has been queued since %s without a driver; it does not hold the "
-                               "schedule back", job.id, schedule_id, job.created_at)
+                logger.warning(
+                    "job %s of schedule %s has been queued since %s without a driver; it does not hold the "
+                    "schedule back",
+                    job.id,
+                    schedule_id,
+                    job.created_at,
+                )
                 continue
             return job
         return None
@@ -284,7 +356,9 @@ class Scheduler:
         except SpecError as e:
             status, detail = "failed", _join(detail, mask_text(str(e)))
         except Exception as e:  # whatever launching raised, the firing records it and the daemon goes on
-            logger.exception("schedule %s: launching the occurrence %s failed", claim.name, claim.occurrence.isoformat())
+            logger.exception(
+                "schedule %s: launching the occurrence %s failed", claim.name, claim.occurrence.isoformat()
+            )
             status, detail = "failed", _join(detail, mask_text(f"{type(e).__name__}: {e}"))
         if status == "failed" and job_id is None:
             orphan = orphan_job(self.store, claim.schedule_id)  # a launch can fail after recording its job
@@ -293,8 +367,15 @@ class Scheduler:
         claim.outcome = {"status": status, "job_id": job_id, "detail": detail}
         late = (utcnow() - claim.occurrence).total_seconds()
         log = logger.info if status == "launched" else logger.warning
-        log("schedule %s: occurrence %s %s%s (%.3f s after its time)%s", claim.name, claim.occurrence.isoformat(), status,
-            f" job {job_id}" if job_id else "", late, f": {detail}" if detail else "")
+        log(
+            "schedule %s: occurrence %s %s%s (%.3f s after its time)%s",
+            claim.name,
+            claim.occurrence.isoformat(),
+            status,
+            f" job {job_id}" if job_id else "",
+            late,
+            f": {detail}" if detail else "",
+        )
         return claim
 
     def _launch(self, claim: Claim) -> Any:
@@ -319,14 +400,21 @@ class Scheduler:
         with self.store.session() as session:
             result = session.execute(
                 update(FiringRow)
-                .where(FiringRow.schedule_id == claim.schedule_id, FiringRow.occurrence == claim.occurrence,
-                       FiringRow.daemon == self.identity, FiringRow.status == "claimed")
+                .where(
+                    FiringRow.schedule_id == claim.schedule_id,
+                    FiringRow.occurrence == claim.occurrence,
+                    FiringRow.daemon == self.identity,
+                    FiringRow.status == "claimed",
+                )
                 .values(status=status, job_id=job_id, detail=detail)
             )
         if result.rowcount != 1:
-            logger.error("schedule %s: the firing of %s is no longer this daemon's open claim: the schedule was removed, "
-                         "or another daemon took the claim over (is --lease shorter than a launch takes?)",
-                         claim.name, claim.occurrence.isoformat())
+            logger.error(
+                "schedule %s: the firing of %s is no longer this daemon's open claim: the schedule was removed, "
+                "or another daemon took the claim over (is --lease shorter than a launch takes?)",
+                claim.name,
+                claim.occurrence.isoformat(),
+            )
 
     # ----------------------------------------------------------------------------- recovery
 
@@ -337,14 +425,21 @@ class Scheduler:
             stale = [
                 (f.schedule_id, f.occurrence, f.daemon, f.claimed_at)
                 for f in session.scalars(select(FiringRow).where(FiringRow.status == "claimed"))
-                if self._is_stale(f.daemon, as_utc(f.claimed_at), moment, (f.schedule_id, as_utc(f.occurrence)))
+                if self._is_stale(
+                    f.daemon, as_utc(f.claimed_at), moment, (f.schedule_id, as_utc(f.occurrence))
+                )
             ]
         claims = []
         for schedule_id, occurrence, daemon, claimed_at in stale:
             claim = take_over(self.store, schedule_id, occurrence, daemon, self.identity)
             if claim is not None:
-                logger.warning("schedule %s: took over the occurrence %s claimed at %s by %s, which died before launching it",
-                               claim.name, as_utc(occurrence).isoformat(), as_utc(claimed_at).isoformat(), daemon)
+                logger.warning(
+                    "schedule %s: took over the occurrence %s claimed at %s by %s, which died before launching it",
+                    claim.name,
+                    as_utc(occurrence).isoformat(),
+                    as_utc(claimed_at).isoformat(),
+                    daemon,
+                )
                 claims.append(claim)
         return claims
 
@@ -356,6 +451,7 @@ class Scheduler:
                 return key not in self._in_flight
         alive = claimer_alive(daemon)
         return (now - claimed_at > self.lease) if alive is None else not alive
+
 
 def _masked(text: str) -> str:
     from foreseer.dburl import mask_text
@@ -372,8 +468,16 @@ def warm_up() -> None:
     import importlib
 
     modules = (
-        "foreseer.launch", "foreseer.runner", "foreseer.spec", "foreseer.store.journal", "foreseer.tracking",
-        "foreseer_workers", "foreseer_spaces", "optuna", "sklearn.datasets", "mlflow.store.tracking.sqlalchemy_store",
+        "foreseer.launch",
+        "foreseer.runner",
+        "foreseer.spec",
+        "foreseer.store.journal",
+        "foreseer.tracking",
+        "foreseer_workers",
+        "foreseer_spaces",
+        "optuna",
+        "sklearn.datasets",
+        "mlflow.store.tracking.sqlalchemy_store",
         "alembic.command",
     )
     for module in modules:

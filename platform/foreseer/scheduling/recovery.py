@@ -61,22 +61,38 @@ class Claim:
     outcome: dict[str, Any] = field(default_factory=dict)
 
 
-def take_over(store: JobStore, schedule_id: str, occurrence: datetime, daemon: str, identity: str) -> Claim | None:
+def take_over(
+    store: JobStore, schedule_id: str, occurrence: datetime, daemon: str, identity: str
+) -> Claim | None:
     """Compare-and-set the firing's claimer from the dead ``daemon`` to ``identity``; the claim,
     or ``None`` when another daemon took it over first."""
     try:
         with store.session() as session:
             result = session.execute(
                 update(FiringRow)
-                .where(FiringRow.schedule_id == schedule_id, FiringRow.occurrence == occurrence,
-                       FiringRow.status == "claimed", FiringRow.daemon == daemon)
+                .where(
+                    FiringRow.schedule_id == schedule_id,
+                    FiringRow.occurrence == occurrence,
+                    FiringRow.status == "claimed",
+                    FiringRow.daemon == daemon,
+                )
                 .values(daemon=identity, claimed_at=utcnow(), detail=f"taken over from {daemon}")
             )
             if result.rowcount != 1:
                 return None
             row = session.get(ScheduleRow, schedule_id)
-            note = "its own claim, left open by an error" if daemon == identity else f"taken over from {daemon}"
-            return Claim(schedule_id, row.name, as_utc(occurrence), dict(row.spec), row.cluster, note, recovered_from=daemon)
+            note = (
+                "its own claim, left open by an error" if daemon == identity else f"taken over from {daemon}"
+            )
+            return Claim(
+                schedule_id,
+                row.name,
+                as_utc(occurrence),
+                dict(row.spec),
+                row.cluster,
+                note,
+                recovered_from=daemon,
+            )
     except OperationalError:
         return None
 
@@ -84,10 +100,14 @@ def take_over(store: JobStore, schedule_id: str, occurrence: datetime, daemon: s
 def orphan_job(store: JobStore, schedule_id: str) -> JobRow | None:
     """The schedule's job that no firing names: recorded by the launch in flight (one at most)."""
     with store.session() as session:
-        named = select(FiringRow.job_id).where(FiringRow.schedule_id == schedule_id, FiringRow.job_id.is_not(None))
+        named = select(FiringRow.job_id).where(
+            FiringRow.schedule_id == schedule_id, FiringRow.job_id.is_not(None)
+        )
         return session.scalar(
-            select(JobRow).where(JobRow.schedule_id == schedule_id, JobRow.id.not_in(named))
-            .order_by(JobRow.created_at.desc()).limit(1)
+            select(JobRow)
+            .where(JobRow.schedule_id == schedule_id, JobRow.id.not_in(named))
+            .order_by(JobRow.created_at.desc())
+            .limit(1)
         )
 
 

@@ -38,8 +38,15 @@ if TYPE_CHECKING:
     from foreseer.store import JobStore
 
 __all__ = [
-    "MISSED_POLICIES", "OVERLAP_POLICIES", "ScheduleView", "add_schedule", "as_utc", "find_schedule",
-    "list_schedules", "remove_schedule", "set_paused",
+    "MISSED_POLICIES",
+    "OVERLAP_POLICIES",
+    "ScheduleView",
+    "add_schedule",
+    "as_utc",
+    "find_schedule",
+    "list_schedules",
+    "remove_schedule",
+    "set_paused",
 ]
 
 MISSED_POLICIES = ("skip", "run-once")
@@ -85,8 +92,18 @@ def add_schedule(
             problems.append(Problem(field, str(e)))
     name = job.name if name is None else name
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        problems.append(Problem("name", "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", name, True))
-    for field, value, accepted in (("missed", missed, MISSED_POLICIES), ("overlap", overlap, OVERLAP_POLICIES)):
+        problems.append(
+            Problem(
+                "name",
+                "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                name,
+                True,
+            )
+        )
+    for field, value, accepted in (
+        ("missed", missed, MISSED_POLICIES),
+        ("overlap", overlap, OVERLAP_POLICIES),
+    ):
         if value not in accepted:
             problems.append(Problem(field, f"unknown policy; accepted: {', '.join(accepted)}", value, True))
     job = _job_for_store(job, store.url, cluster, problems)
@@ -94,11 +111,21 @@ def add_schedule(
         raise SpecError(problems, source="schedule")
     start = as_utc(now or utcnow())
     row = ScheduleRow(
-        id=uuid.uuid4().hex[:12], name=name, spec=mask_secrets(job.to_dict()), source=source, cron=cron.strip(),
-        timezone=tz, cluster=cluster, missed=missed, overlap=overlap, paused=False,
+        id=uuid.uuid4().hex[:12],
+        name=name,
+        spec=mask_secrets(job.to_dict()),
+        source=source,
+        cron=cron.strip(),
+        timezone=tz,
+        cluster=cluster,
+        missed=missed,
+        overlap=overlap,
+        paused=False,
         next_run_at=CronSchedule(cron, tz).next_after(start),
     )
-    taken = _problem("name", "a schedule with this name exists; pick another with --name, or remove it first", name)
+    taken = _problem(
+        "name", "a schedule with this name exists; pick another with --name, or remove it first", name
+    )
     try:
         with store.session() as session:
             if session.scalar(select(ScheduleRow.id).where(ScheduleRow.name == name)) is not None:
@@ -117,14 +144,28 @@ def _job_for_store(job: SearchJob, store_url: str, cluster: str | None, problems
 
     spec = job.to_dict()
     if isinstance(spec.get("space"), dict) and "object" in spec["space"]:
-        problems.append(Problem("space", "a SearchSpace object cannot be stored in a schedule; register it as an entry point"))
+        problems.append(
+            Problem(
+                "space", "a SearchSpace object cannot be stored in a schedule; register it as an entry point"
+            )
+        )
     if isinstance(spec.get("dataset"), dict) and "arrays" in spec["dataset"]:
-        problems.append(Problem("dataset", "arrays cannot be stored in a schedule; save them as .npz or .csv and give the path"))
+        problems.append(
+            Problem(
+                "dataset",
+                "arrays cannot be stored in a schedule; save them as .npz or .csv and give the path",
+            )
+        )
     if job.store_uri is not None and not _same_database(job.store_uri, store_url):
-        problems.append(Problem("store_uri", (
-            f"the job records into {mask_url(job.store_uri)}, but the schedule lives in {mask_url(store_url)}; "
-            "a scheduled job is recorded beside its schedule: drop store_uri or pass the same URL to --store"
-        )))
+        problems.append(
+            Problem(
+                "store_uri",
+                (
+                    f"the job records into {mask_url(job.store_uri)}, but the schedule lives in {mask_url(store_url)}; "
+                    "a scheduled job is recorded beside its schedule: drop store_uri or pass the same URL to --store"
+                ),
+            )
+        )
     elif not _same_database(job.store_url, store_url):
         job = job.model_copy(update={"store_uri": store_url})
     if cluster is not None:
@@ -144,7 +185,10 @@ def _same_database(a: str, b: str) -> bool:
         return path_a is not None and path_b is not None and path_a.resolve() == path_b.resolve()
     first, second = make_url(a), make_url(b)
     keep = ("username", "host", "port", "database")
-    return all(getattr(first, k) == getattr(second, k) for k in keep) and first.get_backend_name() == second.get_backend_name()
+    return (
+        all(getattr(first, k) == getattr(second, k) for k in keep)
+        and first.get_backend_name() == second.get_backend_name()
+    )
 
 
 def find_schedule(session: Session, name: str) -> ScheduleRow:
@@ -157,7 +201,11 @@ def find_schedule(session: Session, name: str) -> ScheduleRow:
     row = row or session.get(ScheduleRow, name)
     if row is None:
         names = session.scalars(select(ScheduleRow.name).order_by(ScheduleRow.name)).all()
-        known = f"; schedules here: {', '.join(names)}" if names else "; there are no schedules here (foreseer schedule add)"
+        known = (
+            f"; schedules here: {', '.join(names)}"
+            if names
+            else "; there are no schedules here (foreseer schedule add)"
+        )
         raise _problem("name", f"no schedule with this name{known}", name)
     return row
 
@@ -200,8 +248,15 @@ def list_schedules(store: JobStore) -> list[ScheduleView]:
     with store.session() as session:
         views = []
         for row in session.scalars(select(ScheduleRow).order_by(ScheduleRow.name)):
-            count = session.scalar(select(func.count()).select_from(FiringRow).where(FiringRow.schedule_id == row.id))
-            latest = select(FiringRow).where(FiringRow.schedule_id == row.id).order_by(FiringRow.occurrence.desc()).limit(1)
+            count = session.scalar(
+                select(func.count()).select_from(FiringRow).where(FiringRow.schedule_id == row.id)
+            )
+            latest = (
+                select(FiringRow)
+                .where(FiringRow.schedule_id == row.id)
+                .order_by(FiringRow.occurrence.desc())
+                .limit(1)
+            )
             last = session.scalar(latest)
             with_job = session.scalar(latest.where(FiringRow.job_id.is_not(None)))
             job = session.get(JobRow, with_job.job_id) if with_job is not None else None
@@ -209,11 +264,18 @@ def list_schedules(store: JobStore) -> list[ScheduleView]:
         return views
 
 
-def firings_of(store: JobStore, name: str, limit: int = 50) -> tuple[ScheduleRow, list[tuple[FiringRow, str | None]]]:
+def firings_of(
+    store: JobStore, name: str, limit: int = 50
+) -> tuple[ScheduleRow, list[tuple[FiringRow, str | None]]]:
     """A schedule's latest firings, newest first, each with its job's status."""
     with store.session() as session:
         row = find_schedule(session, name)
-        query = select(FiringRow).where(FiringRow.schedule_id == row.id).order_by(FiringRow.occurrence.desc()).limit(limit)
+        query = (
+            select(FiringRow)
+            .where(FiringRow.schedule_id == row.id)
+            .order_by(FiringRow.occurrence.desc())
+            .limit(limit)
+        )
         out = []
         for firing in session.scalars(query):
             job = session.get(JobRow, firing.job_id) if firing.job_id else None

@@ -40,5 +40,7 @@ class CustomStopping(SpecModel):
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.policy} does not accept settings {self.settings}: {e}") from e
         if not isinstance(policy, StoppingPolicy):
-            raise ValueError(f"{self.policy} built a {type(policy).__name__}, not a foreseer.stopping.StoppingPolicy")
+            raise ValueError(
+                f"{self.policy} built a {type(policy).__name__}, not a foreseer.stopping.StoppingPolicy"
+            )
         return policy

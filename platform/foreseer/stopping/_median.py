@@ -55,9 +55,7 @@ class MedianPolicy(StoppingPolicy):
         t = curve.epoch
         if t < self.grace_period or t >= curve.max_epochs:
             return Decision(curve.trial_id)
-        averages = [
-            sum(c.values[:t]) / t for c in history if c.trial_id != curve.trial_id and c.epoch >= t
-        ]
+        averages = [sum(c.values[:t]) / t for c in history if c.trial_id != curve.trial_id and c.epoch >= t]
         if len(averages) < self.min_samples:
             return Decision(curve.trial_id)
         median = statistics.median(averages)

@@ -62,7 +62,9 @@ class JobStore:
         try:
             self._check_schema(upgrade)
         except SQLAlchemyError as e:
-            raise StoreError(f"cannot open the job store {mask_url(url)}: {e.__class__.__name__}: {e.orig or e}") from e
+            raise StoreError(
+                f"cannot open the job store {mask_url(url)}: {e.__class__.__name__}: {e.orig or e}"
+            ) from e
 
     def _alembic_config(self) -> Config:
         from alembic.config import Config

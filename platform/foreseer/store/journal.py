@@ -121,6 +121,8 @@ def _assign(row: JobRow | TrialRow, fields: dict[str, Any]) -> None:
     columns = type(row).__table__.columns
     unknown = sorted(set(fields) - set(columns.keys()))
     if unknown:
-        raise KeyError(f"{type(row).__name__} has no column {', '.join(unknown)}; columns: {', '.join(columns.keys())}")
+        raise KeyError(
+            f"{type(row).__name__} has no column {', '.join(unknown)}; columns: {', '.join(columns.keys())}"
+        )
     for key, value in fields.items():
         setattr(row, key, value)

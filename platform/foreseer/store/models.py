@@ -15,7 +15,17 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-__all__ = ["Base", "EpochRow", "EventRow", "FiringRow", "JobRow", "ScheduleRow", "TrialRow", "JOB_STATES", "utcnow"]
+__all__ = [
+    "Base",
+    "EpochRow",
+    "EventRow",
+    "FiringRow",
+    "JobRow",
+    "ScheduleRow",
+    "TrialRow",
+    "JOB_STATES",
+    "utcnow",
+]
 
 #: queued → running → succeeded | failed | cancelled; a resumed job goes back to running.
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -149,7 +159,9 @@ class FiringRow(Base):
 
     __tablename__ = "foreseer_firings"
 
-    schedule_id: Mapped[str] = mapped_column(ForeignKey("foreseer_schedules.id", ondelete="CASCADE"), primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("foreseer_schedules.id", ondelete="CASCADE"), primary_key=True
+    )
     occurrence: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     daemon: Mapped[str] = mapped_column(String(128))

@@ -1,13 +1,13 @@
 """``foreseer ghn train`` and ``foreseer ghn eval`` on a small pair, and the MLflow cache they fill."""
 
 from click.testing import CliRunner
-from foreseer_spaces import get_space
-from foreseer_workers import load_dataset
 
 from foreseer.cli import main
 from foreseer.predictors.ghn.cache import cache_key, load_ghn, space_fingerprint
 from foreseer.predictors.ghn.model import GHNConfig
 from foreseer.tracking import find_cached_file
+from foreseer_spaces import get_space
+from foreseer_workers import load_dataset
 
 
 def test_train_then_eval_then_find_it_in_the_cache(tmp_path):
@@ -21,7 +21,9 @@ def test_train_then_eval_then_find_it_in_the_cache(tmp_path):
     data = load_dataset("wine")
     assert metadata["space_fingerprint"] == space_fingerprint(get_space("mlp"), data.task)
 
-    result = runner.invoke(main, ["ghn", "eval", str(out), "--space", "mlp", "--dataset", "wine", "--candidates", "4"])
+    result = runner.invoke(
+        main, ["ghn", "eval", str(out), "--space", "mlp", "--dataset", "wine", "--candidates", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "4 unseen candidates" in result.output
 
@@ -29,9 +31,14 @@ def test_train_then_eval_then_find_it_in_the_cache(tmp_path):
     assert metadata["ghn_config"] == key["foreseer.ghn_config"]
     found = find_cached_file(uri, key, "ghn.safetensors", tmp_path / "download")
     assert found is not None and found.read_bytes() == out.read_bytes()
-    assert find_cached_file(uri, {**key, "foreseer.data_fingerprint": "other"}, "ghn.safetensors", tmp_path) is None
+    assert (
+        find_cached_file(uri, {**key, "foreseer.data_fingerprint": "other"}, "ghn.safetensors", tmp_path)
+        is None
+    )
     other_sizes = cache_key(get_space("mlp"), data.task, data.fingerprint, GHNConfig(block=32))
-    assert find_cached_file(uri, other_sizes, "ghn.safetensors", tmp_path) is None  # new defaults meta-train afresh
+    assert (
+        find_cached_file(uri, other_sizes, "ghn.safetensors", tmp_path) is None
+    )  # new defaults meta-train afresh
 
 
 def test_bad_pairs_and_checkpoints_are_one_readable_line(tmp_path):

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from foreseer_spaces import Candidate, Task, get_space, trace
 from torch import nn
 
 from foreseer.predictors.ghn.graph import GraphBatch, encode, encode_module
 from foreseer.predictors.ghn.model import GHNConfig, GraphHyperNetwork, predicted_forward, predictive_mode
+from foreseer_spaces import Candidate, Task, get_space, trace
 
 CELL_ARCH = {
     "edge_1_0": "nor_conv_3x3", "edge_2_0": "skip_connect", "edge_2_1": "nor_conv_1x1",
@@ -48,7 +48,9 @@ def _ghn(**sizes: int) -> GraphHyperNetwork:
 def test_virtual_edges_join_nodes_up_to_max_hops_apart():
     enc = encode_module(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), (4,), max_hops=3)
     # input -> linear -> relu -> linear -> output: a chain of 5 nodes
-    pairs = {(int(s), int(t)): int(h) for (s, t), h in zip(enc.virtual.tolist(), enc.hops.tolist(), strict=True)}
+    pairs = {
+        (int(s), int(t)): int(h) for (s, t), h in zip(enc.virtual.tolist(), enc.hops.tolist(), strict=True)
+    }
     assert pairs == {(0, 2): 2, (1, 3): 2, (2, 4): 2, (0, 3): 3, (1, 4): 3}
     assert enc.forward_level.tolist() == [0, 1, 2, 3, 4] and enc.backward_level.tolist() == [4, 3, 2, 1, 0]
 
@@ -73,7 +75,9 @@ def test_unsupported_operation_is_named_and_keeps_its_default_init():
     assert any("odd (PReLU)" in note for note in enc.skipped)
     weights = _ghn()(GraphBatch.of([enc]))[0]
     assert "odd.weight" not in weights
-    assert {"conv.weight", "conv1d.weight", "conv1d.bias", "bn.weight", "norm.bias", "head.weight"} <= set(weights)
+    assert {"conv.weight", "conv1d.weight", "conv1d.bias", "bn.weight", "norm.bias", "head.weight"} <= set(
+        weights
+    )
     assert weights["conv1d.weight"].shape == (4, 8, 5)  # a 1-D kernel wider than the predicted 3
     out = predicted_forward(predictive_mode(net), weights, torch.randn(4, 3, 6, 6))
     assert out.shape == (4, 5)
@@ -103,7 +107,9 @@ def test_every_layer_of_the_widest_cells_network_is_predicted_at_full_rank():
     # A rank-limited decoder for wide layers made wide networks look worse than narrow ones
     # (benchmarks/ghn.py); the default block covers the cells space's widest layers, 96 channels.
     sp, task = get_space("cells"), Task((1, 8, 8), 10)
-    enc = encode(sp.graph(Candidate("cells", {**CELL_ARCH, "stem_width": 24, "cells_per_stage": 1}, {}), task))
+    enc = encode(
+        sp.graph(Candidate("cells", {**CELL_ARCH, "stem_width": 24, "cells_per_stage": 1}, {}), task)
+    )
     weights = _ghn()(GraphBatch.of([enc]))[0]
     layers = {k: w.detach() for k, w in weights.items() if w.dim() == 4 and w.shape[0] == 96}
     assert layers

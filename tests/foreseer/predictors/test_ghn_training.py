@@ -4,13 +4,13 @@ import shutil
 
 import pytest
 import torch
-from foreseer_spaces import Task, get_space
-from foreseer_workers import TrialConfig, load_dataset, run_trial
 
 from foreseer.predictors.ghn.cache import load_ghn, save_ghn, space_fingerprint
 from foreseer.predictors.ghn.meta_train import MetaTrainConfig, meta_train, sample_candidates
 from foreseer.predictors.ghn.model import GHNConfig
 from foreseer.predictors.ghn.predictor import GHNPredictor
+from foreseer_spaces import Task, get_space
+from foreseer_workers import TrialConfig, load_dataset, run_trial
 
 SMALL = GHNConfig(hidden=16, decoder_hidden=32, block=16, max_dim=64, vector_len=64)
 
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def wine_ghn():
     torch.set_num_threads(1)
     data = load_dataset("wine")
-    config = MetaTrainConfig(max_steps=40, max_seconds=60, train_archs=12, val_archs=6, eval_every=10, patience=10)
+    config = MetaTrainConfig(
+        max_steps=40, max_seconds=60, train_archs=12, val_archs=6, eval_every=10, patience=10
+    )
     return data, meta_train(get_space("mlp"), data, config, SMALL)
 
 

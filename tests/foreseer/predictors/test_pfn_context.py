@@ -4,6 +4,7 @@ its forecasts never seeing more than ``context_bins`` tokens."""
 import numpy as np
 import pytest
 import torch
+
 from foreseer.predictors.pfn.checkpoint import read_metadata, save_checkpoint
 from foreseer.predictors.pfn.context import bin_context
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
@@ -43,8 +44,15 @@ def test_a_binned_model_trains_warm_starts_from_a_raw_one_and_forecasts_from_bin
     torch.manual_seed(0)
     raw = CurvePFN(TINY, make_borders(TINY.n_buckets))
     save_checkpoint(raw, tmp_path / "raw.safetensors", {"curves_seen": 640, "train_seconds": 2.0})
-    config = TrainConfig(prior="extended", curves=64 * 60, batch_size=64, n_targets=10, lr=3e-3,
-                         eval_every=10**9, init_from=str(tmp_path / "raw.safetensors"))
+    config = TrainConfig(
+        prior="extended",
+        curves=64 * 60,
+        batch_size=64,
+        n_targets=10,
+        lr=3e-3,
+        eval_every=10**9,
+        init_from=str(tmp_path / "raw.safetensors"),
+    )
     model = train(tmp_path / "binned", BINNED, config)
     assert torch.equal(model.bar.borders, raw.bar.borders), "a warm start keeps the checkpoint's buckets"
     _, meta = read_metadata(tmp_path / "binned" / "model.safetensors")

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
+
 from foreseer.predictors.pfn.checkpoint import read_metadata
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import SHIPPED_CHECKPOINT, CurveForecaster

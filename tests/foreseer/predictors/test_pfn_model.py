@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from foreseer.predictors.pfn.bar import BarDistribution, equal_mass_borders
 from foreseer.predictors.pfn.checkpoint import load_checkpoint, save_checkpoint
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig, attention_mask

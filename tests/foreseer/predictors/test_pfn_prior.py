@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+
 from foreseer.predictors.pfn.prior import HORIZON, extended_curves, reference_curves, sample_curves
 
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from foreseer.predictors.pfn.evaluate import prior_log_likelihood
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.predictors.pfn.prior import sample_curves
 from foreseer.predictors.pfn.quantize import Int8Linear, quantize_int8
-from torch import nn
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,10 @@ def space_fingerprint(space: SearchSpace, task: Task) -> str:
     """
     from foreseer.predictors.ghn.meta_train import sample_candidates
 
-    graphs = [space.graph(c, task).to_dict() for c in sample_candidates(space, task, _FINGERPRINT_CANDIDATES, seed=0)]
+    graphs = [
+        space.graph(c, task).to_dict()
+        for c in sample_candidates(space, task, _FINGERPRINT_CANDIDATES, seed=0)
+    ]
     for graph in graphs:
         for node in graph["nodes"]:
             node.pop("name", None)  # fx's node names are not part of the architecture
@@ -55,7 +58,9 @@ def cache_key(space: SearchSpace, task: Task, data_fingerprint: str, config: GHN
             "foreseer.space_fingerprint": space_fingerprint(space, task), "foreseer.data_fingerprint": data_fingerprint}  # fmt: skip
 
 
-def save_ghn(path: str | os.PathLike[str], ghn: GraphHyperNetwork, metadata: Mapping[str, Any] | None = None) -> None:
+def save_ghn(
+    path: str | os.PathLike[str], ghn: GraphHyperNetwork, metadata: Mapping[str, Any] | None = None
+) -> None:
     """Write ``ghn``'s config and ``state_dict`` to a safetensors file.
 
     Args:
@@ -86,7 +91,9 @@ def load_ghn(path: str | os.PathLike[str], device: str = "cpu") -> tuple[GraphHy
         with safe_open(os.fspath(path), framework="pt") as f:
             header = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
-        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file ({e}); give a GHN checkpoint.") from e
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a safetensors file ({e}); give a GHN checkpoint."
+        ) from e
     if header.get("foreseer.format") != FORMAT:
         raise ValueError(
             f"{os.fspath(path)!r} is not a {FORMAT} checkpoint (its format is {header.get('foreseer.format')!r}); "

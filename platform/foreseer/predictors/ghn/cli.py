@@ -108,5 +108,10 @@ def eval_command(checkpoint: str, space: str, dataset: str, candidates: int, see
     table = Table(title=f"GHN on {sp.name} x {data.name}: {len(pool)} unseen candidates")
     for column in ("accuracy, predicted weights (mean)", "median", "max", "ms per candidate"):
         table.add_column(column)
-    table.add_row(f"{statistics.mean(scores):.3f}", f"{statistics.median(scores):.3f}", f"{max(scores):.3f}", f"{ms:.1f}")
+    table.add_row(
+        f"{statistics.mean(scores):.3f}",
+        f"{statistics.median(scores):.3f}",
+        f"{max(scores):.3f}",
+        f"{ms:.1f}",
+    )
     Console().print(table)

@@ -18,8 +18,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import torch
-from foreseer_spaces import ArchGraph, GraphNode
 from torch import nn
+
+from foreseer_spaces import ArchGraph, GraphNode
 
 __all__ = ["OPS", "ROLES", "GraphBatch", "GraphEncoding", "ParamSlot", "encode", "encode_module"]
 
@@ -123,7 +124,9 @@ def _slots(graph: ArchGraph) -> tuple[list[ParamSlot], list[str]]:
             seen.add(name)
             role = _role(node, tuple(shape), name)
             if role is None:
-                skipped.append(f"{name} {tuple(shape)} of {node.op} node {node.name!r}: keeps its default init")
+                skipped.append(
+                    f"{name} {tuple(shape)} of {node.op} node {node.name!r}: keeps its default init"
+                )
             else:
                 slots.append(ParamSlot(node.id, name, tuple(shape), role))
     return slots, skipped
@@ -180,7 +183,9 @@ def encode(graph: ArchGraph, *, max_hops: int = 3) -> GraphEncoding:
     virtual = _virtual_edges(len(graph.nodes), edges, max_hops)
     forward, backward = (_levels(len(graph.nodes), edges, reverse=r) for r in (False, True))
     # Depth from either end tells the decoder where a node sits before message passing does.
-    features = [[*_node_features(n), f / 64, b / 64] for n, f, b in zip(graph.nodes, forward, backward, strict=True)]
+    features = [
+        [*_node_features(n), f / 64, b / 64] for n, f, b in zip(graph.nodes, forward, backward, strict=True)
+    ]
     return GraphEncoding(
         ops=torch.tensor([_OP_INDEX.get(n.op, _OP_INDEX["unsupported"]) for n in graph.nodes]),
         features=torch.tensor(features, dtype=torch.float32),
@@ -260,7 +265,9 @@ class GraphBatch:
         )
 
 
-def _sweep(level: torch.Tensor, edges: torch.Tensor, virtual: torch.Tensor, hops: torch.Tensor, reverse: bool) -> Sweep:
+def _sweep(
+    level: torch.Tensor, edges: torch.Tensor, virtual: torch.Tensor, hops: torch.Tensor, reverse: bool
+) -> Sweep:
     # In a backward sweep messages flow against the data edges.
     src_col, dst_col = (1, 0) if reverse else (0, 1)
     sources = torch.cat([edges[:, src_col], virtual[:, src_col]])

@@ -133,7 +133,9 @@ def sample_candidates(
     return out
 
 
-def _pool(space: SearchSpace, task: Task, candidates: list[Candidate], max_hops: int) -> list[tuple[nn.Module, GraphEncoding]]:
+def _pool(
+    space: SearchSpace, task: Task, candidates: list[Candidate], max_hops: int
+) -> list[tuple[nn.Module, GraphEncoding]]:
     from foreseer_spaces import trace
 
     pool = []
@@ -146,12 +148,16 @@ def _pool(space: SearchSpace, task: Task, candidates: list[Candidate], max_hops:
 class _Loop:
     """The state of one meta-training run."""
 
-    def __init__(self, space: SearchSpace, data: DataBundle, ghn_config: GHNConfig, config: MetaTrainConfig) -> None:
+    def __init__(
+        self, space: SearchSpace, data: DataBundle, ghn_config: GHNConfig, config: MetaTrainConfig
+    ) -> None:
         self.config, self.data, self.device = config, data, torch.device(config.device)
         self.cpu_began = time.process_time()  # the budget counts building the pool
         torch.manual_seed(config.seed)
         self.ghn = GraphHyperNetwork(ghn_config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.ghn.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.ghn.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         task = data.task
         train = sample_candidates(space, task, config.train_archs, seed=config.seed)
         held = sample_candidates(
@@ -199,7 +205,9 @@ class _Loop:
             losses = []
             if progress is not None:
                 progress(record)
-            logger.info("GHN meta-training step %d: loss %.3f, held-out accuracy %.3f", step, record["loss"], accuracy)
+            logger.info(
+                "GHN meta-training step %d: loss %.3f, held-out accuracy %.3f", step, record["loss"], accuracy
+            )
             if accuracy > best:
                 best, best_state, waited = accuracy, copy.deepcopy(self.ghn.state_dict()), 0
             else:

@@ -251,4 +251,3 @@ def predicted_forward(model: nn.Module, weights: dict[str, torch.Tensor], x: tor
     """``model(x)`` with ``weights`` in place of its parameters (differentiable in ``weights``);
     parameters absent from ``weights`` keep the model's own values."""
     return torch.func.functional_call(model, weights, (x,), strict=False)
-

@@ -53,7 +53,9 @@ class GHNPredictor:
         cache_size: built networks and graph encodings kept, by architecture hash.
     """
 
-    def __init__(self, ghn: GraphHyperNetwork, space: SearchSpace, task: Task, *, cache_size: int = 64) -> None:
+    def __init__(
+        self, ghn: GraphHyperNetwork, space: SearchSpace, task: Task, *, cache_size: int = 64
+    ) -> None:
         self.ghn = ghn.eval()
         self.space = space
         self.task = task
@@ -89,7 +91,9 @@ class GHNPredictor:
         return Prediction({k: v.detach().cpu() for k, v in weights.items()}, enc.skipped)
 
     @torch.no_grad()
-    def predict_many(self, candidates: Sequence[Candidate], *, batch: int = 16) -> list[dict[str, torch.Tensor]]:
+    def predict_many(
+        self, candidates: Sequence[Candidate], *, batch: int = 16
+    ) -> list[dict[str, torch.Tensor]]:
         """Predicted parameters of several candidates, ``batch`` graphs per hypernetwork pass (the
         sweeps run level by level, so a batch of graphs costs little more than one)."""
         out: list[dict[str, torch.Tensor]] = []
@@ -115,7 +119,9 @@ class GHNPredictor:
         return scores
 
     @torch.no_grad()
-    def warm_start(self, candidate: Candidate, x: Any, *, noise: float = 0.05, seed: int = 0) -> dict[str, torch.Tensor]:
+    def warm_start(
+        self, candidate: Candidate, x: Any, *, noise: float = 0.05, seed: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Initial weights for a trial: predicted parameters plus relative Gaussian noise (which
         also breaks the symmetry between tiled copies), and normalisation statistics measured on ``x``.
 

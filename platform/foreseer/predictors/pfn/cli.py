@@ -85,7 +85,12 @@ def train_command(
     console = Console()
     try:
         model_config = PFNConfig(
-            n_layer=layers, n_embd=width, n_head=heads, n_hidden=hidden, n_buckets=buckets, context_bins=context_bins
+            n_layer=layers,
+            n_embd=width,
+            n_head=heads,
+            n_hidden=hidden,
+            n_buckets=buckets,
+            context_bins=context_bins,
         )
         config = TrainConfig(
             prior=prior,

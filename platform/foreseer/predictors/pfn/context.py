@@ -61,7 +61,10 @@ def bin_context(epochs: Sequence[np.ndarray], values: Sequence[np.ndarray], bins
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     # equal-count runs: token k of a curve of n points starts at floor(k * n / tokens)
     starts = np.concatenate(
-        [o + (np.arange(k) * c) // k for o, c, k in zip(offsets.tolist(), n.tolist(), tokens.tolist(), strict=True)]
+        [
+            o + (np.arange(k) * c) // k
+            for o, c, k in zip(offsets.tolist(), n.tolist(), tokens.tolist(), strict=True)
+        ]
     )
     count = np.diff(np.append(starts, n.sum()))
     y = np.concatenate(values).astype(np.float64)

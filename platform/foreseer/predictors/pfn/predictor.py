@@ -32,6 +32,7 @@ __all__ = ["SHIPPED_CHECKPOINT", "CurveForecaster", "Forecast"]
 #: The model shipped inside the package (see ``checkpoints/MODEL_CARD.md``).
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "lcpfn_3x128.safetensors"
 
+
 @dataclass(frozen=True)
 class Forecast:
     """Predictive distributions for a batch of curves at their query epochs.

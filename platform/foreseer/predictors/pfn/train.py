@@ -89,7 +89,9 @@ def prior_context(y: np.ndarray, bins: int) -> Context:
     return bin_context([epochs] * len(y), list(y), bins)
 
 
-def _batch(rng: np.random.Generator, config: TrainConfig, bins: int) -> tuple[Context, torch.Tensor, torch.Tensor]:
+def _batch(
+    rng: np.random.Generator, config: TrainConfig, bins: int
+) -> tuple[Context, torch.Tensor, torch.Tensor]:
     y = sample_curves(config.batch_size, rng, config.prior)  # (B, H)
     cutoff = int(rng.integers(1, HORIZON))
     n_q = min(config.n_targets, HORIZON - cutoff)
@@ -182,7 +184,9 @@ def train(
             _save_state(out_dir, model, optimizer, model_config, config, step, time.monotonic() - started)
         if on_eval is not None and (step % config.eval_every == 0 or step == config.steps):
             on_eval(step, evaluate_prior(model, n_curves=1000))
-    save_checkpoint(model, out_dir / "model.safetensors", _meta(asdict(config), step, time.monotonic() - started))
+    save_checkpoint(
+        model, out_dir / "model.safetensors", _meta(asdict(config), step, time.monotonic() - started)
+    )
     return model
 
 

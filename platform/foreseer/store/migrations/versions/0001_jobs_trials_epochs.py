@@ -37,7 +37,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "foreseer_trials",
-        sa.Column("job_id", sa.String(32), sa.ForeignKey("foreseer_jobs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "job_id", sa.String(32), sa.ForeignKey("foreseer_jobs.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("number", sa.Integer, primary_key=True),
         sa.Column("candidate", sa.JSON, nullable=False),
         sa.Column("distributions", sa.JSON, nullable=False),

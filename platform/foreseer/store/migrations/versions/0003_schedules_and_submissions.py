@@ -38,7 +38,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "foreseer_firings",
-        sa.Column("schedule_id", sa.String(32), sa.ForeignKey("foreseer_schedules.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "schedule_id",
+            sa.String(32),
+            sa.ForeignKey("foreseer_schedules.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         # The primary key is the guarantee that an occurrence fires once, whatever the daemons do.
         sa.Column("occurrence", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),

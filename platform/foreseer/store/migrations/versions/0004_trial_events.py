@@ -42,15 +42,32 @@ def _backfill(connection: sa.Connection, events: sa.Table) -> None:
 
     def add(job_id, number, kind, payload, at):
         seq[job_id] = seq.get(job_id, 0) + 1
-        rows.append({"job_id": job_id, "seq": seq[job_id], "number": number, "kind": kind, "payload": payload, "at": at})
+        rows.append(
+            {
+                "job_id": job_id,
+                "seq": seq[job_id],
+                "number": number,
+                "kind": kind,
+                "payload": payload,
+                "at": at,
+            }
+        )
 
-    for t in connection.execute(sa.select(trials).order_by(trials.c.job_id, trials.c.created_at, trials.c.number)):
+    for t in connection.execute(
+        sa.select(trials).order_by(trials.c.job_id, trials.c.created_at, trials.c.number)
+    ):
         at = t.created_at.timestamp() if t.created_at else 0.0
         add(t.job_id, t.number, "proposed", {"candidate": t.candidate, "sampled": t.distributions}, at)
         add(t.job_id, t.number, "started", {"run_id": t.run_id, "from_epoch": 0}, at)
         for e in by_trial.get((t.job_id, t.number), []):
             checkpoint = t.checkpoint if e.epoch == t.checkpoint_epoch else None
-            add(t.job_id, t.number, "epoch", {"epoch": e.epoch, "metrics": e.metrics, "checkpoint": checkpoint}, e.recorded_at)
+            add(
+                t.job_id,
+                t.number,
+                "epoch",
+                {"epoch": e.epoch, "metrics": e.metrics, "checkpoint": checkpoint},
+                e.recorded_at,
+            )
         ending = {
             "completed": ("completed", {"reason": t.reason}),
             "stopped": ("stopped", {"by": t.stopped_by or "", "reason": t.reason}),
