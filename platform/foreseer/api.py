@@ -61,12 +61,10 @@ def submit(job: SearchJob) -> JobHandle:
     Raises:
         SpecError: the job is invalid; nothing was written.
     """
-    from foreseer.backends.ray_runtime import check_resources, ensure_ray
-    from foreseer.runner import open_records, prepare
+    from foreseer.runner import check, open_records
 
-    prepared = prepare(job)
-    started_ray = ensure_ray(job.address)
-    check_resources(job.resources)
+    prepared = check(job)
+    started_ray = _ray_for(job)
     open_records(prepared, started_ray=started_ray)
     handle = JobHandle(prepared, started_ray)
     handle._start()
@@ -87,15 +85,25 @@ def resume(
     Raises:
         SpecError: no such job, it already succeeded, or it is still running.
     """
-    from foreseer.backends.ray_runtime import check_resources, ensure_ray
     from foreseer.resume import load_for_resume
 
     prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
-    started_ray = ensure_ray(prepared.job.address)
-    check_resources(prepared.job.resources)
+    started_ray = _ray_for(prepared.job)
     handle = JobHandle(prepared, started_ray)
     handle._start()
     return handle
+
+
+def _ray_for(job: SearchJob) -> bool:
+    """Connect to the job's Ray (or start a local one) and check a node can hold a trial there;
+    returns True when this call started Ray."""
+    from foreseer.backends.ray_runtime import ensure_ray, resource_problem
+    from foreseer.errors import Problem, SpecError
+
+    started = ensure_ray(job.address)
+    if problem := resource_problem(job.resources, job.address):
+        raise SpecError([Problem("resources", problem)])
+    return started
 
 
 class JobHandle:

@@ -81,7 +81,7 @@ def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | Non
             driver will run; nothing was written.
         JobFailed: the cluster refused the recorded job (it is marked failed).
     """
-    from foreseer.runner import open_records, prepare
+    from foreseer.runner import check, open_records
 
     client = None
     if cluster is not None:
@@ -91,7 +91,7 @@ def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | Non
         client = cluster_client(cluster)
     here = cluster is None or on_this_machine(cluster)
     job = pin_paths(job) if here else job
-    prepared = prepare(job)
+    prepared = check(job, resources=cluster is None)  # a cluster's driver checks its own nodes
     submission_id = None if cluster is None else f"foreseer-{prepared.job_id}"
     open_records(
         prepared, extra={"cluster": cluster, "submission_id": submission_id, "schedule_id": schedule_id}

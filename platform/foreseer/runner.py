@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from foreseer_spaces import SearchSpace
     from foreseer_workers import DataBundle
 
-__all__ = ["PreparedJob", "open_records", "prepare", "run_prepared"]
+__all__ = ["PreparedJob", "check", "open_records", "prepare", "run_prepared"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,37 @@ def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
     )
 
 
+def check(job: SearchJob, *, resources: bool = True) -> PreparedJob:
+    """Every check a job passes before anything is written: its data and space (:func:`prepare`),
+    its database URLs (reachable, a store schema this Foreseer knows) and, with ``resources``, a
+    node that can hold one trial. ``foreseer validate``, ``run``, ``submit`` and the Python API
+    all call this one function, so they accept and refuse the same jobs.
+
+    Raises:
+        SpecError: listing every problem found.
+    """
+    from foreseer.backends.ray_runtime import resource_problem
+    from foreseer.dburl import reachability_problem
+    from foreseer.store import schema_problem
+
+    problems: list[Problem] = []
+    prepared = None
+    try:
+        prepared = prepare(job)
+    except SpecError as e:
+        problems += e.problems
+    urls = {"tracking_uri": job.tracking_uri, "store_uri": job.store_url}
+    for field_name, url in urls.items():
+        problem = reachability_problem(url) or (schema_problem(url) if field_name == "store_uri" else None)
+        if problem and all(p.message != problem for p in problems):
+            problems.append(Problem(field_name, problem))
+    if resources and (problem := resource_problem(job.resources, job.address)):
+        problems.append(Problem("resources", problem))
+    if problems:
+        raise SpecError(problems)
+    return prepared  # type: ignore[return-value]
+
+
 def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | None:
     from foreseer_workers import load_dataset
 
@@ -149,16 +180,9 @@ def open_records(
 
     ``extra`` holds more columns of the job's row: where it was submitted, the schedule that fired it."""
     from foreseer._processes import describe_driver
-    from foreseer.dburl import mask_secrets, reachability_problem
+    from foreseer.dburl import mask_secrets
 
     job = prepared.job
-    problems = [
-        Problem(field, problem)
-        for field, url in {"tracking_uri": job.tracking_uri, "store_uri": job.store_uri}.items()
-        if url is not None and (problem := reachability_problem(url))
-    ]
-    if problems:
-        raise SpecError(problems)
     journal = open_journal(job.store_url, prepared.job_id)
     tracker = open_tracker(job)
     # The stored spec is masked like the MLflow params; resume gets the password back (dburl.with_password).

@@ -293,11 +293,15 @@ class SearchJob(SpecModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "job") -> SearchJob:
-        """Validate a mapping, raising :class:`SpecError` that lists every problem."""
+        """Validate a mapping, raising :class:`SpecError` that lists every problem, one line each
+        (pydantic runs a model's own ``__init__``, so validating goes through it, not around it)."""
+        keys = [k for k in data if not isinstance(k, str)]
+        if keys:
+            raise SpecError([Problem(str(k), "job fields are named by strings") for k in keys], source=source)
         try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            raise SpecError(_problems(e, data), source=source) from None
+            return cls(**data)
+        except SpecError as e:
+            raise SpecError(e.problems, source=source) from None
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -1,4 +1,5 @@
-"""Every way a user can mistype a job: one readable message, exit code 2, and nothing written."""
+"""Every way a user can mistype a job: one readable message, exit code 2, and nothing written,
+from ``foreseer run`` and from ``foreseer validate`` alike."""
 
 import sqlite3
 
@@ -77,24 +78,27 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("command", ["run", "validate"])
 @pytest.mark.parametrize("text, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_job_file_exits_2_with_a_clear_message_and_writes_nothing(
-    ray_runtime, tmp_path, monkeypatch, text, words
+    ray_runtime, tmp_path, monkeypatch, text, words, command
 ):
+    """``validate`` makes every check ``run`` makes: both refuse each case, with the same words."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "job.yaml").write_text(text)
-    result = CliRunner().invoke(main, ["run", "job.yaml"])
+    result = CliRunner().invoke(main, [command, "job.yaml"])
     assert result.exit_code == 2, result.output
     assert words.lower() in result.output.lower(), result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"], "nothing written"
 
 
-def test_a_store_written_by_a_newer_foreseer_is_refused(ray_runtime, tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_store_written_by_a_newer_foreseer_is_refused(ray_runtime, tmp_path, monkeypatch, command):
     url = newer_store(tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "job.yaml").write_text(with_(store_uri=url, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
-    result = CliRunner().invoke(main, ["run", "job.yaml"])
+    result = CliRunner().invoke(main, [command, "job.yaml"])
     assert result.exit_code == 2 and "newer Foreseer" in result.output, result.output
     with sqlite3.connect(tmp_path / "newer.db") as connection:
         assert connection.execute("select count(*) from foreseer_jobs").fetchone() == (0,)
@@ -117,3 +121,19 @@ def test_bad_command_lines_exit_2(tmp_path, monkeypatch, args, words):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert words in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_each_problem_of_a_job_file_is_one_line_without_the_whole_job_echoed(
+    ray_runtime, tmp_path, monkeypatch, command
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(with_(trials=0, stopping={"name": "asha", "reduction_factor": 1}))
+    result = CliRunner().invoke(main, [command, "job.yaml"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        "job file 'job.yaml' is invalid (2 problems):",
+        "  - trials: Input should be greater than or equal to 1 (got 0)",
+        "  - stopping.reduction_factor: Input should be greater than 1 (got 1)",
+    ], result.output

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING
 
 import ray
 
-from foreseer.errors import Problem, SpecError
-
 if TYPE_CHECKING:
     from foreseer.spec import Resources
 
-__all__ = ["check_resources", "ensure_ray"]
+__all__ = ["ensure_ray", "resource_problem"]
 
 
 #: The environment variable that keeps a Ray node on loopback (see _init_loopback_ray).
@@ -65,19 +63,37 @@ def _init_loopback_ray() -> None:
             os.environ[_LOOPBACK_SWITCH] = saved[1]
 
 
-def check_resources(resources: Resources) -> None:
-    """Refuse, before anything starts, a per-trial request that no node of the cluster can hold
-    (Tune would otherwise wait for it forever)."""
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+def resource_problem(resources: Resources, address: str | None = None) -> str | None:
+    """Why no node can hold one trial's ``resources`` (the trial would wait for it forever), or
+    ``None``. Asks the Ray this process is connected to; before Ray is up, a local job is checked
+    against this machine (what the local Ray will offer), a cluster job once connected."""
+    if ray.is_initialized():
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        where = "the Ray cluster"
+    elif address or os.environ.get("RAY_ADDRESS"):
+        return None
+    else:
+        nodes = [{"CPU": float(len(os.sched_getaffinity(0))), "GPU": float(_local_gpus())}]
+        where = "this machine (the local Ray)"
     fits = any(n.get("CPU", 0) >= resources.cpus and n.get("GPU", 0) >= resources.gpus for n in nodes)
-    if not fits:
-        largest = ", ".join(f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU" for n in nodes)
-        raise SpecError(
-            [
-                Problem(
-                    "resources",
-                    f"no node of the Ray cluster can run a trial needing {resources.cpus:g} CPU and "
-                    f"{resources.gpus:g} GPU; its nodes have {largest}",
-                )
-            ]
-        )
+    if fits:
+        return None
+    largest = ", ".join(f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU" for n in nodes)
+    return (
+        f"no node of {where} can run a trial needing {resources.cpus:g} CPU and {resources.gpus:g} GPU; "
+        f"its nodes have {largest}"
+    )
+
+
+def _local_gpus() -> int:
+    """GPUs a local Ray would find: those ``CUDA_VISIBLE_DEVICES`` names, else ``nvidia-smi``'s."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout
+    return sum(1 for line in listed.splitlines() if line.startswith("GPU "))

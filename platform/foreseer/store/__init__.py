@@ -26,8 +26,9 @@ from foreseer.errors import ForeseerError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
-__all__ = ["JobStore", "StoreError", "VERSION_TABLE"]
+__all__ = ["JobStore", "StoreError", "VERSION_TABLE", "schema_problem"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,54 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 
 class StoreError(ForeseerError):
     """The job store cannot be used as it is (unreachable, older or newer schema)."""
+
+
+def schema_problem(url: str) -> str | None:
+    """Why the job store at ``url`` cannot be used as it is (a schema older or newer than this
+    Foreseer's), or ``None``; reads only, and a database that does not exist yet is fine."""
+    from alembic.runtime.migration import MigrationContext
+
+    from foreseer.dburl import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            current = context.get_current_revision()
+    except SQLAlchemyError as e:
+        return f"cannot read the job store {mask_url(url)}: {e.__class__.__name__}: {e.orig or e}"
+    finally:
+        engine.dispose()
+    return None if current is None else _revision_problem(url, current)
+
+
+def _scripts() -> ScriptDirectory:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return ScriptDirectory.from_config(config)
+
+
+def _revision_problem(url: str, current: str) -> str | None:
+    """What is wrong with a store at schema revision ``current``: newer or older than this Foreseer."""
+    scripts = _scripts()
+    head = scripts.get_current_head()
+    if current == head:
+        return None
+    if current not in {s.revision for s in scripts.walk_revisions()}:
+        return (
+            f"the job store {mask_url(url)} was written by a newer Foreseer (schema revision {current!r}, "
+            f"this version knows up to {head!r}); upgrade Foreseer to use it"
+        )
+    return (
+        f"the job store {mask_url(url)} has schema revision {current!r}, older than this Foreseer's "
+        f"{head!r}; run `foreseer db upgrade --store {mask_url(url)}`"
+    )
 
 
 class JobStore:
@@ -75,9 +124,7 @@ class JobStore:
         return config
 
     def head(self) -> str:
-        from alembic.script import ScriptDirectory
-
-        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        return _scripts().get_current_head()
 
     def revision(self) -> str | None:
         """The schema revision of the database, or ``None`` before Foreseer's first migration."""
@@ -99,27 +146,18 @@ class JobStore:
         return before, self.revision()
 
     def _check_schema(self, upgrade: bool) -> None:
-        from alembic.script import ScriptDirectory
-
-        current, head = self.revision(), self.head()
-        if current == head:
-            return
-        known = {s.revision for s in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
-        if current is not None and current not in known:
-            raise StoreError(
-                f"the job store {mask_url(self.url)} was written by a newer Foreseer (schema revision {current!r}, "
-                f"this version knows up to {head!r}); upgrade Foreseer to use it"
-            )
+        current = self.revision()
         if current is None and not inspect(self.engine).has_table("foreseer_jobs"):
             logger.info("creating the job store schema in %s", mask_url(self.url))
             self.upgrade()
-        elif upgrade:
+            return
+        problem = _revision_problem(self.url, current or "")
+        if problem is None:
+            return
+        if upgrade and "newer Foreseer" not in problem:
             self.upgrade()
         else:
-            raise StoreError(
-                f"the job store {mask_url(self.url)} has schema revision {current!r}, older than this Foreseer's "
-                f"{head!r}; run `foreseer db upgrade --store {mask_url(self.url)}`"
-            )
+            raise StoreError(problem)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,61 +1,26 @@
-"""Job commands of the ``foreseer`` CLI: submit, jobs, show, logs, cancel, resume, schema, db."""
+"""Job commands of the ``foreseer`` CLI: submit, jobs, show, logs, cancel, resume, schema, db, _work."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 import click
 
-from foreseer.errors import SpecError
-
-DEFAULT_STORE = "sqlite:///foreseer.db"
-store_option = click.option(
-    "--store",
-    "store_url",
-    default=lambda: os.environ.get("FORESEER_STORE", DEFAULT_STORE),
-    show_default="$FORESEER_STORE or sqlite:///foreseer.db",
-    help="The job store (any SQLAlchemy URL).",
+from foreseer.cli._common import (
+    EXIT_FAILED,
+    SET_OPTION,
+    bad_input,
+    find_job,
+    follow_to_exit,
+    open_store,
+    or_exit,
+    parse_sets,
+    quiet_libraries,
+    store_option,
 )
-
-
-def _bad_input(message: str) -> None:
-    from foreseer.dburl import mask_text
-
-    click.echo(mask_text(message), err=True)
-    sys.exit(2)
-
-
-def _or_exit(action: Any) -> Any:
-    """``action()``, or bad input (exit 2, the masked message) when it raises :class:`SpecError`."""
-    try:
-        return action()
-    except SpecError as e:
-        _bad_input(str(e))  # a problem may quote the spec, URLs included
-
-
-def _store(url: str) -> Any:
-    from foreseer.store import JobStore, StoreError
-
-    try:
-        return JobStore(url)
-    except StoreError as e:
-        _bad_input(str(e))
-
-
-def _find(store: Any, job_id: str) -> Any:
-    from foreseer.dburl import mask_url
-    from foreseer.store.models import JobRow
-
-    with store.session() as session:
-        row = JobRow.find(session, job_id)
-    if row is None:
-        _bad_input(
-            f"no job {job_id!r} in {mask_url(store.url)} (an id or a unique prefix of one; see `foreseer jobs`)"
-        )
-    return row
+from foreseer.errors import SpecError
 
 
 @click.command()
@@ -70,7 +35,7 @@ def jobs(store_url: str, limit: int) -> None:
     from foreseer.launch import reconcile
     from foreseer.store.models import JobRow
 
-    store = _store(store_url)
+    store = open_store(store_url)
     with store.session() as session:
         rows = JobRow.recent(session, limit)
     table = Table(title=f"jobs in {mask_url(store.url)}")
@@ -115,8 +80,8 @@ def show(job_id: str, store_url: str) -> None:
     from foreseer.launch import reconcile, submission_state
     from foreseer.store.models import EpochRow, TrialRow
 
-    store = _store(store_url)
-    row, state = reconcile(store, _find(store, job_id))
+    store = open_store(store_url)
+    row, state = reconcile(store, find_job(store, job_id))
     console = Console()
     console.print(f"[bold]{row.name}[/] {row.id}: [bold]{row.status}[/]")
     if row.submission_id:
@@ -125,7 +90,8 @@ def show(job_id: str, store_url: str) -> None:
     if row.schedule_id:
         console.print(f"fired by schedule {row.schedule_id}")
     console.print(
-        f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, parent run {row.mlflow_parent_run_id}"
+        f"created {row.created_at:%Y-%m-%d %H:%M:%S}, MLflow experiment {row.mlflow_experiment_id}, "
+        f"parent run {row.mlflow_parent_run_id}"
     )
     if row.error:
         console.print(f"[red]{mask_text(row.error)}[/]")
@@ -183,10 +149,10 @@ def cancel(job_id: str, store_url: str) -> None:
     from foreseer._processes import kill_leftovers, pid_of, terminate
     from foreseer.store.models import JobRow, utcnow
 
-    store = _store(store_url)
-    row = _find(store, job_id)
+    store = open_store(store_url)
+    row = find_job(store, job_id)
     if row.status in ("succeeded", "failed", "cancelled"):
-        _bad_input(f"job {row.id} already ended ({row.status})")
+        bad_input(f"job {row.id} already ended ({row.status})")
     if row.submission_id:
         _cancel_on_cluster(store, row)
         return
@@ -208,7 +174,7 @@ def _cancel_on_cluster(store: Any, row: Any) -> None:
     try:
         state = stop_submission(row.cluster, row.submission_id)
     except SpecError as e:
-        _bad_input(str(e))
+        bad_input(str(e))
     row, _ = reconcile(store, row)
     click.echo(f"job {row.id}: its driver on {row.cluster} stopped (Ray: {state}); the job is {row.status}")
 
@@ -221,20 +187,19 @@ def _cancel_on_cluster(store: Any, row: Any) -> None:
     envvar="FORESEER_CLUSTER",
     help="The Ray cluster's dashboard address, e.g. http://HEAD:8265 (or $FORESEER_CLUSTER).",
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
+@SET_OPTION
 def submit(job_file: str, cluster: str, sets: tuple[str, ...]) -> None:
     """Submit a job file to a Ray cluster; its driver runs there. Prints the job id."""
-    from foreseer.cli import EXIT_FAILED, _parse_sets, _quiet_libraries
     from foreseer.errors import JobFailed
     from foreseer.launch import launch, security_warnings
     from foreseer.spec import load_job
 
-    _quiet_libraries()
-    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
+    quiet_libraries()
+    job = or_exit(lambda: load_job(job_file, parse_sets(sets)))
     for warning in security_warnings(cluster):
         click.echo(f"warning: {warning}", err=True)
     try:
-        launched = _or_exit(lambda: launch(job, cluster=cluster))
+        launched = or_exit(lambda: launch(job, cluster=cluster))
     except JobFailed as e:
         click.echo(str(e), err=True)
         sys.exit(EXIT_FAILED)
@@ -256,23 +221,23 @@ def logs(job_id: str, store_url: str, follow: bool) -> None:
 
     from foreseer.launch import cluster_logs, log_file
 
-    store = _store(store_url)
-    row = _find(store, job_id)
+    store = open_store(store_url)
+    row = find_job(store, job_id)
     if row.submission_id:
         try:
             cluster_logs(row.cluster, row.submission_id, lambda text: click.echo(text, nl=False), follow)
         except SpecError as e:
-            _bad_input(str(e))
+            bad_input(str(e))
         return
     path = log_file(store_url, row.id)
     if not path.exists():
-        _bad_input(
+        bad_input(
             f"job {row.id} has no log file ({path}): only jobs run with --detach or by a schedule write one; "
             "a job run in the foreground printed to its terminal"
         )
     with open(path, encoding="utf-8", errors="replace") as log:
         while True:
-            ended = not follow or _driver_ended(_find(store, row.id))
+            ended = not follow or _driver_ended(find_job(store, row.id))
             chunk = log.read()
             if chunk:
                 click.echo(chunk, nl=False)
@@ -303,11 +268,10 @@ def _driver_ended(row: Any) -> bool:
 @click.option("--detach", is_flag=True, help="Continue in the background and return at once.")
 def resume(job_id: str, store_url: str, detach: bool) -> None:
     """Continue a job whose driver died or that was cancelled: nothing lost, nothing run twice."""
-    from foreseer.cli import follow_to_exit
     from foreseer.launch import spawn_detached
 
     if detach:
-        row = _find(_store(store_url), job_id)
+        row = find_job(open_store(store_url), job_id)
         spawn_detached(row.id, store_url)
         click.echo(row.id)
         return
@@ -316,7 +280,7 @@ def resume(job_id: str, store_url: str, detach: bool) -> None:
     try:
         handle = fs.resume(job_id, store_url)
     except SpecError as e:
-        _bad_input(str(e))
+        bad_input(str(e))
     follow_to_exit(handle)
 
 
@@ -343,7 +307,7 @@ def upgrade(store_url: str) -> None:
     try:
         store = JobStore(store_url, upgrade=True)
     except StoreError as e:
-        _bad_input(str(e))
+        bad_input(str(e))
     click.echo(
         f"job store {mask_url(store.url)} is at schema revision {store.revision()} (newest {store.head()})"
     )
@@ -353,7 +317,7 @@ def upgrade(store_url: str) -> None:
 @store_option
 def current(store_url: str) -> None:
     """Print the job store's schema revision."""
-    store = _store(store_url)
+    store = open_store(store_url)
     click.echo(f"{store.revision()} (newest {store.head()})")
 
 
@@ -367,6 +331,5 @@ def work(job_id: str, store_url: str) -> None:
     import foreseer as fs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from foreseer.cli import follow_to_exit
 
     follow_to_exit(fs.resume(job_id, store_url), live=False)

@@ -11,9 +11,17 @@ from typing import Any
 
 import click
 
-from foreseer.commands import _or_exit, _store, store_option
+from foreseer.cli._common import (
+    EXIT_INTERRUPTED,
+    SET_OPTION,
+    open_store,
+    or_exit,
+    parse_sets,
+    quiet_libraries,
+    store_option,
+)
 
-__all__ = ["COMMANDS", "schedule", "scheduler"]
+__all__ = ["schedule", "scheduler"]
 
 
 def _when(moment: datetime | None, tz: str) -> str:
@@ -61,7 +69,7 @@ def schedule() -> None:
     show_default=True,
     help="A run due while the previous one still runs: skip | allow.",
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job field (dotted keys).")
+@SET_OPTION
 @store_option
 def add(
     job_file: str,
@@ -77,15 +85,14 @@ def add(
     """Schedule a job file: validated now, fired by the scheduler daemon at every cron occurrence."""
     from pathlib import Path
 
-    from foreseer.cli import _parse_sets
     from foreseer.scheduling.cron import CronSchedule
     from foreseer.scheduling.schedules import add_schedule
     from foreseer.spec import load_job
 
-    job = _or_exit(lambda: load_job(job_file, _parse_sets(sets)))
-    store = _store(store_url)
+    job = or_exit(lambda: load_job(job_file, parse_sets(sets)))
+    store = open_store(store_url)
     source = " ".join([f"job file {str(Path(job_file).resolve())!r}", *(f"--set {s}" for s in sets)])
-    row = _or_exit(
+    row = or_exit(
         lambda: add_schedule(
             store,
             job,
@@ -119,7 +126,7 @@ def list_(store_url: str) -> None:
     from foreseer.dburl import mask_url
     from foreseer.scheduling.schedules import list_schedules
 
-    store = _store(store_url)
+    store = open_store(store_url)
     table = Table(title=f"schedules in {mask_url(store.url)}")
     for column in (
         "name",
@@ -162,8 +169,8 @@ def show(name: str, limit: int, store_url: str) -> None:
     from foreseer.dburl import mask_text
     from foreseer.scheduling.schedules import as_utc, firings_of
 
-    store = _store(store_url)
-    row, firings = _or_exit(lambda: firings_of(store, name, limit))
+    store = open_store(store_url)
+    row, firings = or_exit(lambda: firings_of(store, name, limit))
     console = _console()
     state = "paused" if row.paused else f"next run {_when(row.next_run_at, row.timezone)}"
     console.print(
@@ -196,7 +203,7 @@ def pause(name: str, store_url: str) -> None:
     """Pause a schedule: the daemon fires nothing for it until it is resumed."""
     from foreseer.scheduling.schedules import set_paused
 
-    row = _or_exit(lambda: set_paused(_store(store_url), name, True))
+    row = or_exit(lambda: set_paused(open_store(store_url), name, True))
     click.echo(f"schedule {row.name!r} paused")
 
 
@@ -207,7 +214,7 @@ def resume(name: str, store_url: str) -> None:
     """Resume a paused schedule from its next occurrence (what it had while paused does not run)."""
     from foreseer.scheduling.schedules import set_paused
 
-    row = _or_exit(lambda: set_paused(_store(store_url), name, False))
+    row = or_exit(lambda: set_paused(open_store(store_url), name, False))
     click.echo(f"schedule {row.name!r} resumed; next run {_when(row.next_run_at, row.timezone)}")
 
 
@@ -218,7 +225,7 @@ def remove(name: str, store_url: str) -> None:
     """Remove a schedule and its firings (the jobs it fired stay)."""
     from foreseer.scheduling.schedules import remove_schedule
 
-    row = _or_exit(lambda: remove_schedule(_store(store_url), name))
+    row = or_exit(lambda: remove_schedule(open_store(store_url), name))
     click.echo(f"schedule {row.name!r} removed")
 
 
@@ -255,15 +262,14 @@ def scheduler(store_url: str, poll: float, grace: float, lease: float, verbose: 
     import signal
     import threading
 
-    from foreseer.cli import EXIT_INTERRUPTED, _quiet_libraries
     from foreseer.scheduling.daemon import Scheduler
 
-    _quiet_libraries()
+    quiet_libraries()
     logging.getLogger("foreseer").setLevel(logging.INFO)
     logging.getLogger("foreseer.scheduling").setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    store = _store(store_url)
+    store = open_store(store_url)
     daemon = Scheduler(store, grace=grace, lease=lease)
     stop = threading.Event()
     received: list[int] = []
@@ -278,6 +284,3 @@ def scheduler(store_url: str, poll: float, grace: float, lease: float, verbose: 
     store.dispose()
     if signal.SIGINT in received:
         sys.exit(EXIT_INTERRUPTED)
-
-
-COMMANDS = (schedule, scheduler)
