@@ -23,6 +23,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from rich.table import Table
 
 from foreseer.backends.replay import simulate
 from foreseer.predictors.pfn.cache import PrefixCache
-from foreseer.predictors.pfn.evaluate import RECORDED, forecast_table, load_curve_sets
+from foreseer.predictors.pfn.evaluate import forecast_table, load_curve_sets
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.stopping import (
@@ -46,6 +47,9 @@ from foreseer.stopping import (
 )
 
 FULL_RUNS = 20
+#: The curve sets: LCBench's development copy beside the checkout, and Foreseer's recorded curves.
+LCBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "lcbench_surrogate" / "curves.npz"
+RECORDED = Path(__file__).resolve().parent / "data" / "foreseer_curves.npz"
 
 
 class PatiencePolicy(StoppingPolicy):
@@ -176,7 +180,7 @@ def main() -> None:
     console = Console()
     forecaster = CurveForecaster.load(args.checkpoint)
     console.print(f"PFN: {forecaster.describe()}")
-    sets = load_curve_sets(per_set=args.pool)
+    sets = load_curve_sets(LCBENCH, RECORDED, per_set=args.pool)
     if args.foreseer_metric == "val_loss" and RECORDED.exists():
         sets["foreseer"] = recorded_losses(args.pool)
     for set_name in args.sets:

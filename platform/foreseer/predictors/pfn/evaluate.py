@@ -2,8 +2,9 @@
 last-value and power-law-fit baselines, and the coverage of its 90% interval; the likelihood of
 prior curves and the time of one call, both through the forecaster's own inference path.
 
-Curve sets: ``../shared/data/lcbench_surrogate/curves.npz`` (LCBench via the YAHPO surrogate,
-accuracy in percent) and the curves Foreseer records (``benchmarks/data/foreseer_curves.npz``).
+Curve sets, given by path: LCBench via the YAHPO surrogate (accuracy in percent; the benchmarks
+use the development copy beside the checkout) and the curves Foreseer records
+(``benchmarks/data/foreseer_curves.npz``, written by ``benchmarks/record_curves.py``).
 """
 
 from __future__ import annotations
@@ -30,23 +31,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ROOT = Path(__file__).resolve().parents[4]
-LCBENCH = _ROOT.parent / "shared" / "data" / "lcbench_surrogate" / "curves.npz"
-RECORDED = _ROOT / "benchmarks" / "data" / "foreseer_curves.npz"
 CUTOFFS = (10, 20, 40, 80)
 
 
 def load_curve_sets(
-    lcbench: Path = LCBENCH, recorded: Path = RECORDED, per_set: int | None = None, seed: int = 0
+    lcbench: Path | None, recorded: Path | None, per_set: int | None = None, seed: int = 0
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Curve sets as ``{set: {group: (n, epochs) val-accuracy fractions}}``; missing files are skipped."""
+    """Curve sets as ``{set: {group: (n, epochs) val-accuracy fractions}}``; a file that is
+    ``None`` or missing is skipped."""
     out: dict[str, dict[str, np.ndarray]] = {}
     rng = np.random.default_rng(seed)
-    if lcbench.exists():
+    if lcbench is not None and lcbench.exists():
         data = np.load(lcbench)
         acc = data["val_accuracy"] / 100.0
         out["lcbench"] = {str(name): acc[i] for i, name in enumerate(data["task_names"])}
-    if recorded.exists():
+    if recorded is not None and recorded.exists():
         data = np.load(recorded)
         groups = sorted({k.split("/")[0] for k in data.files})
         curves = {g: data[f"{g}/val_accuracy"] for g in groups}
