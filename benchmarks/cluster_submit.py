@@ -61,8 +61,10 @@ def submit_once(cluster, folder: Path, number: int) -> dict[str, float]:
     job_file = folder / f"job{number}.yaml"
     job_file.write_text(yaml.safe_dump({"name": f"submit-{number}", **JOB, "workdir": str(folder / "runs")}))
     began = time.time()
-    done = subprocess.run([sys.executable, "-m", "foreseer", "submit", str(job_file), "--cluster", cluster.dashboard_url],
-                          cwd=folder, env=cluster.env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "foreseer", "submit", str(job_file),
+                           "--cluster", cluster.dashboard_url],
+                          cwd=folder, env=cluster.env, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
     returned = time.time()
     if done.returncode:
         raise RuntimeError(done.stdout + done.stderr)
@@ -96,7 +98,8 @@ def main() -> None:
     ):
         rows = [submit_once(cluster, Path(tmp), n) for n in range(args.runs)]
     print(
-        f"\nforeseer submit to a local Ray head, {args.runs} jobs one after another (seconds after submit started)\n"
+        f"\nforeseer submit to a local Ray head, {args.runs} jobs one after another "
+        "(seconds after submit started)\n"
     )
     print("| step | min | median | max |\n|---|---:|---:|---:|")
     for step in rows[0]:

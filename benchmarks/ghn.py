@@ -66,8 +66,8 @@ def candidates_for(space: Any, task: Any, n: int, train_archs: int) -> list[Cand
     ]
 
 
-def train(space: Any, data: Any, candidate: Candidate, epochs: int, init: dict | None = None, warmup: float = 0.0,
-          seed: int = 0) -> list[float]:  # fmt: skip
+def train(space: Any, data: Any, candidate: Candidate, epochs: int, init: dict | None = None,
+          warmup: float = 0.0, seed: int = 0) -> list[float]:  # fmt: skip
     accuracies: list[float] = []
 
     def report(metrics: dict[str, float], path: str) -> None:
@@ -103,7 +103,8 @@ def random_init_accuracy(space: Any, data: Any, candidate: Candidate) -> float:
 
 
 def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
-    """Train every held-out candidate with ``--truth-seeds`` seeds; a rerun with more seeds adds only the new ones."""
+    """Train every held-out candidate with ``--truth-seeds`` seeds; a rerun with more seeds adds only
+    the new ones."""
     space_name, dataset = pair.split(":")
     space, data = get_space(space_name), load_dataset(dataset)
     cands = candidates_for(space, data.task, args.candidates, MetaTrainConfig().train_archs)
@@ -118,9 +119,11 @@ def phase_truth(pair: str, args: argparse.Namespace, path: Path) -> None:
         if i == len(rows):
             began = time.process_time()
             curve = train(space, data, c, EPOCHS[space_name])
-            rows.append({"candidate": c.to_dict(), "curves": [curve], "train_cpu_s": time.process_time() - began,
+            rows.append({"candidate": c.to_dict(), "curves": [curve],
+                         "train_cpu_s": time.process_time() - began,
                          "num_params": sum(p.numel() for p in space.build(c, data.task).parameters()),
-                         "synflow": synflow(space, data, c), "random_init": random_init_accuracy(space, data, c)})  # fmt: skip
+                         "synflow": synflow(space, data, c),
+                         "random_init": random_init_accuracy(space, data, c)})  # fmt: skip
         for seed in range(len(rows[i]["curves"]), args.truth_seeds):
             rows[i]["curves"].append(train(space, data, c, EPOCHS[space_name], seed=seed))
         logging.info(
@@ -199,7 +202,8 @@ def ranking_row(score: list[float], final: list[float]) -> tuple[float, float, i
 
 
 def seed_agreement(curves: list[list[list[float]]]) -> tuple[float, float, float, float]:
-    """How well one training seed's final accuracy ranks the mean of the other seeds' (averaged over seeds)."""
+    """How well one training seed's final accuracy ranks the mean of the other seeds' (averaged over
+    seeds)."""
     rows = []
     for s in range(len(curves[0])):
         others = [statistics.mean(c[k][-1] for k in range(len(c)) if k != s) for c in curves]
@@ -208,7 +212,8 @@ def seed_agreement(curves: list[list[list[float]]]) -> tuple[float, float, float
 
 
 def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]]) -> list[str]:
-    """The pair's tables. ``runs``: one ``{"seed", "scores", "predict_s", "summary"}`` per meta-trained GHN."""
+    """The pair's tables. ``runs``: one ``{"seed", "scores", "predict_s", "summary"}`` per meta-trained
+    GHN."""
     seeds = min(len(r["curves"]) for r in truth)
     ok = [i for i, r in enumerate(truth) if not any(math.isnan(a) for c in r["curves"][:seeds] for a in c)]
     curves = [truth[i]["curves"][:seeds] for i in ok]
@@ -223,7 +228,8 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
         rows["full training, one seed (against the other seeds' mean)"] = seed_agreement(curves)
     lines = [f"\n### {pair}: {len(ok)} held-out candidates, {len(curves[0][0])} epochs, "
              f"final accuracy averaged over {seeds} training seeds\n",
-             "| ranker | Kendall tau (all) | tau (top half) | top-10 kept, drop 25% | top-10 kept, drop 50% |",
+             "| ranker | Kendall tau (all) | tau (top half) | top-10 kept, drop 25% "
+             "| top-10 kept, drop 50% |",
              "|---|---|---|---|---|",
              f"| GHN (predicted weights), {len(runs)} meta-training seeds: mean (min to max) | "
              + " | ".join(spread([r[j] for r in ghn_rows], ".3f") for j in (0, 1)) + " | "
@@ -243,18 +249,24 @@ def table(pair: str, truth: list[dict], runs: list[dict], warm: list[list[float]
     if pairs:
         w_epochs = statistics.mean(epochs_to_95(w, runs[0]["scores"][ok[k]]) for w, k in pairs)
         r_epochs = statistics.mean(epochs_to_95(first[k], truth[ok[k]]["random_init"]) for _, k in pairs)
-        lines += [f"| warm start from the first GHN ({len(pairs)} candidates): epochs to 95% of final | {w_epochs:.2f} | {r_epochs:.2f} |",
-                  f"| warm start: final accuracy (mean) | {statistics.mean(w[-1] for w, _ in pairs):.3f} | "
+        lines += [f"| warm start from the first GHN ({len(pairs)} candidates): epochs to 95% of final "
+                  f"| {w_epochs:.2f} | {r_epochs:.2f} |",
+                  f"| warm start: final accuracy (mean) "
+                  f"| {statistics.mean(w[-1] for w, _ in pairs):.3f} | "
                   f"{statistics.mean(first[k][-1] for _, k in pairs):.3f} |",
-                  f"| warm start: accuracy after 1 epoch (mean) | {statistics.mean(w[0] for w, _ in pairs):.3f} | "
+                  f"| warm start: accuracy after 1 epoch (mean) "
+                  f"| {statistics.mean(w[0] for w, _ in pairs):.3f} | "
                   f"{statistics.mean(first[k][0] for _, k in pairs):.3f} |"]  # fmt: skip
     cpu = [run["summary"]["cpu_seconds"] for run in runs]
     steps = [run["summary"]["steps"] for run in runs]
     stops = sorted({run["summary"]["stopped"] for run in runs})
-    lines += [f"| meta-training: CPU s; steps; stopped by | {spread(cpu, '.0f')}; {spread(steps, '.0f')}; {', '.join(stops)} | |",
-              f"| prediction CPU time per candidate, ms (median; build + trace + encode + GHN, batches of {SCREEN_BATCH}) | "
+    lines += [f"| meta-training: CPU s; steps; stopped by "
+              f"| {spread(cpu, '.0f')}; {spread(steps, '.0f')}; {', '.join(stops)} | |",
+              f"| prediction CPU time per candidate, ms (median; build + trace + encode + GHN, "
+              f"batches of {SCREEN_BATCH}) | "
               f"{1000 * statistics.median(t for run in runs for t in run['predict_s']):.1f} | |",
-              f"| training time per candidate, CPU s (mean) | | {statistics.mean(truth[i]['train_cpu_s'] for i in ok):.1f} |"]  # fmt: skip
+              f"| training time per candidate, CPU s (mean) | "
+              f"| {statistics.mean(truth[i]['train_cpu_s'] for i in ok):.1f} |"]  # fmt: skip
     return lines
 
 
@@ -316,7 +328,8 @@ def main() -> None:
         runs = [{"seed": seed, **json.loads((out / f"{stem}-scores{seed}.json").read_text()),
                  "summary": json.loads((out / f"{stem}-ghn{seed}.json").read_text())["summary"]}
                 for seed in args.ghn_seeds
-                if (out / f"{stem}-scores{seed}.json").exists() and (out / f"{stem}-ghn{seed}.json").exists()]  # fmt: skip
+                if (out / f"{stem}-scores{seed}.json").exists()
+                and (out / f"{stem}-ghn{seed}.json").exists()]  # fmt: skip
         if truth.exists() and runs:
             warm_curves = json.loads(warm.read_text())["warm"] if warm.exists() else []
             lines += table(pair, json.loads(truth.read_text()), runs, warm_curves)

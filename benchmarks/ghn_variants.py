@@ -80,14 +80,16 @@ def table(out: Path) -> list[str]:
     for path in sorted(out.glob("*.json")):
         record = json.loads(path.read_text())
         runs.setdefault(record["variant"], []).append(record)
-    lines = ["| variant | seeds | Kendall tau (all) | tau (top half) | top-10 kept, drop 50% | held-out accuracy | steps |",
+    lines = ["| variant | seeds | Kendall tau (all) | tau (top half) | top-10 kept, drop 50% "
+             "| held-out accuracy | steps |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     ranked = {
         variant: [ranking_row(r["scores"], final) for r in records] for variant, records in runs.items()
     }
     for variant in sorted(ranked, key=lambda v: -statistics.mean(row[0] for row in ranked[v])):
         records, rows = runs[variant], ranked[variant]
-        lines.append(f"| {variant} | {len(records)} | {spread([r[0] for r in rows], '.3f')} | {spread([r[1] for r in rows], '.3f')} | "
+        lines.append(f"| {variant} | {len(records)} | {spread([r[0] for r in rows], '.3f')} "
+                     f"| {spread([r[1] for r in rows], '.3f')} | "
                      f"{', '.join(str(r[3]) for r in rows)} | "
                      f"{statistics.mean(r['summary']['best_val_accuracy'] for r in records):.3f} | "
                      f"{statistics.mean(r['summary']['steps'] for r in records):.0f} |")  # fmt: skip

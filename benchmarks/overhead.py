@@ -42,7 +42,7 @@ def plain_loop(trials: int, epochs: int) -> float:
         candidate = space.sample(constrain(trial, overrides), data.task)
         results: list[float] = []
 
-        def report(metrics: dict[str, float], checkpoint_dir: str) -> None:
+        def report(metrics: dict[str, float], checkpoint_dir: str, results: list[float] = results) -> None:
             results.append(metrics["val_accuracy"])
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
@@ -126,11 +126,13 @@ def main() -> None:
     job_per_trial = (job[large][0] - job[small][0]) / (large - small)
     fixed = job[small][0] - small * job_per_trial
     print(
-        f"\nmlp on wine, {args.epochs} epochs a trial, one trial at a time on 1 CPU; jobs of {small} and {large} trials"
+        f"\nmlp on wine, {args.epochs} epochs a trial, one trial at a time on 1 CPU; "
+        f"jobs of {small} and {large} trials"
     )
     print(f"{'':38}{'s/trial':>9}{'ratio':>8}{f'{small} trials':>12}{f'{large} trials':>12}")
     print(
-        f"{'plain Python loop (baseline)':38}{loop_per_trial:9.3f}{1.0:8.2f}{loop[small]:12.2f}{loop[large]:12.2f}"
+        f"{'plain Python loop (baseline)':38}{loop_per_trial:9.3f}{1.0:8.2f}"
+        f"{loop[small]:12.2f}{loop[large]:12.2f}"
     )
     print(
         f"{'Foreseer (Tune + Optuna + MLflow)':38}{job_per_trial:9.3f}{job_per_trial / loop_per_trial:8.1f}"
@@ -138,7 +140,8 @@ def main() -> None:
     )
     print(f"orchestration overhead per trial: {job_per_trial - loop_per_trial:.3f} s (target <= 0.3 s)")
     print(
-        f"fixed cost per job: {fixed:.1f} s, of which submit {job[small][1]:.1f} s; Ray start-up, once per process: {ray_start:.1f} s"
+        f"fixed cost per job: {fixed:.1f} s, of which submit {job[small][1]:.1f} s; "
+        f"Ray start-up, once per process: {ray_start:.1f} s"
     )
     print(f"\nMLflow metrics written per second into SQLite ({written:,} metrics)")
     print(f"{'':34}{'metrics/s':>10}{'ratio':>8}")

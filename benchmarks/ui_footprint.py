@@ -36,7 +36,7 @@ def session(session_id: int) -> list[tuple[int, int, int, str]]:
             command = (entry / "cmdline").read_text().replace("\0", " ").strip()
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-        kib = lambda key: int(rollup[key].split()[0]) * 1024  # noqa: E731
+        kib = lambda key, rollup=rollup: int(rollup[key].split()[0]) * 1024  # noqa: E731
         rows.append((int(entry.name), kib("Rss"), kib("Pss"), command))
     return rows
 

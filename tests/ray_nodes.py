@@ -68,7 +68,8 @@ class RayNode:
         self.log = temp_dir.parent / f"{name}.log"
         ray_cli = ["-m", "ray.scripts.scripts"] if "--head" in args else ["-c", JOIN_ON_LOOPBACK]
         command = [sys.executable, *ray_cli, "start", "--block", *args,
-                   "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}"]  # fmt: skip
+                   "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+                   f"--temp-dir={temp_dir}"]  # fmt: skip
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 command, env={**env, MARKER: self.marker}, stdout=log, stderr=subprocess.STDOUT,
@@ -149,14 +150,15 @@ class RayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
-                        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
+        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+                        RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
         self.nodes: list[RayNode] = []
         try:
             self.dashboard_port = free_port()
             # the job agent's port too: another Ray on this machine may hold its default (52365)
             served = [f"--include-dashboard={str(dashboard).lower()}", "--dashboard-host=127.0.0.1",
-                      f"--dashboard-port={self.dashboard_port}", f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
+                      f"--dashboard-port={self.dashboard_port}",
+                      f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
             self.head = self._start(
                 "head", ["--head", f"--port={self.port}", *served, *head_args], gcs_env or {}
             )

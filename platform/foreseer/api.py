@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -66,9 +67,7 @@ def submit(job: SearchJob) -> JobHandle:
     prepared = check(job)
     started_ray = _ray_for(job)
     open_records(prepared, started_ray=started_ray)
-    handle = JobHandle(prepared, started_ray)
-    handle._start()
-    return handle
+    return JobHandle(prepared, started_ray)._start()
 
 
 def resume(
@@ -88,10 +87,7 @@ def resume(
     from foreseer.resume import load_for_resume
 
     prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
-    started_ray = _ray_for(prepared.job)
-    handle = JobHandle(prepared, started_ray)
-    handle._start()
-    return handle
+    return JobHandle(prepared, _ray_for(prepared.job))._start()
 
 
 def _ray_for(job: SearchJob) -> bool:
@@ -147,10 +143,13 @@ class JobHandle:
         tracker = self._prepared.tracker
         return tracker.experiment_id if tracker else None
 
-    def _start(self) -> None:
+    def _start(self) -> JobHandle:
         self._state = "running"
         self._thread = threading.Thread(target=self._run, name=f"foreseer-{self.job_id}", daemon=True)
         self._thread.start()
+        if self._started_ray:  # a script that ends without close() leaves no Ray behind
+            atexit.register(self.close)
+        return self
 
     def _run(self) -> None:
         from foreseer.runner import run_prepared
@@ -198,6 +197,36 @@ class JobHandle:
     def cancel(self) -> None:
         """Stop the job: running trials stop and stay resumable (``foreseer resume``)."""
         self._prepared.cancelled.set()
+
+    def close(self) -> None:
+        """Release what this handle started: a job still running is cancelled (it stays resumable)
+        and waited for, then the local Ray that :func:`submit` started is shut down. Idempotent;
+        also called at interpreter exit and by ``with fs.submit(job) as handle:``."""
+        if self._thread is not None and self._thread.is_alive():
+            self.cancel()
+            self._thread.join()
+        if self._started_ray:
+            from foreseer.backends.ray_runtime import shutdown_ray
+
+            shutdown_ray()
+            self._started_ray = False
+
+    def __enter__(self) -> JobHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def history(self) -> pd.DataFrame:
+        """Every recorded epoch in the order the trials reported them: ``trial_number``,
+        ``trial_id``, ``epoch`` and the epoch's metrics, one row each."""
+        import pandas as pd
+
+        rows = [
+            {"trial_number": r.number, "trial_id": r.trial_id, "epoch": epoch, **r.metrics[epoch - 1]}
+            for r, epoch in self._prepared.ledger.in_order()
+        ]
+        return pd.DataFrame(rows, columns=None if rows else ["trial_number", "trial_id", "epoch"])
 
     def leaderboard(self) -> pd.DataFrame:
         """One row per trial, best first: candidate, hyperparameters, best epoch, metric, epochs, status."""

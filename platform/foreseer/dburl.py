@@ -119,7 +119,8 @@ def with_password(url: str, known: Iterable[str | None]) -> str:
         ):
             return parsed.set(password=other.password).render_as_string(hide_password=False)
     logger.warning(
-        "no password known for %s (pass a URL with it, or set PGPASSWORD or ~/.pgpass); connecting without one",
+        "no password known for %s (pass a URL with it, or set PGPASSWORD or ~/.pgpass); "
+        "connecting without one",
         url,
     )
     return parsed._replace(password=None).render_as_string(hide_password=False)  # set() skips None

@@ -196,7 +196,7 @@ class SearchDriver:
             init_weights = None
             if self._starts:
                 record = self.ledger.get(self._starts.popleft())
-            elif len(self.ledger.records()) < plan.trials:
+            elif len(self.ledger) < plan.trials:
                 number, candidate = self.searcher.ask()
                 self.emit(
                     ev.Proposed(number, candidate=candidate.to_dict(), sampled=self.searcher.sampled(number))

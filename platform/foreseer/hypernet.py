@@ -155,8 +155,13 @@ def job_ghn(prepared: PreparedJob, backend: Backend) -> JobGHN | None:
         return None
     ghn, source = obtain_ghn(prepared, backend)
     if prepared.tracker is not None:
-        prepared.tracker.set_job_tags({"foreseer.ghn": source, "foreseer.warm_start": "on" if job.warm_start else "off",
-                                       "foreseer.screening": "on" if job.screening.enabled else "off"})  # fmt: skip
+        prepared.tracker.set_job_tags(
+            {
+                "foreseer.ghn": source,
+                "foreseer.warm_start": "on" if job.warm_start else "off",
+                "foreseer.screening": "on" if job.screening.enabled else "off",
+            }
+        )
     predictor = GHNPredictor(ghn, prepared.space, prepared.data.task)
     data = prepared.data
     return JobGHN(predictor, source, job.screening, job.warm_start, (data.x_val, data.y_val), data.x_train)

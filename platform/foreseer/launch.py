@@ -8,7 +8,8 @@ submission's id is derived from the job's (``foreseer-<job id>``), so Ray itself
 same job twice.
 
 Example:
-    >>> launched = launch(load_job("examples/quickstart.yaml"), cluster="http://127.0.0.1:8265")  # doctest: +SKIP
+    >>> job = load_job("examples/quickstart.yaml")  # doctest: +SKIP
+    >>> launched = launch(job, cluster="http://127.0.0.1:8265")  # doctest: +SKIP
     >>> launched.job_id, launched.submission_id  # doctest: +SKIP
 """
 
@@ -160,7 +161,8 @@ def security_warnings(cluster: str) -> list[str]:
         return []
     return [
         (
-            f"no Ray auth token here ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): a cluster at {cluster} "
+            "no Ray auth token here ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): "
+            f"a cluster at {cluster} "
             "that accepts jobs without one runs whatever anyone who reaches it submits. Turn token auth on "
             "(RAY_AUTH_MODE=token on every node, as deploy/ does) and give its token here."
         )
@@ -186,7 +188,8 @@ def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
                 Problem(
                     field,
                     (
-                        f"{url} is a file on this machine, which the job's driver on {parts.hostname} cannot open; "
+                        f"{url} is a file on this machine, which the job's driver on {parts.hostname} "
+                        "cannot open; "
                         "use a database server both can reach, e.g. postgresql+psycopg://USER@DBHOST/foreseer"
                     ),
                 )
@@ -206,8 +209,8 @@ def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
             Problem(
                 "workdir",
                 (
-                    f"{job.workdir!r} is relative, and the driver on the cluster runs in a folder of its own; give an "
-                    "absolute path on storage every cluster node shares (e.g. /mnt/foreseer)"
+                    f"{job.workdir!r} is relative, and the driver on the cluster runs in a folder of its "
+                    "own; give an absolute path on storage every cluster node shares (e.g. /mnt/foreseer)"
                 ),
             )
         )
@@ -217,7 +220,8 @@ def cluster_problems(job: SearchJob, cluster: str) -> list[Problem]:
             Problem(
                 "dataset.path",
                 (
-                    f"{spec.path!r} is relative to this machine; give an absolute path that exists both here and on the cluster"
+                    f"{spec.path!r} is relative to this machine; "
+                    "give an absolute path that exists both here and on the cluster"
                 ),
             )
         )

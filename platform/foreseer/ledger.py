@@ -62,6 +62,7 @@ class Ledger:
     def __init__(self, objectives: Sequence[Objective], max_epochs: int) -> None:
         self.objectives = list(objectives)
         self.max_epochs = max_epochs
+        self._maximise = self.primary.mode == "max"
         self._trials: dict[str, TrialRecord] = {}
         self._order: list[tuple[str, int]] = []
         self._views: dict[str, CurveView] = {}
@@ -85,6 +86,9 @@ class Ledger:
 
     def __contains__(self, trial_id: str) -> bool:
         return trial_id in self._trials
+
+    def __len__(self) -> int:
+        return len(self._trials)
 
     def records(self) -> list[TrialRecord]:
         """All trials in the order they started."""
@@ -145,7 +149,7 @@ class Ledger:
 
     def oriented(self, value: float) -> float:
         """``value`` of the primary objective made higher-is-better."""
-        return value if self.primary.mode == "max" else -value
+        return value if self._maximise else -value
 
     def curve(self, record: TrialRecord) -> CurveView:
         """The trial's curve of the primary objective, oriented (kept up to date as epochs arrive)."""

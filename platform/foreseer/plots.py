@@ -80,7 +80,7 @@ def best_so_far(ledger: Ledger) -> Figure:
     axes.scatter(xs, ys, s=6, color="tab:gray", alpha=0.35, label="every epoch", linewidths=0)
     points = best_so_far_points(ledger)
     if points:
-        steps, values = zip(*points)
+        steps, values = zip(*points, strict=True)
         axes.step(steps, values, where="post", color="tab:green", linewidth=2, label="best so far")
         axes.annotate(f"{values[-1]:.4g}", (steps[-1], values[-1]), textcoords="offset points", xytext=(4, 4))
     full = ledger.max_epochs * len(ledger.records())
@@ -137,7 +137,7 @@ def _curve(axes: Axes, record: TrialRecord, ledger: Ledger, style: tuple, alpha:
     finite = [(i + 1, v) for i, v in enumerate(record.values(ledger.primary.metric)) if math.isfinite(v)]
     if not finite:
         return
-    epochs, values = zip(*finite)
+    epochs, values = zip(*finite, strict=True)
     axes.plot(epochs, values, color=colour, linestyle=line, linewidth=1, alpha=alpha)
     if marker is not None:
         axes.plot(epochs[-1], values[-1], color=colour, marker=marker, markersize=8, linestyle="none")

@@ -153,7 +153,8 @@ class SearchJob(SpecModel):
             get_space(spec.name)
             return spec
         raise ValueError(
-            f"must be a space name, a mapping with 'name' and 'params', or a SearchSpace, not {type(space).__name__}"
+            "must be a space name, a mapping with 'name' and 'params', or a SearchSpace, "
+            f"not {type(space).__name__}"
         )
 
     @field_validator("dataset", mode="before")
@@ -184,14 +185,16 @@ class SearchJob(SpecModel):
         if isinstance(sampler, str):
             if sampler not in SAMPLERS:
                 raise ValueError(
-                    f"unknown sampler; accepted: {', '.join(SAMPLERS)}{did_you_mean(sampler, SAMPLERS)}, or an optuna.samplers.BaseSampler"
+                    f"unknown sampler; accepted: {', '.join(SAMPLERS)}{did_you_mean(sampler, SAMPLERS)}, "
+                    "or an optuna.samplers.BaseSampler"
                 )
             return sampler
         import optuna
 
         if not isinstance(sampler, optuna.samplers.BaseSampler):
             raise ValueError(
-                f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, not {type(sampler).__name__}"
+                f"must be a sampler name ({', '.join(SAMPLERS)}) or an optuna.samplers.BaseSampler, "
+                f"not {type(sampler).__name__}"
             )
         return sampler
 
@@ -201,7 +204,8 @@ class SearchJob(SpecModel):
         if isinstance(stopping, str):
             if stopping not in STOPPING_NAMES:
                 raise ValueError(
-                    f"unknown stopping policy; accepted: {', '.join(STOPPING_NAMES)}{did_you_mean(stopping, STOPPING_NAMES)}"
+                    f"unknown stopping policy; accepted: {', '.join(STOPPING_NAMES)}"
+                    f"{did_you_mean(stopping, STOPPING_NAMES)}"
                 )
             return {"name": stopping}
         if isinstance(stopping, dict) and stopping.get("name") not in STOPPING_NAMES:
@@ -318,7 +322,8 @@ def _dataset_from_string(text: str) -> DatasetSpec:
     if text not in available_datasets():
         names = available_datasets()
         raise ValueError(
-            f"unknown dataset; built-ins: {', '.join(names)}{did_you_mean(text, names)}, or a path to a .npz or .csv file"
+            f"unknown dataset; built-ins: {', '.join(names)}{did_you_mean(text, names)}, "
+            "or a path to a .npz or .csv file"
         )
     return DatasetSpec(name=text)
 

@@ -59,7 +59,8 @@ class Objective(SpecModel):
     def _known_metric(cls, metric: str) -> str:
         if metric not in TRIAL_METRICS:
             raise ValueError(
-                f"unknown metric; trials report {', '.join(TRIAL_METRICS)}{did_you_mean(metric, TRIAL_METRICS)}"
+                f"unknown metric; trials report {', '.join(TRIAL_METRICS)}"
+                f"{did_you_mean(metric, TRIAL_METRICS)}"
             )
         return metric
 

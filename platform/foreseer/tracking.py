@@ -301,7 +301,8 @@ def find_cached_file(tracking_uri: str, key: dict[str, str], artifact: str, dest
     into ``dest``; ``None`` when there is none.
 
     Example:
-        >>> find_cached_file("sqlite:///foreseer.db", {"foreseer.space_fingerprint": "ab12"}, "ghn.safetensors", "/tmp")
+        >>> find_cached_file("sqlite:///foreseer.db", {"foreseer.space_fingerprint": "ab12"},
+        ...                  "ghn.safetensors", "/tmp")
     """
     from mlflow.tracking import MlflowClient
 

@@ -133,6 +133,7 @@ class SearchSpace(ABC):
 
     def check_task(self, task: Task) -> None:
         """Raise ``ValueError`` (saying what is needed) when this space cannot build networks for ``task``."""
+        return None
 
     def sample(self, trial: TrialLike, task: Task) -> Candidate:
         """Sample a whole candidate: the architecture, then the training hyperparameters.

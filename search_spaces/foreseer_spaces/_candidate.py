@@ -86,7 +86,10 @@ class Candidate:
         return hash(self.to_json())
 
     def __repr__(self) -> str:
-        return f"Candidate(space={self.space!r}, hash={self.hash}, arch={dict(self.arch)}, hparams={dict(self.hparams)})"
+        return (
+            f"Candidate(space={self.space!r}, hash={self.hash}, arch={dict(self.arch)}, "
+            f"hparams={dict(self.hparams)})"
+        )
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def test_a_submitted_job_runs_on_the_cluster_and_lands_in_mlflow_on_postgres(hea
     from mlflow import MlflowClient
 
     env = head.env
-    submitted = foreseer(tmp_path, env, "submit", write_job(tmp_path, "on-cluster", tracking_uri=postgres_url),
+    submitted = foreseer(tmp_path, env, "submit",
+                         write_job(tmp_path, "on-cluster", tracking_uri=postgres_url),
                          "--cluster", head.dashboard_url)  # fmt: skip
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = submitted.stdout.strip()

@@ -166,6 +166,7 @@ def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
         for n in sorted(retried)
     ]
     print(
-        f"\nkilled {node.name} {kill_began - began:.1f} s in ({kill_ended - kill_began:.1f} s to kill); its trials "
+        f"\nkilled {node.name} {kill_began - began:.1f} s in ({kill_ended - kill_began:.1f} s to kill); "
+        "its trials "
         f"(epochs recorded then): {victims}; {'; '.join(outcomes)}; job done in {elapsed:.1f} s"
     )

@@ -130,7 +130,7 @@ def test_screened_searcher_feeds_completed_trials_to_the_trust_check_and_stops_s
     verdicts = []
     gate = ScreeningGate(DepthScreener(), batch=2, drop_fraction=0.5, min_trials=3)
     searcher = ScreenedSearcher(inner, gate, on_verdict=verdicts.append)
-    for i in range(3):
+    for _ in range(3):
         number, candidate = searcher.ask()
         # results anti-correlated with the screener's score, in step with parameter count
         score = searcher.scores[number]

@@ -1,4 +1,5 @@
-"""The job store: schema by Alembic only, beside MLflow's and Optuna's tables, older upgraded, newer refused."""
+"""The job store: schema by Alembic only, beside MLflow's and Optuna's tables, older upgraded,
+newer refused."""
 
 import shutil
 from pathlib import Path

@@ -184,7 +184,7 @@ def test_cli_output_masks_database_passwords(tmp_path):
     listed = runner.invoke(main, ["jobs", "--store", store])
     assert listed.exit_code == 0
     job = tmp_path / "job.yaml"
-    job.write_text(f"name: x\nspace: mlp\ndataset: digits\ntrials: 0\ntracking_uri: {SECRET_URL}\n")
+    job.write_text(f"name: x\nspace: mlp\ndataset: digits\ntracking_uri: {SECRET_URL}\n")  # unreachable
     bad = runner.invoke(main, ["validate", str(job)])
     assert bad.exit_code == 2 and "user:***@db.example" in bad.output and SECRET not in bad.output
     missing = runner.invoke(

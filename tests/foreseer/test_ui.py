@@ -46,7 +46,7 @@ def test_the_server_command_is_lean_and_serves_artifacts_beside_the_store(tmp_pa
     assert "--serve-artifacts" in command
     options = command[4:]
     options.remove("--serve-artifacts")
-    flags = dict(zip(options[::2], options[1::2]))
+    flags = dict(zip(options[::2], options[1::2], strict=True))
     assert flags == {
         "--host": "127.0.0.1",
         "--port": "5123",

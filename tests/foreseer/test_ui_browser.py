@@ -107,7 +107,8 @@ def test_the_experiment_lists_the_parent_run_and_its_nested_trial_runs(finished_
     page.evaluate(f"document.querySelector({EXPANDER!r}).click()")
     page.wait_for(" && ".join(f"document.body.innerText.includes({name!r})" for name in trials), timeout=30)
     rows = page.evaluate(
-        "[...document.querySelectorAll('.ag-center-cols-container .ag-row, .ag-pinned-left-cols-container .ag-row')]"
+        "[...document.querySelectorAll('.ag-center-cols-container .ag-row, "
+        ".ag-pinned-left-cols-container .ag-row')]"
         ".map(r => r.innerText).filter(t => t.includes('-'))"
     )
     names = [line for row in rows for line in row.splitlines() if line.startswith(("trial-", parent))]

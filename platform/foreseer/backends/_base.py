@@ -110,3 +110,4 @@ class Backend(ABC):
 
     def close(self) -> None:
         """End every attempt still running (a cancel or a crash of the driver loop); idempotent."""
+        return None

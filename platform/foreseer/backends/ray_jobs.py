@@ -38,7 +38,8 @@ def cluster_client(cluster: str) -> JobSubmissionClient:
                 Problem(
                     "cluster",
                     f"cannot reach the Ray cluster's job API at {cluster}: {str(e).splitlines()[0]} "
-                    "(give the dashboard address, e.g. http://HEAD:8265; the head must run with the dashboard on)",
+                    "(give the dashboard address, e.g. http://HEAD:8265; "
+                    "the head must run with the dashboard on)",
                     cluster,
                     True,
                 )

@@ -12,7 +12,7 @@ import ray
 if TYPE_CHECKING:
     from foreseer.spec import Resources
 
-__all__ = ["ensure_ray", "resource_problem"]
+__all__ = ["ensure_ray", "resource_problem", "shutdown_ray"]
 
 
 #: The environment variable that keeps a Ray node on loopback (see _init_loopback_ray).
@@ -32,6 +32,11 @@ def ensure_ray(address: str | None = None) -> bool:
     else:
         _init_loopback_ray()
     return True
+
+
+def shutdown_ray() -> None:
+    """Disconnect from Ray; a local Ray this process started stops with it."""
+    ray.shutdown()
 
 
 def _init_loopback_ray() -> None:

@@ -174,10 +174,11 @@ def parse_cron(text: str) -> CronExpression:
         fields = (_SECOND, *_FIVE)
     else:
         raise CronError(
-            f"cron {text!r} has {len(parts)} fields; expected 5 ('minute hour day-of-month month day-of-week', "
+            f"cron {text!r} has {len(parts)} fields; "
+            "expected 5 ('minute hour day-of-month month day-of-week', "
             "e.g. '0 3 * * *') or 6 with a leading second (e.g. '*/5 * * * * *')"
         )
-    values = [_parse_field(part, field, text) for part, field in zip(parts, fields)]
+    values = [_parse_field(part, field, text) for part, field in zip(parts, fields, strict=True)]
     weekdays = frozenset(0 if d == 7 else d for d in values[5])
     expression = CronExpression(
         text=text.strip(),
@@ -254,7 +255,8 @@ def _check_days_exist(expression: CronExpression) -> None:
     if min(expression.days) > longest:
         months = ",".join(calendar.month_abbr[m] for m in expression.months)
         raise CronError(
-            f"cron {expression.text!r} never fires: day-of-month {min(expression.days)} does not occur in {months}"
+            f"cron {expression.text!r} never fires: "
+            f"day-of-month {min(expression.days)} does not occur in {months}"
         )
 
 

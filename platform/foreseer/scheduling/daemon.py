@@ -410,7 +410,8 @@ class Scheduler:
             )
         if result.rowcount != 1:
             logger.error(
-                "schedule %s: the firing of %s is no longer this daemon's open claim: the schedule was removed, "
+                "schedule %s: the firing of %s is no longer this daemon's open claim: "
+                "the schedule was removed, "
                 "or another daemon took the claim over (is --lease shorter than a launch takes?)",
                 claim.name,
                 claim.occurrence.isoformat(),
@@ -434,7 +435,8 @@ class Scheduler:
             claim = take_over(self.store, schedule_id, occurrence, daemon, self.identity)
             if claim is not None:
                 logger.warning(
-                    "schedule %s: took over the occurrence %s claimed at %s by %s, which died before launching it",
+                    "schedule %s: took over the occurrence %s claimed at %s by %s, "
+                    "which died before launching it",
                     claim.name,
                     as_utc(occurrence).isoformat(),
                     as_utc(claimed_at).isoformat(),

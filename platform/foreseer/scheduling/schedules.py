@@ -161,8 +161,10 @@ def _job_for_store(job: SearchJob, store_url: str, cluster: str | None, problems
             Problem(
                 "store_uri",
                 (
-                    f"the job records into {mask_url(job.store_uri)}, but the schedule lives in {mask_url(store_url)}; "
-                    "a scheduled job is recorded beside its schedule: drop store_uri or pass the same URL to --store"
+                    f"the job records into {mask_url(job.store_uri)}, "
+                    f"but the schedule lives in {mask_url(store_url)}; "
+                    "a scheduled job is recorded beside its schedule: "
+                    "drop store_uri or pass the same URL to --store"
                 ),
             )
         )

@@ -83,6 +83,8 @@ class AshaPolicy(StoppingPolicy):
             return Decision(
                 curve.trial_id,
                 Action.STOP,
-                reason=f"asha: {value:.4g} below the rung-{rung} cutoff {cutoff:.4g} of {len(recorded)} trials",
+                reason=(
+                    f"asha: {value:.4g} below the rung-{rung} cutoff {cutoff:.4g} of {len(recorded)} trials"
+                ),
             )
         return Decision(curve.trial_id)

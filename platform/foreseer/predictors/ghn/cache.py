@@ -45,7 +45,8 @@ def space_fingerprint(space: SearchSpace, task: Task) -> str:
     for graph in graphs:
         for node in graph["nodes"]:
             node.pop("name", None)  # fx's node names are not part of the architecture
-    payload = {"format": FORMAT, "space": space.name, "class": f"{type(space).__module__}.{type(space).__qualname__}",
+    payload = {"format": FORMAT, "space": space.name,
+               "class": f"{type(space).__module__}.{type(space).__qualname__}",
                "task": [list(task.input_shape), task.num_classes], "graphs": graphs}  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -55,7 +56,8 @@ def cache_key(space: SearchSpace, task: Task, data_fingerprint: str, config: GHN
     hypernetwork's sizes (new defaults meta-train afresh), the space and the dataset."""
     sizes = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
     return {"foreseer.ghn_format": FORMAT, "foreseer.ghn_config": sizes,
-            "foreseer.space_fingerprint": space_fingerprint(space, task), "foreseer.data_fingerprint": data_fingerprint}  # fmt: skip
+            "foreseer.space_fingerprint": space_fingerprint(space, task),
+            "foreseer.data_fingerprint": data_fingerprint}  # fmt: skip
 
 
 def save_ghn(
@@ -96,7 +98,8 @@ def load_ghn(path: str | os.PathLike[str], device: str = "cpu") -> tuple[GraphHy
         ) from e
     if header.get("foreseer.format") != FORMAT:
         raise ValueError(
-            f"{os.fspath(path)!r} is not a {FORMAT} checkpoint (its format is {header.get('foreseer.format')!r}); "
+            f"{os.fspath(path)!r} is not a {FORMAT} checkpoint "
+            f"(its format is {header.get('foreseer.format')!r}); "
             "write it with foreseer.predictors.ghn.cache.save_ghn."
         )
     ghn = GraphHyperNetwork(GHNConfig.from_dict(json.loads(header["foreseer.config"])))

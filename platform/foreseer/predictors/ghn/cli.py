@@ -35,8 +35,9 @@ def _pair(space: str, dataset: str):  # type: ignore[no-untyped-def]
 @ghn.command("train")
 @click.option("--space", required=True, help="Search space name, e.g. cells or mlp.")
 @click.option("--dataset", required=True, help="Built-in dataset name or a .npz / .csv path.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("ghn.safetensors"),
-              show_default=True, help="Checkpoint to write (config + state_dict, safetensors).")  # fmt: skip
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("ghn.safetensors"), show_default=True,
+              help="Checkpoint to write (config + state_dict, safetensors).")  # fmt: skip
 @click.option("--max-seconds", type=float, default=290.0, show_default=True, help="CPU-second budget.")
 @click.option("--max-steps", type=int, default=3000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

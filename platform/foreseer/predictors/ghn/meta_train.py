@@ -220,8 +220,8 @@ class _Loop:
                 break
         if best_state is not None:
             self.ghn.load_state_dict(best_state)
-        return MetaTrainResult(self.ghn.eval(), step, time.perf_counter() - began, time.process_time() - cpu_began,
-                               best, stopped, history)  # fmt: skip
+        return MetaTrainResult(self.ghn.eval(), step, time.perf_counter() - began,
+                               time.process_time() - cpu_began, best, stopped, history)  # fmt: skip
 
     def evaluate(self) -> float:
         self.ghn.eval()

@@ -44,7 +44,10 @@ def pfn() -> None:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Most context tokens per curve; longer contexts are summarised into this many runs (0: one token per epoch).",
+    help=(
+        "Most context tokens per curve; longer contexts are summarised into this many runs "
+        "(0: one token per epoch)."
+    ),
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=1000, show_default=True, help="Steps between evaluations.")

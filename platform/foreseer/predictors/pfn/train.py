@@ -2,7 +2,8 @@
 
 Each step draws a batch of curves from the prior and one cutoff ``T ~ U{1..H-1}`` for the batch
 (as in LC-PFN); the context is epochs ``<= T`` (summarised into ``context_bins`` tokens when the
-model has them, exactly as at inference) and ``n_targets`` later epochs are sampled as queries; the loss is the bar distribution's negative log-likelihood of their noisy values.
+model has them, exactly as at inference) and ``n_targets`` later epochs are sampled as queries;
+the loss is the bar distribution's negative log-likelihood of their noisy values.
 AdamW, linear warm-up then cosine decay, gradient clipping at 1.0.
 """
 
