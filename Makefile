@@ -6,7 +6,9 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.foreseer-installed
 
-.PHONY: setup demo test bench bench-tracking clean
+.PHONY: setup demo lint test bench bench-tracking clean
+
+LINTED := platform search_spaces workers benchmarks tests scripts deploy examples
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +22,14 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/foreseer run examples/quickstart.yaml
 
+# ruff: lint rules and formatting as pyproject.toml configures them.
+lint: setup
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
 # scripts/test-deps.sh installs PostgreSQL and Chromium where missing (root + apt-get);
 # scripts/pg.sh runs pytest beside a throw-away PostgreSQL and stops it afterwards, also on failure.
-test: setup
+test: lint
 	scripts/test-deps.sh
 	PYTHON=$(PY) scripts/pg.sh run $(PY) -m pytest
 
