@@ -138,7 +138,7 @@ def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | None:
             spec.source,
             val_fraction=spec.val_fraction,
             test_fraction=spec.test_fraction,
-            seed=spec.seed,
+            seed=job.seed if spec.seed is None else spec.seed,
             target=spec.target,
         )
     except (ValueError, TypeError, OSError) as e:

@@ -136,14 +136,15 @@ class GHNBudget(SpecModel):
 
 
 class DatasetSpec(SpecModel):
-    """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed."""
+    """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed (the job's
+    ``seed`` unless ``seed`` is given here)."""
 
     name: str | None = None
     path: str | None = None
     target: str | None = None
     val_fraction: float = Field(0.2, gt=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
-    seed: int = 0
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
