@@ -152,9 +152,13 @@ def test_the_jobs_seed_seeds_the_split_of_a_named_dataset_unless_the_dataset_has
     from foreseer.runner import prepare
 
     def val_rows(**fields):
-        job = fs.SearchJob(name="seeded", space="mlp", dataset=fields.pop("dataset", "wine"), trials=1, **fields)
+        job = fs.SearchJob(
+            name="seeded", space="mlp", dataset=fields.pop("dataset", "wine"), trials=1, **fields
+        )
         return prepare(job).data.y_val.tolist()
 
     assert val_rows(seed=1) == val_rows(seed=1)
     assert val_rows(seed=1) != val_rows(seed=2), "another job seed, another split"
-    assert val_rows(seed=2, dataset={"name": "wine", "seed": 1}) == val_rows(seed=1), "the dataset's own seed wins"
+    assert val_rows(seed=2, dataset={"name": "wine", "seed": 1}) == val_rows(seed=1), (
+        "the dataset's own seed wins"
+    )
