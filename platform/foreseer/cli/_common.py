@@ -146,7 +146,7 @@ def _progress_line(handle: JobHandle) -> str:
     left = f"~{(s.trials_total - finished) / rate:.0f}s left" if rate else "estimating"
     return (
         f"trials {finished}/{s.trials_total} "
-        f"(running {t['running']}, stopped early {t['stopped']}, failed {t['failed']})"
+        f"(running {t['running']}, paused {t['paused']}, stopped early {t['stopped']}, failed {t['failed']})"
         f" | best {best} | epochs {s.epochs_used}/{s.epochs_budget} | {s.elapsed_s:.0f}s elapsed, {left}"
     )
 
