@@ -30,12 +30,9 @@ def test_defaults_and_the_issue_example_validate():
     assert job.stopping.name == "asha" and job.stopping.reduction_factor == 3
     assert job.resources.gpus == 0.25
     assert job.primary.metric == "val_accuracy"
-    assert job.to_dict()["dataset"] == {
-        "name": "digits",
-        "val_fraction": 0.2,
-        "test_fraction": 0.2,
-        "seed": 0,
-    }
+    assert job.to_dict()["dataset"] == {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, (
+        "no seed of its own: the split takes the job's"
+    )
 
 
 @pytest.mark.parametrize(
