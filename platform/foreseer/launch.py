@@ -31,8 +31,7 @@ from foreseer.errors import JobFailed, Problem, SpecError
 from foreseer.ui import is_loopback
 
 if TYPE_CHECKING:
-    from ray.job_submission import JobSubmissionClient
-
+    from foreseer.backends.ray_jobs import JobSubmissionClient
     from foreseer.spec import SearchJob
 
 __all__ = [
