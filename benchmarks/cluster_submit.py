@@ -1,7 +1,7 @@
 """From ``foreseer submit`` to the first trial running, on a Ray head on this machine.
 
 A head with its dashboard (Ray's job submission API) starts once, on loopback, with token auth on
-(``tests/ray_nodes.py``). Then ``--runs`` times, a small real job (space mlp, dataset wine, 2
+(``foreseer.testing.ray_nodes``). Then ``--runs`` times, a small real job (space mlp, dataset wine, 2
 trials of 2 epochs, SQLite stores) is submitted with the CLI, and the table gives, in seconds from
 the moment ``foreseer submit`` was started:
 
@@ -17,7 +17,6 @@ Run: ``.venv/bin/python benchmarks/cluster_submit.py [--runs 5]``
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import subprocess
 import sys
@@ -30,17 +29,10 @@ from sqlalchemy import func, select
 
 from foreseer.store import JobStore
 from foreseer.store.models import EpochRow, JobRow, TrialRow
+from foreseer.testing import ray_nodes
 
-ROOT = Path(__file__).resolve().parents[1]
 JOB = {"space": {"name": "mlp", "params": {"depth": 1}}, "dataset": "wine", "trials": 2, "max_epochs": 2,
        "max_concurrent": 2, "stopping": {"name": "none"}}  # fmt: skip
-
-
-def ray_nodes():
-    spec = importlib.util.spec_from_file_location("ray_nodes", ROOT / "tests" / "ray_nodes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def timestamps(store: JobStore, job_id: str) -> dict[str, float] | None:
@@ -94,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="fs-submit-") as tmp,
-        ray_nodes().RayCluster(["--num-cpus=2"], dashboard=True) as cluster,
+        ray_nodes.RayCluster(["--num-cpus=2"], dashboard=True) as cluster,
     ):
         rows = [submit_once(cluster, Path(tmp), n) for n in range(args.runs)]
     print(

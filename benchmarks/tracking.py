@@ -24,19 +24,16 @@ import math
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from foreseer.ledger import TrialRecord
+from foreseer.testing.chromium import Chromium, chromium_path
 from foreseer.tracking import Tracker
 from foreseer.ui import UiServer, UiSettings, free_port
 from foreseer_spaces import Candidate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from chromium import Chromium, chromium_path  # noqa: E402
 
 EXPANDER = "button[data-component-id*='runnamecellrenderer']"
 

@@ -34,29 +34,6 @@ def ray_runtime():
         ray.shutdown()
 
 
-def _load(relative, name):
-    """A helper module of the tests, loaded by path (``tests/`` is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def ray_nodes():
-    """``tests/ray_nodes.py``: Ray clusters of real ``ray start`` nodes on loopback."""
-    return _load("ray_nodes.py", "ray_nodes")
-
-
-@pytest.fixture(scope="session")
-def thaw_policy():
-    """``tests/policies/thaw.py``'s ``PauseThenThaw``: pauses a trial, resumes it later."""
-    return _load("policies/thaw.py", "thaw").PauseThenThaw
-
-
 def _admin(url):
     import psycopg
     from sqlalchemy.engine import make_url

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from foreseer.runner import PreparedJob
     from foreseer.screening import TrustVerdict
     from foreseer.searcher import CandidateSearcher
+    from foreseer.spec_parts import ScreeningSpec
     from foreseer.tracking import Tracker
     from foreseer_spaces import Candidate
 
@@ -45,7 +46,7 @@ class JobGHN:
 
     predictor: GHNPredictor
     source: str
-    screening: Any
+    screening: ScreeningSpec
     warm: bool
     predictor_data: tuple[Any, Any] = (None, None)
     train_x: Any = None
@@ -56,15 +57,13 @@ class JobGHN:
 
     def screened(self, searcher: CandidateSearcher, tracker: Tracker | None) -> Any:
         """``searcher`` wrapped so that it screens, or unchanged when the job does not screen."""
-        from foreseer.screening import GHNScreener, ScreenedSearcher, ScreeningGate
+        from foreseer.screening import GHNScreener, ScreenedSearcher
 
         spec = self.screening
         if not spec.enabled:
             return searcher
         data_x, data_y = self.predictor_data
-        gate = ScreeningGate(
-            GHNScreener(self.predictor, data_x, data_y), spec.batch, spec.drop_fraction, spec.min_trials
-        )
+        gate = spec.gate(GHNScreener(self.predictor, data_x, data_y))
 
         def screened(number: int, candidate: Any, score: float) -> None:
             if tracker is not None:

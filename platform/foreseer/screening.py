@@ -123,7 +123,8 @@ class TrustVerdict:
 
 @dataclass
 class ScreeningGate:
-    """Decides which asked candidates run, and whether screening stays on.
+    """Decides which asked candidates run, and whether screening stays on. A job's gate is built
+    by :meth:`foreseer.spec_parts.ScreeningSpec.gate`, which holds the defaults.
 
     Args:
         screener: scores candidates.
@@ -134,9 +135,9 @@ class ScreeningGate:
     """
 
     screener: Screener
-    batch: int = 4
-    drop_fraction: float = 0.25
-    min_trials: int = 8
+    batch: int
+    drop_fraction: float
+    min_trials: int
     margin: float = 0.0
     active: bool = True
     verdict: TrustVerdict | None = None

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from foreseer.errors import Problem, SpecError
+from foreseer.samplers import SAMPLERS
 from foreseer.spec_parts import (
     TRIAL_METRICS,
     DatasetSpec,
@@ -60,9 +61,6 @@ __all__ = [
     "load_job",
 ]
 
-#: Optuna samplers by name (see :mod:`foreseer.samplers`).
-SAMPLERS = ("random", "tpe", "cmaes", "gp", "nsgaii", "qmc")
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -76,8 +74,8 @@ class SearchJob(SpecModel):
         dataset: a built-in dataset name (``"digits"``, ``"wine"``, ``"breast_cancer"``), a file path
             (``.npz`` / ``.csv``), a :class:`DatasetSpec`, or a tuple ``(X, y)`` of arrays.
         objective: one :class:`Objective`, or several for a multi-objective search (``sampler="nsgaii"``).
-        sampler: an Optuna sampler by name (``random``, ``tpe``, ``cmaes``, ``gp``, ``nsgaii``, ``qmc``)
-            or an ``optuna.samplers.BaseSampler`` instance.
+        sampler: an Optuna sampler by name (the keys of :data:`foreseer.samplers.SAMPLERS`) or an
+            ``optuna.samplers.BaseSampler`` instance.
         trials: number of trials to run.
         max_epochs: epochs a trial trains for unless stopped early.
         stopping: a policy by name (``"none"``, ``"asha"``, ``"median"``, ``"pfn"``), or a stopping

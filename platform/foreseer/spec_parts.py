@@ -8,9 +8,12 @@ puts them together.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from foreseer.screening import Screener, ScreeningGate
 
 __all__ = [
     "DatasetSpec",
@@ -124,6 +127,12 @@ class ScreeningSpec(SpecModel):
     batch: int = Field(4, ge=2)
     drop_fraction: float = Field(0.25, gt=0, lt=1)
     min_trials: int = Field(8, ge=3)
+
+    def gate(self, screener: Screener) -> ScreeningGate:
+        """The gate that screens with ``screener`` under these settings."""
+        from foreseer.screening import ScreeningGate
+
+        return ScreeningGate(screener, self.batch, self.drop_fraction, self.min_trials)
 
 
 class GHNBudget(SpecModel):

@@ -15,6 +15,7 @@ from foreseer.spec import Objective, Resources
 from foreseer.stopping import AshaPolicy, MedianPolicy, NoStoppingPolicy
 from foreseer.store import JobStore
 from foreseer.store.journal import JobJournal
+from foreseer.testing.policies import PauseThenThaw
 
 TRIALS, EPOCHS = 6, 5
 
@@ -55,15 +56,13 @@ def run_loop(backend, policy, journal=None, max_concurrent=1):
     return recording.calls, outcome, order
 
 
-def policies(thaw_policy):
-    return [NoStoppingPolicy(), AshaPolicy(1, 2), MedianPolicy(1, 2), thaw_policy()]
+def policies():
+    return [NoStoppingPolicy(), AshaPolicy(1, 2), MedianPolicy(1, 2), PauseThenThaw()]
 
 
 @pytest.mark.ray
-def test_ray_and_replay_take_identical_decisions_on_the_same_curves(
-    ray_runtime, curves, thaw_policy, tmp_path
-):
-    for i, policy in enumerate(policies(thaw_policy)):
+def test_ray_and_replay_take_identical_decisions_on_the_same_curves(ray_runtime, curves, tmp_path):
+    for i, policy in enumerate(policies()):
         replayed = run_loop(ReplayBackend(curves), policy)
         ray_backend = RayBackend(
             RecordedTrainable(curves), Resources(cpus=1), tmp_path / f"job{i}", max_workers=1
@@ -76,8 +75,8 @@ def test_ray_and_replay_take_identical_decisions_on_the_same_curves(
             assert any(state == "stopped" for _, _, state, _, _ in outcome), f"{policy.name} stopped a trial"
 
 
-def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay(curves, thaw_policy):
-    calls, outcome, order = run_loop(ReplayBackend(curves), thaw_policy(), max_concurrent=2)
+def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay(curves):
+    calls, outcome, order = run_loop(ReplayBackend(curves), PauseThenThaw(), max_concurrent=2)
     first = [epoch for trial, epoch in order if trial == "t0000"]
     assert first == list(range(1, EPOCHS + 1)), "paused at 2, resumed at 3, every epoch once"
     paused_at = order.index(("t0000", 2))
@@ -90,12 +89,12 @@ def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay
 
 @pytest.mark.ray
 def test_pause_and_resume_on_ray_keep_the_checkpoint_and_record_every_epoch_once(
-    ray_runtime, curves, thaw_policy, tmp_path
+    ray_runtime, curves, tmp_path
 ):
     journal = JobJournal(JobStore(f"sqlite:///{tmp_path}/jobs.db"), "job1")
     journal.create_job("thaw", {"name": "thaw"})
     backend = RayBackend(RecordedTrainable(curves), Resources(cpus=1), tmp_path / "job", max_workers=2)
-    calls, outcome, order = run_loop(backend, thaw_policy(), journal=journal, max_concurrent=2)
+    calls, outcome, order = run_loop(backend, PauseThenThaw(), journal=journal, max_concurrent=2)
     assert [e for t, e in order if t == "t0000"] == list(range(1, EPOCHS + 1))
     assert all(state == "completed" for _, _, state, _, _ in outcome)
     stored = journal.epochs()

@@ -9,6 +9,8 @@ import time
 import pytest
 import yaml
 
+from foreseer.testing import ray_nodes
+
 WINE = {"name": "mlp", "params": {"depth": 1, "width_0": 32}}
 
 
@@ -26,7 +28,7 @@ def write_job(tmp_path, name, **fields):
 
 
 @pytest.fixture(scope="module")
-def head(ray_nodes):
+def head():
     with ray_nodes.RayCluster(["--num-cpus=2"], dashboard=True) as cluster:
         yield cluster
 
@@ -118,7 +120,7 @@ def test_a_cluster_elsewhere_gets_no_file_or_localhost_store(tmp_path):
     assert not (tmp_path / "foreseer.db").exists(), "nothing is recorded for a refused job"
 
 
-def test_an_unreachable_cluster_is_bad_input(ray_nodes, tmp_path):
+def test_an_unreachable_cluster_is_bad_input(tmp_path):
     from foreseer.backends.ray_jobs import cluster_client  # noqa: F401  (the cluster extra is installed)
 
     port = ray_nodes.free_port()

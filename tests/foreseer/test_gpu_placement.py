@@ -13,6 +13,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from foreseer.testing import ray_nodes
+
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(360)]
 
 TRIALS = 4
@@ -27,7 +29,7 @@ SPACE = {
 
 
 @pytest.fixture
-def gpu_node(ray_nodes):
+def gpu_node():
     with ray_nodes.RayCluster(["--num-cpus=4", "--num-gpus=2"]) as cluster:
         yield cluster
 

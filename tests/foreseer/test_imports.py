@@ -1,6 +1,6 @@
 """The import rules of the platform, read from the source: Ray only under ``foreseer.backends``,
 MLflow only in ``foreseer.tracking``, no import cycle between modules, nothing that reads files
-through the checkout's layout, and a cheap ``import foreseer``."""
+through the checkout's layout or a patched ``sys.path``, and a cheap ``import foreseer``."""
 
 import ast
 import subprocess
@@ -96,6 +96,20 @@ def test_no_library_code_finds_files_through_the_checkout():
         for path in MODULES.values()
         for n, line in enumerate(path.read_text().splitlines(), start=1)
         if ".parents[" in line or "shared/data" in line or '"shared"' in line
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_no_script_or_test_imports_through_a_patched_sys_path():
+    """Benchmarks, scripts and tests import helpers as packages (``foreseer.testing``), never by
+    putting a folder of the checkout on ``sys.path``."""
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for folder in ("benchmarks", "scripts", "tests", "examples")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != Path(__file__)
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if "sys.path.insert" in line or "sys.path.append" in line or "spec_from_file_location" in line
     ]
     assert not found, "\n".join(found)
 

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from foreseer.testing import ray_nodes
+
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
 TRIALS, EPOCHS = 4, 30
@@ -33,7 +35,7 @@ SPACE = {
 
 
 @pytest.fixture
-def cluster(ray_nodes):
+def cluster():
     """A head with room for one trial; the test adds the nodes."""
     with ray_nodes.RayCluster(["--num-cpus=1"], gcs_env=FAST_NODE_DEATH) as cluster:
         yield cluster

@@ -141,16 +141,20 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, failp
 
 
 def test_a_driver_killed_while_a_trial_is_paused_resumes_it_from_its_checkpoint(tmp_path):
-    """The pausing policy of tests/policies/thaw.py, named in the job file: trial 0 pauses at
+    """The pausing policy of foreseer.testing.policies, named in the job file: trial 0 pauses at
     epoch 2, the driver dies right after, and the resumed job thaws it once another trial has
     completed; every epoch of every trial is recorded once, in the store and in MLflow."""
     path = job_file(tmp_path)
     job = yaml.safe_load(path.read_text())
-    job.update(stopping={"name": "custom", "policy": "thaw:PauseThenThaw", "settings": {"at_epoch": 2}})
+    job.update(
+        stopping={
+            "name": "custom",
+            "policy": "foreseer.testing.policies:PauseThenThaw",
+            "settings": {"at_epoch": 2},
+        }
+    )
     path.write_text(yaml.safe_dump(job))
-    policies = os.path.join(os.path.dirname(os.path.dirname(__file__)), "policies")
-    env = {"PYTHONPATH": os.pathsep.join([policies, os.environ.get("PYTHONPATH", "")])}
-    process = foreseer(tmp_path, "run", str(path), failpoint="trial-paused", env=env)
+    process = foreseer(tmp_path, "run", str(path), failpoint="trial-paused")
     process.wait(300)
     assert process.returncode == -signal.SIGKILL, process.stdout.read()
     ((job_id,),) = query(tmp_path, "select id from foreseer_jobs")
@@ -158,7 +162,7 @@ def test_a_driver_killed_while_a_trial_is_paused_resumes_it_from_its_checkpoint(
         ("paused", 2)
     ]
 
-    resumed = foreseer(tmp_path, "resume", job_id, "--store", f"sqlite:///{tmp_path}/foreseer.db", env=env)
+    resumed = foreseer(tmp_path, "resume", job_id, "--store", f"sqlite:///{tmp_path}/foreseer.db")
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output
     trials = query(tmp_path, "select number, state, resumed_from_epoch from foreseer_trials order by number")

@@ -20,7 +20,7 @@ from foreseer.screening import (
     kendall_tau,
 )
 from foreseer.searcher import CandidateSearcher
-from foreseer.spec import Objective
+from foreseer.spec import Objective, ScreeningSpec
 from foreseer_spaces import get_space
 from foreseer_workers import load_dataset
 
@@ -63,21 +63,24 @@ def test_every_screener_returns_one_finite_score_per_candidate(wine, index):
 
 
 def test_gate_drops_the_bottom_fraction_and_never_everything():
-    gate = ScreeningGate(DepthScreener(), batch=4, drop_fraction=0.25)
+    gate = ScreeningSpec(batch=4, drop_fraction=0.25).gate(DepthScreener())
     assert gate.split([0.3, 0.9, 0.1, 0.5]) == ([1, 3, 0], [2])
-    assert ScreeningGate(DepthScreener(), batch=4, drop_fraction=0.5).split([0.3, 0.9, 0.1, 0.5]) == (
+    assert ScreeningSpec(batch=4, drop_fraction=0.5).gate(DepthScreener()).split([0.3, 0.9, 0.1, 0.5]) == (
         [1, 3],
         [0, 2],
     )
-    assert ScreeningGate(DepthScreener(), batch=2, drop_fraction=0.9).split([0.2, 0.1]) == ([0], [1])
+    assert ScreeningGate(DepthScreener(), batch=2, drop_fraction=0.9, min_trials=8).split([0.2, 0.1]) == (
+        [0],
+        [1],
+    )
     with pytest.raises(
         ValueError, match=r"drop_fraction must lie in \(0, 1\), but got self.drop_fraction=1.5"
     ):
-        ScreeningGate(DepthScreener(), drop_fraction=1.5)
+        ScreeningGate(DepthScreener(), batch=4, drop_fraction=1.5, min_trials=8)
 
 
 def test_trust_check_switches_screening_off_when_parameter_count_ranks_better():
-    gate = ScreeningGate(DepthScreener(), min_trials=4)
+    gate = ScreeningSpec(min_trials=4).gate(DepthScreener())
     # results follow parameter count, the screener's scores run the other way
     verdicts = [gate.observe(score=-i, num_params=100 * i, value=0.5 + i / 100) for i in range(6)]
     assert verdicts[:3] == [None, None, None]
@@ -90,7 +93,7 @@ def test_trust_check_switches_screening_off_when_parameter_count_ranks_better():
 
 
 def test_trust_check_keeps_a_screener_that_ranks_better():
-    gate = ScreeningGate(DepthScreener(), min_trials=4)
+    gate = ScreeningSpec(min_trials=4).gate(DepthScreener())
     for i in range(5):
         verdict = gate.observe(score=i, num_params=[3, 1, 4, 1, 5][i], value=i / 10)
     assert verdict.trusted and gate.active and verdict.screener_tau == pytest.approx(1)
@@ -111,7 +114,7 @@ def _searcher(wine):
 def test_screened_searcher_prunes_the_tail_in_optuna_and_runs_the_rest_best_first(wine):
     inner, ledger, study = _searcher(wine)
     screened = []
-    searcher = ScreenedSearcher(inner, ScreeningGate(DepthScreener(), batch=4, drop_fraction=0.5),
+    searcher = ScreenedSearcher(inner, ScreeningSpec(batch=4, drop_fraction=0.5).gate(DepthScreener()),
                                 on_screened=lambda n, c, s: screened.append((n, s)))  # fmt: skip
     first = [searcher.ask() for _ in range(2)]  # one refill: 4 asked, 2 screened, 2 queued
     assert len(screened) == 2 and len(study.trials) == 4
@@ -128,7 +131,7 @@ def test_screened_searcher_prunes_the_tail_in_optuna_and_runs_the_rest_best_firs
 def test_screened_searcher_feeds_completed_trials_to_the_trust_check_and_stops_screening(wine):
     inner, ledger, study = _searcher(wine)
     verdicts = []
-    gate = ScreeningGate(DepthScreener(), batch=2, drop_fraction=0.5, min_trials=3)
+    gate = ScreeningSpec(batch=2, drop_fraction=0.5, min_trials=3).gate(DepthScreener())
     searcher = ScreenedSearcher(inner, gate, on_verdict=verdicts.append)
     for _ in range(3):
         number, candidate = searcher.ask()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import foreseer as fs
+from foreseer.testing.chromium import Chromium, chromium_path
 from foreseer.ui import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,14 +82,9 @@ def foreseer_ui(finished_job, tmp_path_factory):
 
 @pytest.fixture
 def browser(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("chromium", ROOT / "tests" / "chromium.py")
-    chromium = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chromium)
-    if chromium.chromium_path() is None:
+    if chromium_path() is None:
         pytest.skip("Chromium is not installed (`make test` installs Debian's chromium where it may)")
-    with chromium.Chromium(tmp_path / "profile") as instance:  # a fresh profile every time
+    with Chromium(tmp_path / "profile") as instance:  # a fresh profile every time
         yield instance
 
 

@@ -1,5 +1,6 @@
 """Headless Chromium driven over the Chrome DevTools protocol on a pipe: no driver binary, no
-websocket library, no browser download. Used by the browser test and ``benchmarks/tracking.py``.
+websocket library, no browser download. Used by the browser test (``tests/foreseer/test_ui_browser.py``)
+and ``benchmarks/tracking.py``.
 
 Chromium started with ``--remote-debugging-pipe`` reads protocol commands from fd 3 and writes
 replies and events to fd 4, each a JSON message ending in a NUL byte.

@@ -1,5 +1,9 @@
-"""A stopping policy for the tests: pause one trial at a given epoch, resume it once another trial
-has completed. Stateless like every policy: it reads the curves it is shown."""
+"""A pausing policy for the tests, and the smallest example of one: pause one trial at a given
+epoch, resume it once another trial has completed. Stateless like every policy: it reads the
+curves it is shown. A job names it as a custom policy::
+
+    stopping: {name: custom, policy: "foreseer.testing.policies:PauseThenThaw", settings: {at_epoch: 2}}
+"""
 
 from foreseer.stopping import Action, Decision, StoppingPolicy
 

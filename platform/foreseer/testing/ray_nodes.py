@@ -12,9 +12,8 @@ Every process of these clusters listens on 127.0.0.1 only (see :data:`JOIN_ON_LO
 that takes with Ray 2.60; :meth:`RayNode.exposed` checks it), and the cluster's own token keeps
 other local processes out of it.
 
-Loaded by path (``tests/`` is not a package), e.g.::
-
-    spec = importlib.util.spec_from_file_location("ray_nodes", ROOT / "tests" / "ray_nodes.py")
+Used as ``from foreseer.testing import ray_nodes`` by the cluster tests and
+``benchmarks/cluster_submit.py``.
 """
 
 from __future__ import annotations
