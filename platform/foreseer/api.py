@@ -42,6 +42,8 @@ class JobStatus:
     best_value: float | None
     elapsed_s: float
     error: str | None = None
+    #: why the job proposed fewer than ``trials_total`` trials (its space ran out), if it did.
+    exhausted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class JobHandle:
             best_value=best[2] if best else None,
             elapsed_s=(self._ended or time.monotonic()) - self._started,
             error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
+            exhausted=self._prepared.driver.exhausted if self._prepared.driver is not None else None,
         )
 
     def wait(self, timeout: float | None = None) -> JobHandle:

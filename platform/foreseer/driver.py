@@ -26,6 +26,7 @@ from foreseer import _failpoints
 from foreseer import events as ev
 from foreseer.backends._base import Crashed, Finished, Reported, TrialStart
 from foreseer.events import trial_key
+from foreseer.searcher import SearchExhausted
 from foreseer.stopping import Action
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class SearchDriver:
         self._paused: set[str] = set()
         self._starts: deque[str] = deque()
         self._checkpoint: dict[str, str] = {}
+        self.exhausted: str | None = None
 
     # -- what a resume hands over --------------------------------------------------------------
 
@@ -196,8 +198,13 @@ class SearchDriver:
             init_weights = None
             if self._starts:
                 record = self.ledger.get(self._starts.popleft())
-            elif len(self.ledger) < plan.trials:
-                number, candidate = self.searcher.ask()
+            elif len(self.ledger) < plan.trials and self.exhausted is None:
+                try:
+                    number, candidate = self.searcher.ask()
+                except SearchExhausted as exhausted:
+                    self.exhausted = str(exhausted)
+                    logger.warning("%s (%d of %d trials proposed)", exhausted, len(self.ledger), plan.trials)
+                    return
                 self.emit(
                     ev.Proposed(number, candidate=candidate.to_dict(), sampled=self.searcher.sampled(number))
                 )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from foreseer import events as ev
-from foreseer.stopping import CurveView
+from foreseer.stopping import CurveHistory, CurveView, RunningSummary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +66,7 @@ class Ledger:
         self._trials: dict[str, TrialRecord] = {}
         self._order: list[tuple[str, int]] = []
         self._views: dict[str, CurveView] = {}
+        self._summary = RunningSummary()
         self._best: tuple[TrialRecord, int, float] | None = None
         self._lock = threading.RLock()
 
@@ -102,7 +103,9 @@ class Ledger:
             self._order.append((trial_id, record.epochs))
             value = metrics.get(self.primary.metric, math.nan)
             view = self._views[trial_id]
-            self._views[trial_id] = CurveView(trial_id, (*view.values, self.oriented(value)), self.max_epochs)
+            oriented = self.oriented(value)
+            self._views[trial_id] = CurveView(trial_id, (*view.values, oriented), self.max_epochs)
+            self._summary.add(oriented, first=record.epochs == 1)
             best = self._best
             if (
                 record.state != "failed"
@@ -155,9 +158,10 @@ class Ledger:
         """The trial's curve of the primary objective, oriented (kept up to date as epochs arrive)."""
         return self._views[record.trial_id]
 
-    def curves(self) -> list[CurveView]:
+    def curves(self) -> CurveHistory:
+        """Every trial's curve, oriented, with their summary (kept as epochs arrive): a snapshot."""
         with self._lock:
-            return list(self._views.values())
+            return CurveHistory(list(self._views.values()), self._summary.freeze())
 
     def best_epoch(self, record: TrialRecord) -> tuple[int, float] | None:
         """(1-based epoch, raw value) of the trial's best epoch on the primary objective."""

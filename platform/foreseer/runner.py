@@ -287,6 +287,8 @@ def publish(prepared: PreparedJob) -> None:
         "epochs_budget": prepared.job.trials * prepared.job.max_epochs,
         "optuna_trials": {s.name.lower(): n for s, n in _optuna_counts(prepared.study).items()},
     }
+    if prepared.driver is not None and prepared.driver.exhausted:
+        prepared.summary["exhausted"] = prepared.driver.exhausted
     best = ledger.best()
     if best is not None:
         record, epoch, value = best
@@ -315,7 +317,12 @@ def publish(prepared: PreparedJob) -> None:
 
 
 def _optuna_counts(study: optuna.Study) -> dict[Any, int]:
+    from foreseer.searcher import CLOSED_UNSEEN
+
+    """Optuna's trials by state: the job's trials and its screened-out candidates, not the
+    repeated proposals closed unseen (see :mod:`foreseer.searcher`)."""
     counts: dict[Any, int] = {}
     for trial in study.trials:
-        counts[trial.state] = counts.get(trial.state, 0) + 1
+        if trial.user_attrs.get("status") not in CLOSED_UNSEEN:
+            counts[trial.state] = counts.get(trial.state, 0) + 1
     return counts

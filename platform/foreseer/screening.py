@@ -219,7 +219,16 @@ class ScreenedSearcher:
         return number, candidate
 
     def _refill(self) -> None:
-        asked = [self.searcher.ask() for _ in range(self.gate.batch)]
+        from foreseer.searcher import SearchExhausted
+
+        asked: list[tuple[int, Candidate]] = []
+        for _ in range(self.gate.batch):
+            try:
+                asked.append(self.searcher.ask())
+            except SearchExhausted:
+                if not asked:
+                    raise
+                break
         scores = self.gate.screener.score([c for _, c in asked])
         keep, drop = self.gate.split(scores)
         for i in drop:

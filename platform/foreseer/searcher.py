@@ -4,9 +4,19 @@ Trials stopped early are told to Optuna as PRUNED and failed ones as FAIL, never
 out of the box Ray Tune's Optuna integration reports every ended trial as complete, which feeds
 TPE the truncated curves of stopped trials as if they were final results.
 
-Trial numbers are the job's own (0, 1, 2, … in the order candidates were proposed). After a
-resume the in-memory study is rebuilt from the job store, so Optuna's numbering may differ; the
-job's numbers never do.
+A job never trains one candidate twice: a candidate whose content hash the job already has is
+closed in Optuna (with the earlier trial's outcome once that has ended) and Optuna is asked again;
+after ``DUPLICATE_ASKS`` duplicates in a row the space counts as exhausted (:class:`SearchExhausted`)
+and the job proposes no more.
+
+Trial numbers are the job's own (0, 1, 2, … in the order candidates were proposed). A resume
+rebuilds the in-memory study by replaying the journal's events in their order: each recorded
+proposal is asked of the freshly seeded sampler again, each epoch reported and each end told as it
+was, so the sampler is left in the state an uninterrupted run would have, and the candidates
+proposed after the resume are the ones that run would have proposed. Should the sampler not
+reproduce a recorded proposal (a sampler that is not deterministic, another Optuna version, a
+screened job), the rest of the history is added as finished trials instead, and the dedupe still
+keeps every later candidate new.
 """
 
 from __future__ import annotations
@@ -25,9 +35,19 @@ if TYPE_CHECKING:
     from foreseer.ledger import Ledger, TrialRecord
     from foreseer_spaces import Candidate, SearchSpace, Task
 
-__all__ = ["CandidateSearcher"]
+__all__ = ["CLOSED_UNSEEN", "DUPLICATE_ASKS", "CandidateSearcher", "SearchExhausted"]
 
 logger = logging.getLogger(__name__)
+
+#: Candidates in a row that the job already has, after which its space counts as exhausted.
+DUPLICATE_ASKS = 50
+#: The ``status`` of Optuna trials closed without the job training them: a repeated proposal, and
+#: one a resume could not replay.
+CLOSED_UNSEEN = ("duplicate", "not-replayed")
+
+
+class SearchExhausted(Exception):
+    """The sampler proposed only candidates the job already has, ``DUPLICATE_ASKS`` times in a row."""
 
 
 class CandidateSearcher:
@@ -57,37 +77,98 @@ class CandidateSearcher:
         self._next = 0
         self._open: dict[int, optuna.Trial] = {}
         self._sampled: dict[int, dict[str, Any]] = {}
+        self._hashes: dict[str, int] = {}
+        self._replaying = True
 
     def ask(self) -> tuple[int, Candidate]:
-        """Sample a new candidate; returns the job's trial number and the candidate."""
-        from optuna.distributions import distribution_to_json
+        """Sample a candidate the job does not have yet; returns its trial number and the candidate.
 
+        Raises:
+            SearchExhausted: the sampler proposed ``DUPLICATE_ASKS`` known candidates in a row.
+        """
+        trial, candidate = self._sample_new()
+        number, self._next = self._next, self._next + 1
+        self._open_trial(number, trial, candidate)
+        return number, candidate
+
+    def _sample_new(self) -> tuple[optuna.Trial, Candidate]:
         from foreseer_spaces import constrain
 
-        trial = self.study.ask()
-        candidate = self.space.sample(constrain(trial, self.overrides), self.task)
-        number, self._next = self._next, self._next + 1
+        for _ in range(DUPLICATE_ASKS):
+            trial = self.study.ask()
+            candidate = self.space.sample(constrain(trial, self.overrides), self.task)
+            earlier = self._hashes.get(candidate.hash)
+            if earlier is None:
+                return trial, candidate
+            self._close_duplicate(trial, earlier)
+        raise SearchExhausted(
+            f"the sampler proposed {DUPLICATE_ASKS} candidates in a row that the job already has; "
+            "the space looks exhausted, so no more trials are proposed"
+        )
+
+    def _open_trial(self, number: int, trial: optuna.Trial, candidate: Candidate) -> None:
+        from optuna.distributions import distribution_to_json
+
         trial.set_user_attr("foreseer_number", number)
         trial.set_user_attr("candidate_hash", candidate.hash)
         self._open[number] = trial
+        self._hashes[candidate.hash] = number
         self._sampled[number] = {
             "params": dict(trial.params),
             "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
         }
-        return number, candidate
+
+    def _close_duplicate(self, trial: optuna.Trial, earlier: int) -> None:
+        """Close an asked trial whose candidate trial ``earlier`` has: with that trial's outcome
+        once it has ended (so Optuna learns nothing false), as FAIL (ignored) while it has not."""
+        from optuna.trial import TrialState
+
+        record = self.ledger.get(ev.trial_key(earlier)) if ev.trial_key(earlier) in self.ledger else None
+        state, values = TrialState.FAIL, None
+        if record is not None and record.state in ("completed", "stopped", "failed"):
+            state, values = self._outcome(record)
+        trial.set_user_attr("status", CLOSED_UNSEEN[0])
+        trial.set_user_attr("duplicate_of", earlier)
+        self.study.tell(trial, values, state=state)
+        logger.debug("optuna proposed trial %d's candidate again; asking again", earlier)
 
     def sampled(self, number: int) -> dict[str, Any]:
         """What Optuna sampled for trial ``number`` (params and distributions, JSON-ready), to store it."""
         return self._sampled[number]
 
     def restore(self, event: TrialEvent) -> None:
-        """Follow an event recorded before a resume: know the trials proposed, and add the ended
-        ones to the study with their whole history."""
+        """Follow an event recorded before a resume, in the journal's order: a proposal is asked
+        of the sampler again (see the module's notes), everything else observed as it was."""
         if isinstance(event, ev.Proposed):
-            self._sampled[event.number] = dict(event.sampled)
-            self._next = max(self._next, event.number + 1)
-        elif isinstance(event, ev.ENDED):
-            self.tell(self._record(event))
+            self._restore_proposed(event)
+        else:
+            self.observe(event)
+
+    def _restore_proposed(self, event: ev.Proposed) -> None:
+        number, recorded = event.number, self._record(event).candidate.hash
+        if self._replaying:
+            try:
+                trial, candidate = self._sample_new()
+            except SearchExhausted:
+                trial, candidate = None, None
+            if trial is not None and candidate.hash == recorded and number == self._next:
+                self._next += 1
+                self._open_trial(number, trial, candidate)
+                return
+            self._replaying = False
+            logger.warning(
+                "the sampler did not propose trial %d's candidate again on resume; the rest of the "
+                "history is added as finished trials (later candidates are still new to the job)",
+                number,
+            )
+            if trial is not None:
+                from optuna.trial import TrialState
+
+                trial.set_user_attr("status", CLOSED_UNSEEN[1])
+                self.study.tell(trial, state=TrialState.FAIL)
+        self._sampled[number] = dict(event.sampled)
+        self._hashes[recorded] = number
+        self._next = max(self._next, number + 1)
 
     def observe(self, event: TrialEvent) -> None:
         """Follow the job's events: report each epoch to Optuna, tell each ended trial."""

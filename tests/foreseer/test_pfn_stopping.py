@@ -7,7 +7,10 @@ import torch
 import foreseer as fs
 from foreseer.backends.replay import simulate
 from foreseer.errors import SpecError
-from foreseer.stopping import CurveView, Decision, PFNPolicy
+from foreseer.ledger import Ledger
+from foreseer.predictors.pfn.normalize import CurveNormalizer
+from foreseer.spec import Objective
+from foreseer.stopping import CurveHistory, CurveSummary, CurveView, Decision, PFNPolicy
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,39 @@ def test_losses_are_normalised_so_minimised_metrics_work(policy):
     decisions = policy.decide([stuck], best=-0.45, history=[good, stuck])
     assert decisions[0].stop and decisions[0].metrics["p_improve"] < 0.05
     assert decisions[0].metrics["forecast_final"] < -1.5, "the forecast is reported in the metric's own units"
+
+
+def test_the_ledger_keeps_the_summary_a_scan_of_every_curve_gives():
+    """The driver's history carries a summary kept as epochs arrive; it must equal the summary
+    computed from scratch, non-finite values and all, and choose the same normaliser as a fit."""
+    rng = np.random.default_rng(3)
+    ledger = Ledger([Objective("val_loss", "min")], max_epochs=6)
+    for number in range(40):
+        ledger.add(f"t{number}", number, None)  # type: ignore[arg-type]
+    for _ in range(150):
+        number = int(rng.integers(40))
+        loss = float(rng.choice([np.nan, np.inf, rng.uniform(0.1, 3.0)], p=[0.05, 0.05, 0.9]))
+        if ledger.get(f"t{number}").epochs < 6:
+            ledger.record_epoch(f"t{number}", {"val_loss": loss})
+    history = ledger.curves()
+    scanned = CurveSummary.of(c.values for c in history)
+    assert history.summary == scanned, "the first medians, lows and highs agree"
+    assert scanned.low < scanned.high < 0, "losses arrive negated, non-finite values left out"
+    fitted = CurveNormalizer.fit([c.values for c in history])
+    kept = CurveNormalizer.from_bounds(scanned.low, scanned.high, scanned.first_median)
+    assert (kept.kind, kept.lo, kept.hi) == pytest.approx((fitted.kind, fitted.lo, fitted.hi))
+
+
+def test_decisions_from_the_kept_summary_equal_those_from_the_curves(policy):
+    rng = np.random.default_rng(4)
+    curves = [
+        CurveView(f"t{i}", tuple(-np.sort(rng.uniform(0.2, 2.5, rng.integers(1, 9)))[::-1]), 10)
+        for i in range(12)
+    ]
+    best = max(c.best for c in curves)
+    plain = policy.decide(curves, best=best, history=curves)
+    kept = policy.decide(curves, best=best, history=CurveHistory(curves))
+    assert plain == kept
 
 
 def test_stopped_trials_go_through_the_driver_with_p_improve_each_epoch(policy):

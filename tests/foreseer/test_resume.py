@@ -1,6 +1,7 @@
 """Crash-resume for real: the driver process is SIGKILLed at several points, then `foreseer resume`
 finishes the job. Nothing reported is lost, nothing runs or is logged twice."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -50,6 +51,21 @@ def foreseer(tmp_path, *args, failpoint=None, env=None):
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def uninterrupted_candidates(path):
+    """The candidates an uninterrupted run of the job proposes, in order. Its TPE sampler is
+    still in its random start-up phase for all of the job's trials (10 > TRIALS), so they do not
+    depend on which trial ends first: asking the freshly prepared job's sampler gives them."""
+    from foreseer.runner import prepare
+    from foreseer.searcher import CandidateSearcher
+    from foreseer.spec import SearchJob
+
+    prepared = prepare(SearchJob.from_dict(yaml.safe_load(path.read_text())))
+    searcher = CandidateSearcher(
+        prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger
+    )
+    return [json.dumps(searcher.ask()[1].to_dict(), sort_keys=True) for _ in range(TRIALS)]
 
 
 def query(tmp_path, sql):
@@ -102,6 +118,11 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, failp
         tmp_path, "select number, state, run_id, resumed_from_epoch from foreseer_trials order by number"
     )
     assert [t[0] for t in trials] == list(range(TRIALS)), "exactly the requested trials, none twice"
+    candidates = [c for (c,) in query(tmp_path, "select candidate from foreseer_trials order by number")]
+    stored = [json.dumps(json.loads(c), sort_keys=True) for c in candidates]
+    assert stored == uninterrupted_candidates(path), (
+        "the resumed job proposed what a run without a kill would"
+    )
     assert all(state in ("completed", "stopped") for _, state, _, _ in trials)
     epochs = query(tmp_path, "select number, epoch from foreseer_epochs order by number, epoch")
     for number, *_ in trials:

@@ -165,6 +165,8 @@ def _summary(handle: JobHandle, console: Console) -> None:
     console.print(table)
     s = handle.status()
     console.print(f"epochs used {s.epochs_used} of {s.epochs_budget}; job folder {handle.directory}")
+    if s.exhausted:
+        console.print(f"[yellow]{s.exhausted}[/]")
     from foreseer.dburl import mask_url
 
     tracking = mask_url(handle.job.tracking_uri)

@@ -11,7 +11,15 @@ from typing import Annotated
 from pydantic import Field
 
 from foreseer.stopping._asha import AshaPolicy, AshaStopping
-from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
+from foreseer.stopping._base import (
+    Action,
+    CurveHistory,
+    CurveSummary,
+    CurveView,
+    Decision,
+    RunningSummary,
+    StoppingPolicy,
+)
 from foreseer.stopping._custom import CustomStopping
 from foreseer.stopping._median import MedianPolicy, MedianStopping
 from foreseer.stopping._none import NoStopping, NoStoppingPolicy
@@ -21,6 +29,8 @@ __all__ = [
     "Action",
     "AshaPolicy",
     "AshaStopping",
+    "CurveHistory",
+    "CurveSummary",
     "CurveView",
     "CustomStopping",
     "Decision",
@@ -30,6 +40,7 @@ __all__ = [
     "NoStoppingPolicy",
     "PFNPolicy",
     "PFNStopping",
+    "RunningSummary",
     "STOPPING_NAMES",
     "STOPPING_SPECS",
     "StoppingPolicy",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import overload
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,88 @@ class CurveView:
     def best(self) -> float:
         """Best value so far (``-inf`` before the first epoch)."""
         return max(self.values, default=float("-inf"))
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """What every curve of a job has shown so far, in oriented units (non-finite values ignored).
+
+    Attributes:
+        low: the lowest value seen (``nan`` before any).
+        high: the highest value seen (``nan`` before any).
+        first_median: the median of the trials' first-epoch values (``nan`` before any): the level
+            of an untrained model.
+    """
+
+    low: float = math.nan
+    high: float = math.nan
+    first_median: float = math.nan
+
+    @classmethod
+    def of(cls, curves: Iterable[Sequence[float]]) -> CurveSummary:
+        """The summary of ``curves`` (value sequences), computed from scratch."""
+        summary = RunningSummary()
+        for values in curves:
+            for epoch, value in enumerate(values, start=1):
+                summary.add(value, first=epoch == 1)
+        return summary.freeze()
+
+
+class RunningSummary:
+    """A :class:`CurveSummary` kept up to date one value at a time (what the ledger does, so that
+    a policy reads a job's summary in O(1) instead of scanning every curve each tick)."""
+
+    def __init__(self) -> None:
+        self.low, self.high = math.inf, -math.inf
+        self._firsts: list[float] = []
+
+    def add(self, value: float, *, first: bool) -> None:
+        """Take one oriented value; ``first`` when it is a trial's first epoch."""
+        if not math.isfinite(value):
+            return
+        self.low, self.high = min(self.low, value), max(self.high, value)
+        if first:
+            bisect.insort(self._firsts, value)
+
+    def freeze(self) -> CurveSummary:
+        n = len(self._firsts)
+        median = (
+            math.nan
+            if n == 0
+            else self._firsts[n // 2]
+            if n % 2
+            else (self._firsts[n // 2 - 1] + self._firsts[n // 2]) / 2
+        )
+        if self.low > self.high:
+            return CurveSummary(first_median=median)
+        return CurveSummary(self.low, self.high, median)
+
+
+class CurveHistory(Sequence[CurveView]):
+    """Every trial's curve so far (a sequence of :class:`CurveView`), with its
+    :class:`CurveSummary`; the ``history`` the driver passes to :meth:`StoppingPolicy.decide`.
+
+    Args:
+        views: the curves.
+        summary: their summary; computed from ``views`` when not given.
+    """
+
+    def __init__(self, views: Sequence[CurveView], summary: CurveSummary | None = None) -> None:
+        self._views = views
+        self.summary = summary if summary is not None else CurveSummary.of(v.values for v in views)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    @overload
+    def __getitem__(self, index: int) -> CurveView: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[CurveView]: ...
+    def __getitem__(self, index: int | slice) -> CurveView | Sequence[CurveView]:
+        return self._views[index]
+
+    def __iter__(self) -> Iterator[CurveView]:
+        return iter(self._views)
 
 
 class Action(str, Enum):
@@ -102,6 +187,7 @@ class StoppingPolicy(ABC):
                 or pause).
             best: the best value any trial has reached so far (oriented, higher is better),
                 or ``None`` before the first result.
-            history: every trial's curve so far (running, paused, finished, stopped).
+            history: every trial's curve so far (running, paused, finished, stopped); from the
+                driver a :class:`CurveHistory`, whose ``summary`` holds the range of values seen.
             paused: trials paused earlier, each with its checkpoint kept.
         """

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from foreseer.spec_parts import SpecModel
-from foreseer.stopping._base import Action, CurveView, Decision, StoppingPolicy
+from foreseer.stopping._base import Action, CurveHistory, CurveSummary, CurveView, Decision, StoppingPolicy
 
 if TYPE_CHECKING:
     from foreseer.predictors.pfn.normalize import CurveNormalizer
@@ -52,8 +52,9 @@ class PFNPolicy(StoppingPolicy):
         min_epoch: first epoch at which a trial may be stopped; at least 1.
         checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
         forecaster: a loaded forecaster (overrides ``checkpoint``; lets callers share one).
-        normalizer: a fixed map onto the prior's scale; ``None`` refits one from the curves seen
-            at every decision (what a live job does).
+        normalizer: a fixed map onto the prior's scale; ``None`` chooses one at every decision
+            from the summary of the curves seen (what a live job does; the driver's
+            :class:`CurveHistory` carries that summary, kept up to date by the ledger).
 
     Example:
         >>> policy = PFNPolicy(delta=0.05, min_epoch=2)
@@ -103,7 +104,13 @@ class PFNPolicy(StoppingPolicy):
             return [Decision(c.trial_id) for c in running]
         from foreseer.predictors.pfn.normalize import CurveNormalizer
 
-        norm = self.normalizer or CurveNormalizer.fit([c.values for c in (history or running)])
+        norm = self.normalizer
+        if norm is None:
+            seen = history or running
+            summary = (
+                seen.summary if isinstance(seen, CurveHistory) else CurveSummary.of(c.values for c in seen)
+            )
+            norm = CurveNormalizer.from_bounds(summary.low, summary.high, summary.first_median)
         forecast = self.forecaster.forecast(
             [norm(c.values) for c in eligible], [c.max_epochs for c in eligible]
         )

@@ -52,19 +52,27 @@ class CurveNormalizer:
     @classmethod
     def fit(cls, curves: Sequence[Sequence[float]]) -> CurveNormalizer:
         """Choose the map from all curves seen so far (oriented values; non-finite ones ignored)."""
-        bounds = _bounds(curves)
-        if bounds is None:
-            finite = [np.asarray(c, dtype=np.float64) for c in curves]
-            finite = [c[np.isfinite(c)] for c in finite]
-            values = np.concatenate(finite) if finite else np.zeros(0)
-            bounds = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        low, high = bounds
+        arrays = [np.asarray(c, dtype=np.float64) for c in curves]
+        finite = [a[np.isfinite(a)] for a in arrays]
+        values = np.concatenate(finite) if finite else np.zeros(0)
+        if not values.size:
+            return cls("identity")
+        firsts = [a[0] for a in arrays if a.size and math.isfinite(a[0])]
+        first_median = float(np.median(firsts)) if firsts else math.nan
+        return cls.from_bounds(float(values.min()), float(values.max()), first_median)
+
+    @classmethod
+    def from_bounds(cls, low: float, high: float, first_median: float) -> CurveNormalizer:
+        """Choose the map from the lowest and highest finite values seen and the median of the
+        trials' first-epoch values (``nan`` when unknown; ``low`` stands in). What :meth:`fit`
+        computes from the curves, for callers that keep these summaries as values arrive."""
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return cls("identity")
         if low >= 0 and high <= 1:
             return cls("identity")
         if low >= 0 and high <= 100:
             return cls("percent")
-        firsts = [c[0] for c in curves if len(c) and math.isfinite(c[0])]
-        lo = float(np.median(firsts)) if firsts else low
+        lo = first_median if math.isfinite(first_median) else low
         hi = high
         if hi - lo < 1e-12:
             spread = high - low
@@ -90,16 +98,3 @@ class CurveNormalizer:
         y = np.clip(y, 1e-9, 1 - 1e-9)
         u = 0.5 + np.log(y / (1 - y)) / _SLOPE
         return self.lo + u * (self.hi - self.lo)
-
-
-def _bounds(curves: Sequence[Sequence[float]]) -> tuple[float, float] | None:
-    """Min and max over all values in plain Python (fast on tuples); ``None`` if any is not finite."""
-    nonempty = [c for c in curves if len(c)]
-    if not nonempty:
-        return 0.0, 0.0
-    low, high = min(min(c) for c in nonempty), max(max(c) for c in nonempty)
-    if not (math.isfinite(low) and math.isfinite(high)) or any(
-        not math.isfinite(x) for c in nonempty for x in c[-1:]
-    ):
-        return None
-    return float(low), float(high)
