@@ -45,9 +45,12 @@ def policies() -> dict:
     return {"none": NoStoppingPolicy(), "pfn": PFNPolicy(delta=0.05, min_epoch=2)}
 
 
-def run_loop(make_backend, data: np.ndarray, policy, running: int, trials: int, *, traced: bool) -> dict:
-    """Time one run of the loop; with ``traced``, run it again under tracemalloc for the driver's
-    peak Python memory (tracing slows allocations, so the timed run is not traced)."""
+def run_loop(
+    make_backend, data: np.ndarray, policy, running: int, trials: int, *, traced: bool, repeat: int = 1
+) -> dict:
+    """Time ``repeat`` runs of the loop and keep the median (this machine's timings vary by up to
+    a third from one run to the next); with ``traced``, run it once more under tracemalloc for the
+    driver's peak Python memory (tracing slows allocations, so the timed runs are not traced)."""
 
     def once() -> tuple[SearchDriver, float]:
         ledger = Ledger([Objective("val_accuracy", "max")], data.shape[1])
@@ -56,7 +59,8 @@ def run_loop(make_backend, data: np.ndarray, policy, running: int, trials: int, 
         driver.run(make_backend(), LoopPlan(trials=trials, max_concurrent=running, poll_s=1.0))
         return driver, time.perf_counter() - began
 
-    driver, seconds = once()
+    runs = [once() for _ in range(repeat)]
+    driver, seconds = runs[0][0], float(np.median([s for _, s in runs]))
     peak = float("nan")
     if traced:
         tracemalloc.start()
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--running", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--ray", type=int, nargs="*", default=[8, 32], help="running trials on local Ray")
     parser.add_argument("--ray-trials", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is shown")
     args = parser.parse_args()
     torch.set_num_threads(1)
     console = Console()
@@ -96,7 +101,13 @@ def main() -> None:
         base = None
         for name, policy in policies().items():
             r = run_loop(
-                lambda data=data: ReplayBackend(data), data, policy, running, args.trials, traced=True
+                lambda data=data: ReplayBackend(data),
+                data,
+                policy,
+                running,
+                args.trials,
+                traced=True,
+                repeat=args.repeat,
             )
             base = base or r["ms_per_tick"]
             rows.append(

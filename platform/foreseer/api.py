@@ -86,7 +86,7 @@ def resume(
     Raises:
         SpecError: no such job, it already succeeded, or it is still running.
     """
-    from foreseer.resume import load_for_resume
+    from foreseer.recovery import load_for_resume
 
     prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
     return JobHandle(prepared, _ray_for(prepared.job))._start()

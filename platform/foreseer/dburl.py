@@ -46,12 +46,12 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def prepare_sqlite(url: str) -> None:
-    """Create a SQLite database's folder and switch the file to WAL, so readers (the MLflow UI,
-    ``foreseer jobs``) never block the single writer. WAL is a property of the file: set once, it stays."""
+    """Switch a SQLite database file to WAL (creating the file in its existing folder), so readers
+    (the MLflow UI, ``foreseer jobs``) never block the single writer. WAL is a property of the
+    file: set once, it stays."""
     path = sqlite_path(url)
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
 
@@ -130,9 +130,11 @@ def reachability_problem(url: str) -> str | None:
     """Why the database at ``url`` cannot be used, or ``None``; checks without writing anything."""
     path = sqlite_path(url)
     if path is not None:
-        folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
-        if folder is None or not folder.is_dir():
-            return f"cannot create the SQLite file {path}: {folder} is not a folder"
+        if not path.parent.is_dir():
+            return (
+                f"cannot create the SQLite file {path}: the folder {path.parent} does not exist "
+                "(create it first, or give a file in an existing folder)"
+            )
         return None
     from sqlalchemy import create_engine
 

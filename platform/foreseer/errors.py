@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ForeseerError", "JobFailed", "Problem", "SpecError"]
+__all__ = ["ForeseerError", "JobFailed", "Problem", "SpecError", "excerpt"]
+
+#: How much of a received value an error message shows: a few items, a few levels, 160 characters.
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother = 3, 80, 80
+_EXCERPT.maxdict = _EXCERPT.maxlist = _EXCERPT.maxtuple = _EXCERPT.maxset = 6
+_EXCERPT_CHARS = 160
+
+
+def excerpt(value: Any) -> str:
+    """A short ``repr`` of ``value`` for an error message, whatever its size (reprlib stops at its
+    limits, so even a value that expands to gigabytes costs nothing to show)."""
+    text = _EXCERPT.repr(value)
+    return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
 
 
 class ForeseerError(Exception):
@@ -23,7 +37,7 @@ class Problem:
     has_value: bool = False
 
     def __str__(self) -> str:
-        received = f" (got {self.value!r})" if self.has_value else ""
+        received = f" (got {excerpt(self.value)})" if self.has_value else ""
         return f"{self.field}: {self.message}{received}"
 
 

@@ -326,13 +326,29 @@ def _state_name(status: Any) -> str:
 
 def reconcile(store: Any, row: Any) -> tuple[Any, str | None]:
     """``row`` (a ``JobRow``) and Ray's state of its submission (``None`` for a job not sent to a
-    cluster, or one that has ended). The row is corrected when its driver on the cluster ended
-    without recording the end (the cluster could not start it, or stopped it before it could
-    write): recorded as failed, or cancelled when it was stopped, with Ray's message."""
+    cluster, or one that has ended). The row is corrected when its driver ended without recording
+    the end: on a cluster (it could not start, or was stopped before it could write) it is
+    recorded as failed, or cancelled when it was stopped, with Ray's message; on this machine
+    (killed, out of memory) as failed, once its recorded process (pid and start time) is gone."""
+    from foreseer._processes import alive
     from foreseer.store.models import JobRow, utcnow
 
-    if row.submission_id is None or row.status not in ("queued", "running"):
+    if row.status not in ("queued", "running"):
         return row, None
+    if row.submission_id is None:
+        driver = row.driver or {}
+        process = driver.get("process")
+        if process is None or driver.get("host") != socket.gethostname() or alive(process):
+            return row, None
+        with store.session() as session:
+            fresh = session.get(JobRow, row.id)
+            if fresh.status in ("queued", "running") and fresh.driver == row.driver:
+                fresh.status, fresh.ended_at = "failed", utcnow()
+                fresh.error = fresh.error or (
+                    f"the driver (pid {process[0]}) ended without recording the job's end (it was killed "
+                    f"or crashed); `foreseer resume {row.id}` continues the job"
+                )
+            return fresh, None
     state, message = submission_state(row.cluster, row.submission_id)
     if state not in RAY_ENDED:
         return row, state

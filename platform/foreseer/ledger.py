@@ -97,9 +97,10 @@ class Ledger:
             return list(self._trials.values())
 
     def record_epoch(self, trial_id: str, metrics: dict[str, float]) -> None:
+        """Append one epoch's metrics (the ledger keeps ``metrics`` itself; do not change it after)."""
         with self._lock:
             record = self._trials[trial_id]
-            record.metrics.append(dict(metrics))
+            record.metrics.append(metrics)
             self._order.append((trial_id, record.epochs))
             value = metrics.get(self.primary.metric, math.nan)
             view = self._views[trial_id]
@@ -121,9 +122,9 @@ class Ledger:
 
     def observe(self, event: TrialEvent) -> None:
         """Follow the job's event stream (see :mod:`foreseer.events`)."""
-        from foreseer_spaces import Candidate
-
         if isinstance(event, ev.Proposed):
+            from foreseer_spaces import Candidate
+
             self.add(ev.trial_key(event.number), event.number, Candidate.from_dict(dict(event.candidate)))
             return
         trial_id = ev.trial_key(event.number)
@@ -132,7 +133,7 @@ class Ledger:
             if isinstance(event, ev.Started):
                 record.run_id = event.run_id or record.run_id
             elif isinstance(event, ev.Epoch):
-                self.record_epoch(trial_id, dict(event.metrics))
+                self.record_epoch(trial_id, dict(event.metrics))  # the ledger's own copy
             elif isinstance(event, ev.Scored):
                 record.policy_metrics.append({"epoch": event.epoch, **event.metrics})
             elif isinstance(event, ev.Paused):

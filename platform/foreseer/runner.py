@@ -146,13 +146,14 @@ def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | None:
         return None
 
 
-def open_journal(url: str, job_id: str) -> JobJournal:
-    """The job store's journal for ``job_id``; an unusable store is bad input."""
+def open_journal(url: str, job_id: str, *, create: bool = True) -> JobJournal:
+    """The job store's journal for ``job_id``; an unusable store (or, without ``create``, a
+    missing one) is bad input."""
     from foreseer.store import JobStore, StoreError
     from foreseer.store.journal import JobJournal
 
     try:
-        return JobJournal(JobStore(url), job_id)
+        return JobJournal(JobStore(url, create=create), job_id)
     except StoreError as e:
         raise SpecError([Problem("store_uri", str(e))]) from e
 

@@ -61,7 +61,20 @@ __all__ = [
     "load_job",
 ]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A job name: letters of any script, digits, "_", "." and "-"; it names a folder and an MLflow experiment.
+_NAME_RE = re.compile(r"^[^\W_][\w.-]{0,63}$")
+#: Upper bounds of a job's sizes: beyond them a value is a typo, not a plan.
+MAX_TRIALS = 100_000
+MAX_EPOCHS = 10_000
+MAX_CONCURRENT = 10_000
+
+
+class FieldProblem(ValueError):
+    """A problem found across fields, reported at ``field`` (a dotted path as the user wrote it)."""
+
+    def __init__(self, field: str, message: str, value: Any) -> None:
+        super().__init__(message)
+        self.field, self.value = field, value
 
 
 class SearchJob(SpecModel):
@@ -76,12 +89,12 @@ class SearchJob(SpecModel):
         objective: one :class:`Objective`, or several for a multi-objective search (``sampler="nsgaii"``).
         sampler: an Optuna sampler by name (the keys of :data:`foreseer.samplers.SAMPLERS`) or an
             ``optuna.samplers.BaseSampler`` instance.
-        trials: number of trials to run.
-        max_epochs: epochs a trial trains for unless stopped early.
+        trials: number of trials to run (at most ``MAX_TRIALS``, 100,000).
+        max_epochs: epochs a trial trains for unless stopped early (at most ``MAX_EPOCHS``, 10,000).
         stopping: a policy by name (``"none"``, ``"asha"``, ``"median"``, ``"pfn"``), or a stopping
             spec with its settings (:class:`AshaStopping`, ..., :class:`CustomStopping`).
         resources: CPUs and GPUs per trial.
-        max_concurrent: trials running at once.
+        max_concurrent: trials running at once (at most ``MAX_CONCURRENT``, 10,000).
         seed: seeds the sampler, the data split default and every trial.
         time_budget_s: stop starting new trials after this many seconds.
         max_retries: times a trial that raised or whose worker died is restarted from its last
@@ -105,11 +118,11 @@ class SearchJob(SpecModel):
     dataset: str | DatasetSpec | Any = Field("digits", validate_default=True)
     objective: Objective | list[Objective] = Field(default_factory=Objective)
     sampler: str | Any = "tpe"
-    trials: int = Field(16, ge=1)
-    max_epochs: int = Field(10, ge=1)
+    trials: int = Field(16, ge=1, le=MAX_TRIALS)
+    max_epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     stopping: StoppingSpec = Field(default_factory=NoStopping)
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent: int = Field(2, ge=1)
+    max_concurrent: int = Field(2, ge=1, le=MAX_CONCURRENT)
     seed: int = 0
     time_budget_s: float | None = Field(None, gt=0)
     max_retries: int = Field(1, ge=0)
@@ -132,7 +145,8 @@ class SearchJob(SpecModel):
     def _valid_name(cls, name: str) -> str:
         if not _NAME_RE.match(name):
             raise ValueError(
-                "must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
+                "must be 1-64 characters of letters (any script), digits, '_', '.', '-', "
+                "starting with a letter or digit"
             )
         return name
 
@@ -239,6 +253,16 @@ class SearchJob(SpecModel):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives name the same metric twice: {metrics}")
+        # a setting given that can never take effect is a mistake (a default one is harmless)
+        first = getattr(self.stopping, "first_epoch_field", None)
+        if first in self.stopping.model_fields_set and getattr(self.stopping, first) >= self.max_epochs:
+            raise FieldProblem(
+                f"stopping.{first}",
+                f"must be below max_epochs ({self.max_epochs}): {self.stopping.name} first stops a trial "
+                f"after epoch {getattr(self.stopping, first)}, and every trial ends at max_epochs, so "
+                "it would never stop one",
+                getattr(self.stopping, first),
+            )
         return self
 
     @property
@@ -344,6 +368,10 @@ def _problems(error: ValidationError, data: Any, model: type[BaseModel] | None =
         loc = [p for p in loc if p not in (*STOPPING_NAMES, "str", "SpaceSpec", "DatasetSpec", "Objective")]
         where = ".".join(loc) or "job"
         message = err["msg"].removeprefix("Value error, ").removeprefix("Type error, ")
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblem):
+            problems.append(Problem(cause.field, str(cause), cause.value, True))
+            continue
         if err["type"] == "extra_forbidden":
             hint = did_you_mean(loc[-1], fields) if len(loc) == 1 else ""
             message = f"unknown key{hint}"
@@ -368,11 +396,23 @@ def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> Searc
     path = Path(path)
     source = f"job file {str(path)!r}"
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
+        size = path.stat().st_size
+        if size > MAX_JOB_FILE_BYTES:
+            raise SpecError(
+                [
+                    Problem(
+                        "path", f"the file is {size:,} bytes; a job file is at most {MAX_JOB_FILE_BYTES:,}"
+                    )
+                ],
+                source=source,
+            )
+        data = read_yaml(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
         raise SpecError([Problem("path", "no such file")], source=source) from None
     except yaml.YAMLError as e:
-        raise SpecError([Problem("yaml", f"not valid YAML: {e}")], source=source) from None
+        raise SpecError([Problem("yaml", f"not valid YAML: {_shortened(str(e))}")], source=source) from None
+    except ValueError as e:
+        raise SpecError([Problem("yaml", str(e))], source=source) from None
     if not isinstance(data, dict):
         raise SpecError(
             [Problem("yaml", "the file must hold a mapping of job fields", data, True)], source=source
@@ -382,7 +422,85 @@ def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> Searc
     return SearchJob.from_dict(data, source=source)
 
 
+#: The largest job file read: a job is a few hundred bytes, so more is a mistake (or an attack).
+MAX_JOB_FILE_BYTES = 1 << 20
+#: The most values a job file may expand to: YAML aliases repeat a value without repeating its
+#: text, so a few hundred bytes can otherwise expand to billions ("billion laughs").
+MAX_JOB_VALUES = 10_000
+
+
+class _JobLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (which it would silently
+    resolve to the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the base class says what is wrong with it
+                continue
+            if first != key_node.start_mark.line:
+                second = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    problem=f"the key {key!r} is given twice (lines {first + 1} and {second})"
+                )
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str) -> Any:
+    """One YAML document, read safely: no duplicate keys, at most ``MAX_JOB_VALUES`` values once
+    aliases are expanded, no alias that contains itself.
+
+    Raises:
+        yaml.YAMLError: the text is not valid YAML or has a duplicate key.
+        ValueError: it expands to too many values, refers to itself, or nests too deeply.
+    """
+    loader = _JobLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_JOB_VALUES:
+            raise ValueError(
+                f"the document's aliases expand it to {size:,} values; a job file holds at most "
+                f"{MAX_JOB_VALUES:,}"
+            )
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ValueError("the document nests too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int | None]) -> int:
+    """How many values ``node`` stands for once every alias is expanded; each node is counted
+    once and reused, so this is linear in the document's text, not in its expansion."""
+    known = sizes.get(id(node), 0)
+    if known is None:
+        raise ValueError("a YAML alias refers to a value that contains it")
+    if known:
+        return known
+    sizes[id(node)] = None  # in progress
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
+
+
+def _shortened(message: str, limit: int = 400) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key; naming another strategy (``stopping.name=asha`` over a median) starts it
+    from its own defaults, since the old strategy's settings mean nothing to the new one."""
     *parents, last = key.split(".")
     node = data
     for part in parents:
@@ -391,4 +509,6 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             child = {"name": child}
         node[part] = child = dict(child or {})
         node = child
+    if last == "name" and parents and node.get("name") not in (None, value):
+        node.clear()
     node[last] = value

@@ -6,9 +6,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 JsonScalar = bool | int | float | str | None
+_SCALARS = (bool, int, float, str, type(None))
 
 
 def _canonical(value: Any) -> str:
@@ -20,7 +22,7 @@ def _frozen_copy(params: Mapping[str, Any], what: str) -> dict[str, JsonScalar]:
     for key, value in params.items():
         if not isinstance(key, str):
             raise TypeError(f"{what} names must be strings, but got {key!r}.")
-        if not isinstance(value, bool | int | float | str | type(None)):
+        if not isinstance(value, _SCALARS):
             raise TypeError(
                 f"{what} {key!r} must be a JSON scalar (bool, int, float, str or None), "
                 f"but got {type(value).__name__} {value!r}."
@@ -52,7 +54,7 @@ class Candidate:
         object.__setattr__(self, "arch", _frozen_copy(self.arch, "architecture parameter"))
         object.__setattr__(self, "hparams", _frozen_copy(self.hparams, "hyperparameter"))
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """A stable content hash (16 hex digits) of the space name, architecture and hyperparameters."""
         return hashlib.sha256(_canonical(self.to_dict()).encode()).hexdigest()[:16]

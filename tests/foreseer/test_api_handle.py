@@ -61,3 +61,12 @@ def test_a_handle_used_as_a_context_manager_cancels_a_running_job_on_exit(ray_ru
             time.sleep(0.2)
     assert handle.done() and handle.status().state == "cancelled", "closed: cancelled, resumable"
     assert handle.history()["epoch"].tolist()[0] == 1
+
+
+def test_fs_resume_stays_the_function_after_the_recovery_module_is_imported():
+    """A submodule named like a package attribute replaces it once imported: ``fs.resume`` must
+    stay callable after a first resume has imported the module that does the work."""
+    import foreseer as fs
+    import foreseer.recovery  # noqa: F401
+
+    assert callable(fs.resume) and fs.resume.__module__ == "foreseer.api"

@@ -2,6 +2,7 @@
 from ``foreseer run`` and from ``foreseer validate`` alike."""
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,68 +29,34 @@ def newer_store(folder):
     return f"sqlite:///{folder}/newer.db"
 
 
-CASES = [
-    ("malformed-yaml", "name: [unclosed\n", "not valid YAML"),
-    ("not-a-mapping", "- a\n- list\n", "must hold a mapping"),
-    ("unknown-key", with_(trails=3), "did you mean 'trials'"),
-    ("wrong-type", with_(trials="many"), "trials"),
-    ("zero-trials", with_(trials=0), "greater than or equal to 1"),
-    ("negative-trials", with_(trials=-3), "greater than or equal to 1"),
-    ("zero-epochs", with_(max_epochs=0), "max_epochs"),
-    ("zero-concurrency", with_(max_concurrent=0), "max_concurrent"),
-    ("unknown-space", with_(space="celss"), "did you mean 'cells'"),
-    ("unknown-dataset", with_(dataset="digitz"), "did you mean 'digits'"),
-    ("unknown-sampler", with_(sampler="tpee"), "did you mean 'tpe'"),
-    ("unknown-stopping", with_(stopping="ashaa"), "did you mean 'asha'"),
-    ("bad-reduction-factor", with_(stopping={"name": "asha", "reduction_factor": 1}), "greater than 1"),
-    ("unknown-metric", with_(objective={"metric": "val_acc", "mode": "max"}), "did you mean 'val_accuracy'"),
-    ("unknown-mode", with_(objective={"metric": "val_loss", "mode": "up"}), "'max' or 'min'"),
-    ("empty-choices", with_(space={"name": "mlp", "params": {"activation": {"choices": []}}}), "activation"),
-    ("low-above-high", with_(space={"name": "mlp", "params": {"lr": {"low": 0.1, "high": 0.001}}}), "lr"),
-    (
-        "log-low-not-positive",
-        with_(space={"name": "mlp", "params": {"lr": {"low": 0, "high": 0.1, "log": True}}}),
-        "lr",
-    ),
-    ("unknown-parameter", with_(space={"name": "mlp", "params": {"dpeth": 2}}), "depth"),
-    ("outside-the-space", with_(space={"name": "mlp", "params": {"depth": 9}}), "depth"),
-    ("zero-cpus", with_(resources={"cpus": 0}), "cpus"),
-    ("fractional-gpus-above-one", with_(resources={"gpus": 1.5}), "fraction of one GPU"),
-    ("no-node-fits", with_(resources={"cpus": 64}), "no node of the Ray cluster"),
-    ("missing-data-file", with_(dataset="nope.csv"), "nope.csv"),
-    ("bad-split", with_(dataset={"name": "wine", "val_fraction": 1.5}), "val_fraction"),
-    ("space-does-not-fit-data", with_(space="cells"), "image"),
-    ("tracking-not-a-url", with_(tracking_uri="not a url"), "SQLAlchemy URL"),
-    (
-        "unreachable-tracking",
-        with_(tracking_uri="postgresql+psycopg://nobody@127.0.0.1:9/none"),
-        "cannot connect",
-    ),
-    ("unreachable-store", with_(store_uri="postgresql+psycopg://nobody@127.0.0.1:9/none"), "cannot connect"),
-    ("bad-name", with_(name="has spaces"), "name"),
-    (
-        "stopping-with-two-objectives",
-        with_(
-            objective=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "num_params", "mode": "min"}],
-            stopping="asha",
-        ),
-        "single objective",
-    ),
-]
+BAD_INPUTS = yaml.safe_load((Path(__file__).parent / "data" / "bad_inputs.yaml").read_text())
+
+
+def job_file_text(case):
+    """The job file of one case of ``bad_inputs.yaml``."""
+    if "text" in case:
+        return case["text"]
+    if case.get("make") == "deep":
+        return "name: deep\nspace: " + "[" * 5000 + "]" * 5000 + "\n"
+    if case.get("make") == "oversized":
+        return with_() + "# " + "x" * (1 << 20) + "\n"
+    return with_(**case["job"])
 
 
 @pytest.mark.parametrize("command", ["run", "validate"])
-@pytest.mark.parametrize("text, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", BAD_INPUTS["job_files"], ids=[c["case"] for c in BAD_INPUTS["job_files"]])
 def test_bad_job_file_exits_2_with_a_clear_message_and_writes_nothing(
-    ray_runtime, tmp_path, monkeypatch, text, words, command
+    ray_runtime, tmp_path, monkeypatch, case, command
 ):
-    """``validate`` makes every check ``run`` makes: both refuse each case, with the same words."""
+    """``validate`` makes every check ``run`` makes: both refuse each case, with the same words,
+    in a message of a few short lines whatever the input's size."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "job.yaml").write_text(text)
+    (tmp_path / "job.yaml").write_text(job_file_text(case))
     result = CliRunner().invoke(main, [command, "job.yaml"])
     assert result.exit_code == 2, result.output
-    assert words.lower() in result.output.lower(), result.output
+    assert case["says"].lower() in result.output.lower(), result.output
     assert "Traceback" not in result.output
+    assert len(result.output) < 1000, f"{len(result.output)} characters: {result.output[:300]}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"], "nothing written"
 
 
@@ -105,22 +72,56 @@ def test_a_store_written_by_a_newer_foreseer_is_refused(ray_runtime, tmp_path, m
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def two_jobs(folder):
+    """A store holding two jobs whose ids share the prefix ``62``."""
+    from foreseer.store import JobStore
+    from foreseer.store.models import JobRow
+
+    store = JobStore(f"sqlite:///{folder}/foreseer.db")
+    with store.session() as session, session.begin():
+        for suffix in ("a", "b"):
+            session.add(JobRow(id="62" + suffix * 10, name=f"job-{suffix}", spec={}, status="failed"))
+    store.dispose()
+
+
 @pytest.mark.parametrize(
-    "args, words",
-    [
-        (["run", "absent.yaml"], "no such file"),
-        (["run", "job.yaml", "--set", "trials"], "expected key=value"),
-        (["validate", "job.yaml", "--set", "trials=0"], "trials"),
-        (["show", "nope"], "no job 'nope'"),
-        (["resume", "nope"], "no job 'nope'"),
-    ],
+    "case", BAD_INPUTS["command_lines"], ids=[c["case"] for c in BAD_INPUTS["command_lines"]]
 )
-def test_bad_command_lines_exit_2(tmp_path, monkeypatch, args, words):
+def test_bad_command_lines_exit_2_and_read_only_commands_create_no_store(tmp_path, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "job.yaml").write_text(with_())
-    result = CliRunner().invoke(main, args)
+    if case["in"] == "two-jobs":
+        two_jobs(tmp_path)
+    elif case["in"] == "job-file":
+        (tmp_path / "job.yaml").write_text(with_())
+
+    def files():
+        return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm")))
+
+    before = files()
+    result = CliRunner().invoke(main, case["args"])
     assert result.exit_code == 2, result.output
-    assert words in result.output, result.output
+    assert case["says"] in result.output, result.output
+    assert "Traceback" not in result.output
+    assert files() == before, "nothing written (an existing store's SQLite side files aside)"
+
+
+def test_a_unicode_job_name_is_accepted(ray_runtime, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(with_(name="análisis-日本"))
+    result = CliRunner().invoke(main, ["validate", "job.yaml"])
+    assert result.exit_code == 0, result.output
+
+
+def test_naming_another_stopping_strategy_drops_the_old_ones_settings(ray_runtime, tmp_path, monkeypatch):
+    """The README's own example: a median job switched to ASHA from the command line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(with_(stopping={"name": "median", "min_samples": 4}))
+    result = CliRunner().invoke(
+        main, ["validate", "job.yaml", "--set", "trials=8", "--set", "stopping.name=asha"]
+    )
+    assert result.exit_code == 0, result.output
+    kept = CliRunner().invoke(main, ["validate", "job.yaml", "--set", "stopping.min_samples=5"])
+    assert kept.exit_code == 0, "setting a field of the same strategy keeps the others"
 
 
 @pytest.mark.parametrize("command", ["run", "validate"])

@@ -105,6 +105,15 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, failp
     before = {
         n: e for n, e in query(tmp_path, "select number, max(epoch) from foreseer_epochs group by number")
     }
+    ended = query(tmp_path, "select count(*) from foreseer_trials where state in ('completed', 'stopped')")[
+        0
+    ][0]
+    listing = foreseer(tmp_path, "jobs", "--store", f"sqlite:///{tmp_path}/foreseer.db").communicate(
+        timeout=60
+    )[0]
+    if driver is not None:  # the driver recorded its process: `jobs` sees it is gone
+        assert "failed" in listing and f"{ended}/{TRIALS}" in listing, listing
+        assert query(tmp_path, "select status from foreseer_jobs") == [("failed",)]
 
     resumed = foreseer(tmp_path, "resume", job_id[:6], "--store", f"sqlite:///{tmp_path}/foreseer.db")
     output = resumed.communicate(timeout=300)[0]

@@ -38,7 +38,7 @@ def test_defaults_and_the_issue_example_validate():
 @pytest.mark.parametrize(
     "fields, field, words",
     [
-        ({"name": "has space"}, "name", "letters, digits"),
+        ({"name": "has space"}, "name", "letters (any script), digits"),
         ({"trials": 0}, "trials", "greater than or equal to 1"),
         ({"max_epochs": -1}, "max_epochs", "greater than or equal to 1"),
         ({"max_concurrent": 0}, "max_concurrent", "greater than or equal to 1"),

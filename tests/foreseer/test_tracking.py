@@ -156,7 +156,7 @@ def test_a_password_in_the_job_spec_never_reaches_mlflow(tmp_path):
 
 def test_the_job_store_keeps_the_masked_spec_and_resume_gets_the_password_back(tmp_path, monkeypatch):
     from foreseer.dburl import mask_secrets, with_password
-    from foreseer.resume import _with_passwords
+    from foreseer.recovery import _with_passwords
 
     stored = mask_secrets({"tracking_uri": SECRET_URL, "store_uri": None, "trials": 2})
     assert SECRET not in str(stored)
@@ -182,7 +182,7 @@ def test_cli_output_masks_database_passwords(tmp_path):
     store = f"sqlite:///{tmp_path}/jobs.db"
     runner = CliRunner()
     listed = runner.invoke(main, ["jobs", "--store", store])
-    assert listed.exit_code == 0
+    assert listed.exit_code == 2 and "no job store" in listed.output, "a read-only command creates no store"
     job = tmp_path / "job.yaml"
     job.write_text(f"name: x\nspace: mlp\ndataset: digits\ntracking_uri: {SECRET_URL}\n")  # unreachable
     bad = runner.invoke(main, ["validate", str(job)])

@@ -49,21 +49,33 @@ def or_exit(action: Any) -> Any:
         bad_input(str(e))  # a problem may quote the spec, URLs included
 
 
-def open_store(url: str) -> Any:
+def make_console() -> Any:
+    """The console every command prints with: the terminal's width, or in a pipe or a log wide
+    enough that ids, paths and commands are never broken across lines; text is never wrapped."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True) if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
+
+
+def open_store(url: str, *, create: bool = False) -> Any:
+    """The job store at ``url``, or exit 2 with why not; read-only commands never create one."""
     from foreseer.store import JobStore, StoreError
 
     try:
-        return JobStore(url)
+        return JobStore(url, create=create)
     except StoreError as e:
         bad_input(str(e))
 
 
 def find_job(store: Any, job_id: str) -> Any:
     from foreseer.dburl import mask_url
-    from foreseer.store.models import JobRow
+    from foreseer.store.models import AmbiguousJobId, JobRow
 
-    with store.session() as session:
-        row = JobRow.find(session, job_id)
+    try:
+        with store.session() as session:
+            row = JobRow.find(session, job_id)
+    except AmbiguousJobId as e:
+        bad_input(str(e))
     if row is None:
         bad_input(
             f"no job {job_id!r} in {mask_url(store.url)} "
@@ -97,20 +109,16 @@ def follow_to_exit(handle: JobHandle, *, live: bool = True) -> None:
     """Show progress until the job ends, cancel it on Ctrl-C or SIGTERM, exit with its code."""
     import signal
 
-    from rich.console import Console
-
-    console = Console()
-    interrupted: list[int] = []
+    console = make_console()
 
     def on_signal(signum: int, frame: Any) -> None:
-        interrupted.append(signum)
         handle.cancel()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     _follow(handle, console, live)
     status = handle.status()
-    if interrupted or status.state == "cancelled":
+    if status.state == "cancelled":  # a Ctrl-C after the job ended leaves it as it ended
         console.print(
             f"[yellow]cancelled[/]: job {handle.job_id} stopped; "
             f"continue it with `foreseer resume {handle.job_id}`"

@@ -14,6 +14,7 @@ from foreseer.cli._common import (
     bad_input,
     find_job,
     follow_to_exit,
+    make_console,
     open_store,
     or_exit,
     parse_sets,
@@ -28,7 +29,6 @@ from foreseer.errors import SpecError
 @click.option("--limit", default=30, show_default=True, help="Newest jobs to list.")
 def jobs(store_url: str, limit: int) -> None:
     """List jobs, newest first."""
-    from rich.console import Console
     from rich.table import Table
 
     from foreseer.dburl import mask_url
@@ -42,17 +42,43 @@ def jobs(store_url: str, limit: int) -> None:
     for column in ("id", "name", "status", "where", "trials", "best", "created", "error"):
         table.add_column(column, no_wrap=column in ("id", "status"))
     for row in rows:
-        table.add_row(*_job_cells(reconcile(store, row)[0]))
-    Console().print(table)
+        table.add_row(*_job_cells(store, reconcile(store, row)[0]))
+    make_console().print(table)
 
 
-def _job_cells(row: Any) -> list[str]:
+def _objective(spec: dict[str, Any]) -> tuple[str, str]:
+    """The (metric, mode) a stored job spec ranks trials by."""
+    objective = spec.get("objective", {})
+    primary = objective[0] if isinstance(objective, list) else objective
+    return primary.get("metric", "val_accuracy"), primary.get("mode", "max")
+
+
+def _progress(store: Any, row: Any) -> tuple[int, float | None]:
+    """Ended trials and the best value so far, read from the job's trial and epoch rows: what its
+    summary says once it has ended, for a job that is running, was cancelled or died."""
+    from foreseer.store.models import EpochRow, TrialRow
+
+    metric, mode = _objective(row.spec)
+    with store.session() as session:
+        trials = TrialRow.of_job(session, row.id)
+        epochs = EpochRow.of_job(session, row.id)
+    failed = {t.number for t in trials if t.state == "failed"}
+    values = [e.metrics[metric] for e in epochs if e.number not in failed and metric in e.metrics]
+    values = [v for v in values if v == v]
+    best = (max(values) if mode == "max" else min(values)) if values else None
+    return sum(t.state in ("completed", "stopped", "failed") for t in trials), best
+
+
+def _job_cells(store: Any, row: Any) -> list[str]:
     from foreseer.dburl import mask_text
 
     summary = row.summary or {}
-    done = sum(summary.get("trials", {}).values()) if summary else 0
-    best = f"{summary['best_value']:.4f}" if "best_value" in summary else "-"
-    trials = f"{done}/{row.spec.get('trials', '?')}" if summary else f"?/{row.spec.get('trials', '?')}"
+    if summary:
+        done, best_value = sum(summary.get("trials", {}).values()), summary.get("best_value")
+    else:
+        done, best_value = _progress(store, row)
+    best = "-" if best_value is None else f"{best_value:.4f}"
+    trials = f"{done}/{row.spec.get('trials', '?')}"
     error = (row.error or "").splitlines()[-1][:60] if row.error else ""
     where = row.cluster or "local"
     return [
@@ -73,7 +99,6 @@ def _job_cells(row: Any) -> list[str]:
 def show(job_id: str, store_url: str) -> None:
     """Show a job: its spec, status and leaderboard."""
     import yaml
-    from rich.console import Console
     from rich.table import Table
 
     from foreseer.dburl import mask_secrets, mask_text
@@ -82,7 +107,7 @@ def show(job_id: str, store_url: str) -> None:
 
     store = open_store(store_url)
     row, state = reconcile(store, find_job(store, job_id))
-    console = Console()
+    console = make_console()
     console.print(f"[bold]{row.name}[/] {row.id}: [bold]{row.status}[/]")
     if row.submission_id:
         state = state or submission_state(row.cluster, row.submission_id)[0]
@@ -102,12 +127,7 @@ def show(job_id: str, store_url: str) -> None:
         epochs: dict[int, list[dict[str, float]]] = {}
         for epoch in EpochRow.of_job(session, row.id):
             epochs.setdefault(epoch.number, []).append(epoch.metrics)
-    metric = (
-        row.spec.get("objective", {})
-        if isinstance(row.spec.get("objective"), dict)
-        else row.spec["objective"][0]
-    )
-    name, mode = metric.get("metric", "val_accuracy"), metric.get("mode", "max")
+    name, mode = _objective(row.spec)
     table = Table(title=f"trials by {name}")
     for column in ("trial", "candidate", "best epoch", name, "epochs", "status", "reason"):
         table.add_column(column)
@@ -305,7 +325,7 @@ def upgrade(store_url: str) -> None:
     from foreseer.store import JobStore, StoreError
 
     try:
-        store = JobStore(store_url, upgrade=True)
+        store = JobStore(store_url, upgrade=True, create=False)
     except StoreError as e:
         bad_input(str(e))
     click.echo(

@@ -14,6 +14,7 @@ import click
 from foreseer.cli._common import (
     EXIT_INTERRUPTED,
     SET_OPTION,
+    make_console,
     open_store,
     or_exit,
     parse_sets,
@@ -32,13 +33,6 @@ def _when(moment: datetime | None, tz: str) -> str:
     from zoneinfo import ZoneInfo
 
     return f"{as_utc(moment).astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M:%S %Z}"
-
-
-def _console() -> Any:
-    """A console for tables: the terminal's width, or wide enough for whole ids in a pipe."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +84,7 @@ def add(
     from foreseer.spec import load_job
 
     job = or_exit(lambda: load_job(job_file, parse_sets(sets)))
-    store = open_store(store_url)
+    store = open_store(store_url, create=True)
     source = " ".join([f"job file {str(Path(job_file).resolve())!r}", *(f"--set {s}" for s in sets)])
     row = or_exit(
         lambda: add_schedule(
@@ -155,7 +149,7 @@ def list_(store_url: str) -> None:
             last_cell,
             job_cell,
         )
-    _console().print(table)
+    make_console().print(table)
 
 
 @schedule.command()
@@ -171,7 +165,7 @@ def show(name: str, limit: int, store_url: str) -> None:
 
     store = open_store(store_url)
     row, firings = or_exit(lambda: firings_of(store, name, limit))
-    console = _console()
+    console = make_console()
     state = "paused" if row.paused else f"next run {_when(row.next_run_at, row.timezone)}"
     console.print(
         f"[bold]{row.name}[/] {row.id}: cron {row.cron!r} in {row.timezone}, {state}, "
@@ -269,7 +263,7 @@ def scheduler(store_url: str, poll: float, grace: float, lease: float, verbose: 
     logging.getLogger("foreseer.scheduling").setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    store = open_store(store_url)
+    store = open_store(store_url, create=True)
     daemon = Scheduler(store, grace=grace, lease=lease)
     stop = threading.Event()
     received: list[int] = []

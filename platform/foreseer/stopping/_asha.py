@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -23,6 +23,8 @@ class AshaStopping(SpecModel):
     Parallel Hyperparameter Tuning", MLSys 2020)."""
 
     name: Literal["asha"] = "asha"
+    #: the field holding the first epoch at which the strategy may stop a trial
+    first_epoch_field: ClassVar[str] = "grace_period"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
 

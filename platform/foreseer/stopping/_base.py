@@ -74,7 +74,10 @@ class RunningSummary:
         """Take one oriented value; ``first`` when it is a trial's first epoch."""
         if not math.isfinite(value):
             return
-        self.low, self.high = min(self.low, value), max(self.high, value)
+        if value < self.low:
+            self.low = value
+        if value > self.high:
+            self.high = value
         if first:
             bisect.insort(self._firsts, value)
 
@@ -151,7 +154,8 @@ class Decision:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "action", Action(self.action))
+        if type(self.action) is not Action:  # a policy may answer "stop"; most answer Action.CONTINUE
+            object.__setattr__(self, "action", Action(self.action))
 
     @property
     def stop(self) -> bool:

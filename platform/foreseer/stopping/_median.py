@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,8 @@ class MedianStopping(SpecModel):
     """``stopping: median``: the median stopping rule (Golovin et al., "Google Vizier", KDD 2017)."""
 
     name: Literal["median"] = "median"
+    #: the field holding the first epoch at which the strategy may stop a trial
+    first_epoch_field: ClassVar[str] = "grace_period"
     grace_period: int = Field(1, ge=1)
     min_samples: int = Field(3, ge=1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,8 @@ class PFNStopping(SpecModel):
     """
 
     name: Literal["pfn"] = "pfn"
+    #: the field holding the first epoch at which the strategy may stop a trial
+    first_epoch_field: ClassVar[str] = "min_epoch"
     delta: float = Field(0.05, gt=0, lt=1)
     min_epoch: int = Field(2, ge=1)
     checkpoint: str | None = None
@@ -136,4 +138,4 @@ class PFNPolicy(StoppingPolicy):
             by_id[curve.trial_id] = Decision(
                 curve.trial_id, Action.STOP if stop else Action.CONTINUE, reason, metrics
             )
-        return [by_id.get(c.trial_id, Decision(c.trial_id)) for c in running]
+        return [by_id[c.trial_id] if c.trial_id in by_id else Decision(c.trial_id) for c in running]

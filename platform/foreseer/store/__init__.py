@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from foreseer.dburl import mask_url, prepare_sqlite
+from foreseer.dburl import mask_url, prepare_sqlite, reachability_problem, sqlite_path
 from foreseer.errors import ForeseerError
 
 if TYPE_CHECKING:
@@ -96,14 +96,22 @@ class JobStore:
     Args:
         url: an SQLAlchemy URL.
         upgrade: bring an older schema up to date instead of refusing it (what ``foreseer db upgrade`` does).
+        create: make the store when there is none; ``False`` for commands that only read (a
+            missing SQLite file is then an error, and nothing is written).
 
     Raises:
         StoreError: the database is unreachable, or its schema is older (without ``upgrade``) or newer
             than this Foreseer.
     """
 
-    def __init__(self, url: str, *, upgrade: bool = False) -> None:
+    def __init__(self, url: str, *, upgrade: bool = False, create: bool = True) -> None:
         self.url = url
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            if not create:
+                raise StoreError(f"no job store at {path} (run a job here first, or pass --store URL)")
+            if problem := reachability_problem(url):
+                raise StoreError(problem)
         prepare_sqlite(url)
         connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
         self.engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)

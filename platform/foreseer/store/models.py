@@ -16,6 +16,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 __all__ = [
+    "AmbiguousJobId",
     "Base",
     "EpochRow",
     "EventRow",
@@ -27,12 +28,24 @@ __all__ = [
     "utcnow",
 ]
 
+#: How many matching jobs an ambiguous id prefix lists.
+_AMBIGUOUS_SHOWN = 5
+
 #: queued → running → succeeded | failed | cancelled; a resumed job goes back to running.
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class AmbiguousJobId(LookupError):
+    """A job id prefix that matches several jobs; the message lists them."""
+
+    def __init__(self, prefix: str, rows: list[JobRow]) -> None:
+        listed = ", ".join(f"{r.id} ({r.name}, {r.created_at:%Y-%m-%d %H:%M})" for r in rows)
+        more = " and more" if len(rows) == _AMBIGUOUS_SHOWN else ""
+        super().__init__(f"job id {prefix!r} is ambiguous: it starts {listed}{more}; give more of the id")
 
 
 class Base(DeclarativeBase):
@@ -64,12 +77,19 @@ class JobRow(Base):
 
     @classmethod
     def find(cls, session: Session, job_id: str) -> JobRow | None:
-        """A job by id, or by a unique prefix of its id."""
+        """A job by id, or by a unique prefix of its id; ``None`` when none matches.
+
+        Raises:
+            AmbiguousJobId: the prefix matches several jobs.
+        """
         row = session.get(cls, job_id)
         if row is not None:
             return row
-        matches = session.scalars(select(cls).where(cls.id.startswith(job_id)).limit(2)).all()
-        return matches[0] if len(matches) == 1 else None
+        query = select(cls).where(cls.id.startswith(job_id)).order_by(cls.created_at)
+        matches = list(session.scalars(query.limit(_AMBIGUOUS_SHOWN)))
+        if len(matches) > 1:
+            raise AmbiguousJobId(job_id, matches)
+        return matches[0] if matches else None
 
     @classmethod
     def recent(cls, session: Session, limit: int = 50) -> list[JobRow]:

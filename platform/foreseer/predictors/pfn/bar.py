@@ -64,16 +64,19 @@ class BarDistribution(nn.Module):
         return torch.where(k == 0, lo, torch.where(k == self.n_buckets - 1, hi, inner))
 
     def cdf(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """P(Y <= y) for ``logits`` ``(..., K)`` and ``y`` broadcastable to ``(...)``."""
+        """P(Y <= y) for ``logits`` ``(..., K)`` and ``y`` broadcastable to ``(...)``: the mass of
+        the buckets below ``y``'s bucket (one cumulative sum) plus the part of its own below ``y``."""
         p = torch.softmax(logits, dim=-1)
         widths, scale_lo, scale_hi = self._parts()
-        y = torch.as_tensor(y, dtype=p.dtype).expand(p.shape[:-1])
-        inner_frac = ((y.unsqueeze(-1) - self.borders[:-1]) / widths).clamp(0, 1)  # (..., K)
-        z_lo = (self.borders[1] - y).clamp(min=0) / scale_lo
-        z_hi = (y - self.borders[-2]).clamp(min=0) / scale_hi
-        inner_frac[..., 0] = 1 - torch.erf(z_lo / math.sqrt(2))
-        inner_frac[..., -1] = torch.erf(z_hi / math.sqrt(2))
-        return (p * inner_frac).sum(-1).clamp(0, 1)
+        y = torch.as_tensor(y, dtype=p.dtype).expand(p.shape[:-1]).contiguous()
+        k = torch.searchsorted(self.borders[1:-1].contiguous(), y, right=True).clamp(0, self.n_buckets - 1)
+        cum = torch.cumsum(p, -1)
+        below = torch.where(k > 0, cum.gather(-1, (k - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1), 0.0)
+        pk = p.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+        inner = below + pk * ((y - self.borders[k]) / widths[k]).clamp(0, 1)
+        lo = pk * (1 - torch.erf((self.borders[1] - y).clamp(min=0) / scale_lo / math.sqrt(2)))
+        hi = below + pk * torch.erf((y - self.borders[-2]).clamp(min=0) / scale_hi / math.sqrt(2))
+        return torch.where(k == 0, lo, torch.where(k == self.n_buckets - 1, hi, inner)).clamp(0, 1)
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         """Mean of each distribution, shape ``(...)``."""

@@ -60,12 +60,9 @@ def bin_context(epochs: Sequence[np.ndarray], values: Sequence[np.ndarray], bins
     tokens = n if bins == 0 else np.minimum(n, bins)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     # equal-count runs: token k of a curve of n points starts at floor(k * n / tokens)
-    starts = np.concatenate(
-        [
-            o + (np.arange(k) * c) // k
-            for o, c, k in zip(offsets.tolist(), n.tolist(), tokens.tolist(), strict=True)
-        ]
-    )
+    curve = np.repeat(np.arange(len(n)), tokens)  # the curve of each token
+    k = np.arange(int(tokens.sum())) - np.repeat(np.cumsum(tokens) - tokens, tokens)
+    starts = offsets[curve] + (k * n[curve]) // tokens[curve]
     count = np.diff(np.append(starts, n.sum()))
     y = np.concatenate(values).astype(np.float64)
     t = np.concatenate(epochs).astype(np.float64)

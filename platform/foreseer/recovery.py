@@ -35,11 +35,14 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
     """
     from foreseer._processes import alive, kill_leftovers
     from foreseer.spec import SearchJob
-    from foreseer.store.models import JobRow
+    from foreseer.store.models import AmbiguousJobId, JobRow
 
-    journal = open_journal(store_url, job_id)
-    with journal.store.session() as session:
-        row = JobRow.find(session, job_id)
+    journal = open_journal(store_url, job_id, create=False)
+    try:
+        with journal.store.session() as session:
+            row = JobRow.find(session, job_id)
+    except AmbiguousJobId as e:
+        raise SpecError([Problem("job", str(e))]) from None
     if row is None:
         raise SpecError([Problem("job", f"no job {job_id!r} in the store", job_id, True)])
     journal.job_id = row.id
