@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,22 +60,35 @@ class BestTrial:
     run_id: str | None
 
 
-def submit(job: SearchJob) -> JobHandle:
+def submit(job: SearchJob, *, on_phase: Callable[[str], Any] | None = None) -> JobHandle:
     """Validate ``job`` against its data and cluster, record it, and start it in the background.
+
+    Args:
+        job: the job.
+        on_phase: called with a short line as each phase of the start begins (the CLI prints
+            them, so the seconds before the first trial are not silent).
 
     Raises:
         SpecError: the job is invalid; nothing was written.
     """
     from foreseer.runner import check, open_records
 
+    say = on_phase or (lambda line: None)
+    say("checking the job: its data, space and databases")
     prepared = check(job)
-    started_ray = _ray_for(job)
+    started_ray = _ray_for(job, say)
+    say(f"recording job {prepared.job_id} in the job store and MLflow")
     open_records(prepared, started_ray=started_ray)
     return JobHandle(prepared, started_ray)._start()
 
 
 def resume(
-    job_id: str, store_uri: str = "sqlite:///foreseer.db", *, space: Any = None, dataset: Any = None
+    job_id: str,
+    store_uri: str = "sqlite:///foreseer.db",
+    *,
+    space: Any = None,
+    dataset: Any = None,
+    on_phase: Callable[[str], Any] | None = None,
 ) -> JobHandle:
     """Continue a job whose driver died or that was cancelled, from what its job store recorded.
 
@@ -82,22 +97,28 @@ def resume(
         store_uri: the job store the job was recorded in.
         space: the ``SearchSpace`` object, if the job was given one from Python.
         dataset: the ``(X, y)`` arrays, if the job was given arrays from Python.
+        on_phase: as for :func:`submit`.
 
     Raises:
         SpecError: no such job, it already succeeded, or it is still running.
     """
     from foreseer.recovery import load_for_resume
 
+    say = on_phase or (lambda line: None)
+    say(f"reading job {job_id} from the job store")
     prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
-    return JobHandle(prepared, _ray_for(prepared.job))._start()
+    return JobHandle(prepared, _ray_for(prepared.job, say))._start()
 
 
-def _ray_for(job: SearchJob) -> bool:
+def _ray_for(job: SearchJob, say: Callable[[str], Any]) -> bool:
     """Connect to the job's Ray (or start a local one) and check a node can hold a trial there;
     returns True when this call started Ray."""
-    from foreseer.backends.ray_runtime import ensure_ray, resource_problem
+    from foreseer.backends.ray_runtime import connected, ensure_ray, resource_problem
     from foreseer.errors import Problem, SpecError
 
+    address = job.address or os.environ.get("RAY_ADDRESS")
+    if not connected():
+        say(f"connecting to Ray at {address}" if address else "starting a local Ray (about 5 s)")
     started = ensure_ray(job.address)
     if problem := resource_problem(job.resources, job.address):
         raise SpecError([Problem("resources", problem)])

@@ -63,6 +63,7 @@ class Ledger:
         self.objectives = list(objectives)
         self.max_epochs = max_epochs
         self._maximise = self.primary.mode == "max"
+        self._sign = 1 if self._maximise else -1
         self._trials: dict[str, TrialRecord] = {}
         self._order: list[tuple[str, int]] = []
         self._views: dict[str, CurveView] = {}
@@ -78,7 +79,7 @@ class Ledger:
         with self._lock:
             record = TrialRecord(trial_id, number, candidate)
             self._trials[trial_id] = record
-            self._views[trial_id] = CurveView(trial_id, (), self.max_epochs)
+            self._views[trial_id] = CurveView(trial_id, (), self.max_epochs, self._sign)
             return record
 
     def get(self, trial_id: str) -> TrialRecord:
@@ -105,7 +106,7 @@ class Ledger:
             value = metrics.get(self.primary.metric, math.nan)
             view = self._views[trial_id]
             oriented = self.oriented(value)
-            self._views[trial_id] = CurveView(trial_id, (*view.values, oriented), self.max_epochs)
+            self._views[trial_id] = CurveView(trial_id, (*view.values, oriented), self.max_epochs, self._sign)
             self._summary.add(oriented, first=record.epochs == 1)
             best = self._best
             if (
@@ -208,6 +209,7 @@ class Ledger:
         frame = pd.DataFrame(rows)
         if frame.empty:
             return frame
+        frame["best_epoch"] = frame["best_epoch"].astype("Int64")  # a trial without a result has none
         frame["_key"] = frame[metric].map(lambda v: self.oriented(v) if v == v else float("-inf"))
         frame["_failed"] = frame["status"] == "failed"
         frame = frame.sort_values(["_failed", "_key", "trial_number"], ascending=[True, False, True])

@@ -44,7 +44,7 @@ def test_hopeless_trial_stops_and_promising_one_continues(policy):
     rising = CurveView("rising", (0.40, 0.60, 0.72, 0.80), 20)
     decisions = policy.decide([flat, rising], best=0.82, history=[flat, rising])
     by_id = {d.trial_id: d for d in decisions}
-    assert by_id["flat"].stop and "pfn: P(final > best" in by_id["flat"].reason
+    assert by_id["flat"].stop and "pfn: P(final better than best" in by_id["flat"].reason
     assert by_id["flat"].metrics["p_improve"] < 0.05
     assert not by_id["rising"].stop and by_id["rising"].metrics["p_improve"] > 0.2
     assert by_id["rising"].metrics["forecast_final"] > 0.8

@@ -258,6 +258,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, args, message):
 
 @pytest.mark.parametrize("command", ["pause", "resume", "remove", "show"])
 def test_unknown_schedule_exits_2(tmp_path, command):
+    JobStore(f"sqlite:///{tmp_path}/foreseer.db").dispose()  # a store without schedules
     result = cli("schedule", command, "nope", "--store", f"sqlite:///{tmp_path}/foreseer.db")
     assert result.exit_code == 2
     assert (

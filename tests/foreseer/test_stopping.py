@@ -90,3 +90,18 @@ def test_median_waits_for_grace_period_and_enough_peers():
 def test_bad_settings_are_rejected_with_the_value(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_stop_reasons_give_a_minimised_metric_in_its_own_units():
+    """Losses arrive negated (higher is better inside the policies); a reason shows them as losses."""
+
+    def loss(trial_id, losses):
+        return CurveView(trial_id, tuple(-v for v in losses), 10, sign=-1)
+
+    peers = [loss(f"p{i}", (1.0, 0.8, 0.7)) for i in range(3)]
+    bad = loss("bad", (2.0, 1.9, 1.8))
+    (median,) = MedianPolicy(grace_period=1, min_samples=3).decide([bad], None, [*peers, bad])
+    assert median.stop and "best 1.8 worse than the median running average 0.8333" in median.reason
+    rung = [loss(f"r{i}", (0.5,)) for i in range(3)]
+    (asha,) = AshaPolicy(1, 2).decide([loss("slow", (2.5,))], None, [*rung, loss("slow", (2.5,))])
+    assert asha.stop and "asha: 2.5 worse than the rung-1 cutoff 0.5" in asha.reason

@@ -12,7 +12,7 @@ import ray
 if TYPE_CHECKING:
     from foreseer.spec import Resources
 
-__all__ = ["ensure_ray", "resource_problem", "shutdown_ray"]
+__all__ = ["connected", "ensure_ray", "resource_problem", "shutdown_ray"]
 
 
 #: The environment variable that keeps a Ray node on loopback (see _init_loopback_ray).
@@ -34,9 +34,19 @@ def ensure_ray(address: str | None = None) -> bool:
     return True
 
 
+def connected() -> bool:
+    """Whether this process is connected to a Ray (one it started or one it joined)."""
+    return ray.is_initialized()
+
+
 def shutdown_ray() -> None:
     """Disconnect from Ray; a local Ray this process started stops with it."""
     ray.shutdown()
+
+
+#: How long a driver of a local Ray waits for a GCS that is gone (Ray's setting, read at ``ray.init``).
+_GCS_RECONNECT = "RAY_gcs_rpc_server_reconnect_timeout_s"
+_GCS_GONE_S = 5
 
 
 def _init_loopback_ray() -> None:
@@ -47,8 +57,14 @@ def _init_loopback_ray() -> None:
     where it thinks clusters are off (macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``),
     a setting it reads once at import; so it is switched for this start, in this process and in the
     environment of the processes Ray starts. tests/foreseer/test_ray_loopback.py checks the sockets.
+
+    A local Ray's GCS never restarts, so the driver waits at most ``_GCS_GONE_S`` for it instead of
+    Ray's 60 s: a SIGTERM to the whole process group (``timeout``, ``systemd``) stops the GCS with
+    the driver, and the cancelled driver would otherwise hang a minute in ``ray.shutdown``.
     """
     from ray._private import ray_constants
+
+    os.environ.setdefault(_GCS_RECONNECT, str(_GCS_GONE_S))
 
     saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(_LOOPBACK_SWITCH)
     ray_constants.ENABLE_RAY_CLUSTER = False

@@ -51,10 +51,10 @@ def or_exit(action: Any) -> Any:
 
 def make_console() -> Any:
     """The console every command prints with: the terminal's width, or in a pipe or a log wide
-    enough that ids, paths and commands are never broken across lines; text is never wrapped."""
+    enough that ids, paths and commands are not broken across lines."""
     from rich.console import Console
 
-    return Console(soft_wrap=True) if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def open_store(url: str, *, create: bool = False) -> Any:
@@ -159,6 +159,14 @@ def _progress_line(handle: JobHandle) -> str:
     )
 
 
+def _cell(value: Any, metric: bool) -> str:
+    import pandas as pd
+
+    if pd.isna(value):
+        return "-"
+    return f"{value:.4f}" if metric else str(value)
+
+
 def _summary(handle: JobHandle, console: Console) -> None:
     from rich.table import Table
 
@@ -169,9 +177,16 @@ def _summary(handle: JobHandle, console: Console) -> None:
     for column in columns:
         table.add_column(column)
     for _, row in board.head(5).iterrows():
-        table.add_row(*(f"{row[c]:.4f}" if c == metric else str(row[c]) for c in columns))
+        table.add_row(*(_cell(row[c], c == metric) for c in columns))
     console.print(table)
     s = handle.status()
+    t = s.trials
+    console.print(
+        f"trials: {t['completed']} completed, {t['stopped']} stopped early, {t['failed']} failed"
+        + (f", {t['paused']} paused" if t["paused"] else "")
+    )
+    for _, row in board[board["status"] == "failed"].iterrows():
+        console.print(f"  [red]failed[/] trial {row['trial_number']}: {row['reason']}")
     console.print(f"epochs used {s.epochs_used} of {s.epochs_budget}; job folder {handle.directory}")
     if s.exhausted:
         console.print(f"[yellow]{s.exhausted}[/]")

@@ -297,8 +297,9 @@ def resume(job_id: str, store_url: str, detach: bool) -> None:
         return
     import foreseer as fs
 
+    quiet_libraries()
     try:
-        handle = fs.resume(job_id, store_url)
+        handle = fs.resume(job_id, store_url, on_phase=click.echo)
     except SpecError as e:
         bad_input(str(e))
     follow_to_exit(handle)

@@ -61,7 +61,9 @@ def run(job_file: str, sets: tuple[str, ...], detach: bool) -> None:
         f"sampler {job.sampler if isinstance(job.sampler, str) else type(job.sampler).__name__}, "
         f"stopping {job.stopping.name}"
     )
-    follow_to_exit(or_exit(lambda: submit(job)))
+    handle = or_exit(lambda: submit(job, on_phase=click.echo))
+    click.echo(f"job {handle.job_id} started; its trials are recorded as they run")
+    follow_to_exit(handle)
 
 
 @click.command()

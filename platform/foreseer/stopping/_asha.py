@@ -86,7 +86,8 @@ class AshaPolicy(StoppingPolicy):
                 curve.trial_id,
                 Action.STOP,
                 reason=(
-                    f"asha: {value:.4g} below the rung-{rung} cutoff {cutoff:.4g} of {len(recorded)} trials"
+                    f"asha: {curve.as_metric(value):.4g} worse than the rung-{rung} cutoff "
+                    f"{curve.as_metric(cutoff):.4g} of {len(recorded)} trials"
                 ),
             )
         return Decision(curve.trial_id)

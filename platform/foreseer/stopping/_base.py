@@ -20,11 +20,17 @@ class CurveView:
         values: the objective after each epoch, oriented so that higher is better
             (a minimised metric arrives negated).
         max_epochs: the epoch budget of the trial.
+        sign: ``1`` when the metric is maximised, ``-1`` when minimised (its values arrive negated).
     """
 
     trial_id: str
     values: tuple[float, ...]
     max_epochs: int
+    sign: int = 1
+
+    def as_metric(self, value: float) -> float:
+        """An oriented ``value`` in the metric's own units (a loss positive again), for messages."""
+        return self.sign * value
 
     @property
     def epoch(self) -> int:

@@ -65,7 +65,7 @@ class MedianPolicy(StoppingPolicy):
             return Decision(
                 curve.trial_id,
                 Action.STOP,
-                reason=f"median: best {curve.best:.4g} below the median running average {median:.4g} "
-                f"of {len(averages)} trials at epoch {t}",
+                reason=f"median: best {curve.as_metric(curve.best):.4g} worse than the median running "
+                f"average {curve.as_metric(median):.4g} of {len(averages)} trials at epoch {t}",
             )
         return Decision(curve.trial_id)

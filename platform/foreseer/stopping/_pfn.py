@@ -129,9 +129,11 @@ class PFNPolicy(StoppingPolicy):
                 "forecast_final_q95": float(q95[i]),
             }
             stop = p <= self.delta
+            m = curve.as_metric
+            lo, hi = sorted((m(q05[i]), m(q95[i])))
             reason = (
-                f"pfn: P(final > best {best:.4g}) = {p:.3g} <= delta {self.delta} at epoch {curve.epoch} "
-                f"(forecast final {q50[i]:.4g}, 90% interval [{q05[i]:.4g}, {q95[i]:.4g}])"
+                f"pfn: P(final better than best {m(best):.4g}) = {p:.3g} <= delta {self.delta} at epoch "
+                f"{curve.epoch} (forecast final {m(q50[i]):.4g}, 90% interval [{lo:.4g}, {hi:.4g}])"
                 if stop
                 else ""
             )
