@@ -200,7 +200,8 @@ class Ledger:
         return len(self._order)
 
     def leaderboard(self) -> pd.DataFrame:
-        """One row per trial, best first: candidate, hyperparameters, best epoch, metric, epochs, status."""
+        """One row per trial, best first: the objectives, status, best epoch and epochs first, then the
+        candidate, its hyperparameters, why it ended and its MLflow run."""
         import pandas as pd
 
         with self._lock:
@@ -214,6 +215,9 @@ class Ledger:
         frame["_failed"] = frame["status"] == "failed"
         frame = frame.sort_values(["_failed", "_key", "trial_number"], ascending=[True, False, True])
         frame = frame.drop(columns=["_key", "_failed"]).reset_index(drop=True)
+        # what a reader looks for first (and what MLflow's preview of the CSV shows): the result
+        first = ["trial_number", *(o.metric for o in self.objectives), "status", "best_epoch", "epochs"]
+        frame = frame[first + [c for c in frame.columns if c not in first]]
         frame.insert(0, "rank", range(1, len(frame) + 1))
         return frame
 

@@ -199,6 +199,7 @@ def open_records(
     parent = tracker.start_job(
         prepared.job_id, {**spec, "job_id": prepared.job_id}, f"{job.name}-{prepared.job_id[:6]}"
     )
+    tracker.set_runs_view(job.primary.metric, job.primary.mode)
     journal.update_job(mlflow_experiment_id=tracker.experiment_id, mlflow_parent_run_id=parent)
     prepared.journal, prepared.tracker = journal, tracker
     _failpoints.hit("job-recorded")

@@ -34,7 +34,11 @@ _BATCH_PARAMS = 100
 # model training; with this tag it opens on the runs table, parent and nested trial runs.
 _EXPERIMENT_KIND = "mlflow.experimentKind"
 _EXPERIMENT_KIND_TAG = (_EXPERIMENT_KIND, "custom_model_development")
-_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED", "running": "RUNNING"}
+# A trial stopped early ran as planned: FINISHED (its tags say why it ended), not KILLED, which the
+# UI shows with a red cross like a crash.
+_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
+#: The experiment tag prefix under which MLflow's UI keeps a saved view of the runs table.
+_VIEW_TAG = "mlflow.sharedViewState."
 
 
 def artifact_location_for(tracking_uri: str, experiment: str) -> str | None:
@@ -97,6 +101,27 @@ class Tracker:
         self._log_params(self.parent_run_id, _flatten(spec))
         self.client.log_text(self.parent_run_id, yaml.safe_dump(spec, sort_keys=False), "job.yaml")
         return self.parent_run_id
+
+    def set_runs_view(self, metric: str, mode: str) -> None:
+        """Save the runs table's view on the experiment (``foreseer ui`` prints its URL): sorted
+        by ``metric``, best first, with the metric, the trial status and the duration as columns,
+        and this job's run expanded to show its trials."""
+        import json
+
+        from foreseer.ui import RUNS_VIEW_KEY
+
+        view = {
+            "searchFilter": "",
+            "orderByKey": f"metrics.`{metric}`",
+            "orderByAsc": mode == "min",
+            "startTime": "ALL",
+            "lifecycleFilter": "Active",
+            "datasetsFilter": [],
+            "modelVersionFilter": "All Runs",
+            "selectedColumns": [f"metrics.`{metric}`", "tags.`foreseer.status`", "attributes.`Duration`"],
+            "runsExpanded": {self.parent_run_id: True} if self.parent_run_id else {},
+        }
+        self.client.set_experiment_tag(self.experiment_id, _VIEW_TAG + RUNS_VIEW_KEY, json.dumps(view))
 
     def resume_job(self, parent_run_id: str) -> None:
         """Continue writing to an existing parent run (a resumed job)."""
@@ -247,7 +272,7 @@ class Tracker:
         self.client.log_batch(
             run.info.run_id, metrics=[metric], tags=[RunTag("foreseer.score", f"{score:.6g}")]
         )
-        self.client.set_terminated(run.info.run_id, "KILLED")
+        self.client.set_terminated(run.info.run_id, "FINISHED")  # screened out as planned
 
     def end_job(self, status: str) -> None:
         """Flush and close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
@@ -359,3 +384,11 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def experiment_id_of(tracking_uri: str, name: str) -> str | None:
+    """The id of the experiment ``name`` in the tracking store, or ``None`` when it has none."""
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(name)
+    return None if experiment is None else experiment.experiment_id

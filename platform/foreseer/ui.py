@@ -80,7 +80,16 @@ class UiSettings:
         return f"http://{host}:{self.port}"
 
     def experiment_url(self, experiment_id: str) -> str:
-        return f"{self.url}/#/experiments/{experiment_id}"
+        """The experiment's runs table as Foreseer arranges it: the job's trials under its run,
+        best first by the objective, with the objective and the trial status as columns (the view
+        :meth:`foreseer.tracking.Tracker.set_runs_view` stores on the experiment)."""
+        return f"{self.url}/#/experiments/{experiment_id}/runs?{RUNS_VIEW_PARAM}={RUNS_VIEW_KEY}"
+
+
+#: MLflow's URL parameter naming a view saved on the experiment, and the name Foreseer saves its own
+#: under (the experiment tag ``mlflow.sharedViewState.foreseer``).
+RUNS_VIEW_PARAM = "viewStateShareKey"
+RUNS_VIEW_KEY = "foreseer"
 
 
 def is_loopback(host: str) -> bool:

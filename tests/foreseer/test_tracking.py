@@ -84,8 +84,8 @@ def test_ending_a_trial_flushes_and_records_why_it_ended(tracking_uri, tmp_path)
     record.state, record.reason, record.stopped_by = "stopped", "asha: below cutoff", "asha"
     tracker.end_trial(record)
     run = MlflowClient(tracker.tracking_uri).get_run(record.run_id)
-    assert run.info.status == "KILLED"
-    assert run.data.tags["stopped_by"] == "asha"
+    assert run.info.status == "FINISHED", "stopped early as planned, not killed like a crash"
+    assert run.data.tags["foreseer.status"] == "stopped" and run.data.tags["stopped_by"] == "asha"
     assert run.data.tags["foreseer.stop_reason"] == "asha: below cutoff"
     assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
     assert run.data.params["arch.depth"] == "1" and run.data.params["hp.lr"] == "0.1"

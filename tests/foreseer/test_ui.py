@@ -85,7 +85,7 @@ def test_settings_refuse_bad_values_and_give_a_browsable_url():
     assert UiSettings("sqlite:///x.db", host="0.0.0.0", port=80).url == "http://127.0.0.1:80"
     assert (
         UiSettings("sqlite:///x.db", host="::1", port=80).experiment_url("3")
-        == "http://[::1]:80/#/experiments/3"
+        == "http://[::1]:80/#/experiments/3/runs?viewStateShareKey=foreseer"
     )
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -58,6 +59,8 @@ def foreseer_ui(finished_job, tmp_path_factory):
             finished_job.job.tracking_uri,
             "--port",
             str(port),
+            "--experiment",
+            finished_job.job.name,
         ],
         stdout=subprocess.PIPE,
         stderr=log,
@@ -68,8 +71,12 @@ def foreseer_ui(finished_job, tmp_path_factory):
         line, deadline = "", time.monotonic() + 120
         while "Ctrl-C" not in line and time.monotonic() < deadline and cli.poll() is None:
             line = cli.stdout.readline()
-        assert f"http://127.0.0.1:{port}" in line, (line, (tmp_path / "ui.log").read_text()[-2000:])
-        yield f"http://127.0.0.1:{port}"
+        assert f"http://127.0.0.1:{port}/#/experiments/" in line, (
+            line,
+            (tmp_path / "ui.log").read_text()[-2000:],
+        )
+        printed = line.split(": ", 1)[1].split()[0]
+        yield SimpleNamespace(root=f"http://127.0.0.1:{port}", printed=printed)
     finally:
         cli.send_signal(signal.SIGINT)
         try:
@@ -94,7 +101,7 @@ def test_the_experiment_lists_the_parent_run_and_its_nested_trial_runs(finished_
     parent = f"{handle.job.name}-{handle.job_id[:6]}"
     trials = [f"trial-{r.number:03d}-{r.candidate.hash[:8]}" for r in records]
     page = browser.new_page()
-    page.navigate(f"{foreseer_ui}/#/experiments/{handle.mlflow_experiment_id}/runs")
+    page.navigate(f"{foreseer_ui.root}/#/experiments/{handle.mlflow_experiment_id}/runs")
     page.wait_for(f"document.body.innerText.includes({parent!r})", timeout=90)
     text = page.text()
     assert "Training runs" in text, "the experiment opens on its runs, not on MLflow's GenAI pages"
@@ -119,10 +126,35 @@ def test_a_trial_run_says_why_it_ended(finished_job, foreseer_ui, browser):
     stopped = [r for r in handle._prepared.ledger.records() if r.state == "stopped"]
     record = stopped[0] if stopped else handle._prepared.ledger.records()[0]
     page = browser.new_page()
-    page.navigate(f"{foreseer_ui}/#/experiments/{handle.mlflow_experiment_id}/runs/{record.run_id}")
+    page.navigate(f"{foreseer_ui.root}/#/experiments/{handle.mlflow_experiment_id}/runs/{record.run_id}")
     page.wait_for("document.body.innerText.includes('foreseer.status')", timeout=90)
     text = page.text()
     assert record.state in text and "foreseer.stop_reason" in text
     if stopped:
         assert "stopped_by" in text and "asha" in text
     print(f"screenshot: {page.screenshot(ARTIFACTS / 'ui-trial-run.png')}")
+
+
+def test_the_url_foreseer_ui_prints_opens_the_jobs_trials_best_first(finished_job, foreseer_ui, browser):
+    """As a person would: open the URL `foreseer ui --experiment` printed. The saved view shows the
+    runs table, the job's run expanded to its trials, the objective and the trial status as
+    columns, sorted best first."""
+    handle = finished_job
+    records = handle._prepared.ledger.records()
+    trials = {f"trial-{r.number:03d}-{r.candidate.hash[:8]}": r for r in records}
+    page = browser.new_page()
+    page.navigate(foreseer_ui.printed)
+    page.wait_for(" && ".join(f"document.body.innerText.includes({n!r})" for n in trials), timeout=90)
+    text = page.text()
+    assert "Training runs" in text, "the runs table, not MLflow's GenAI pages"
+    headers = page.evaluate("[...document.querySelectorAll('[role=columnheader]')].map(h => h.innerText)")
+    assert any("val_accuracy" in h for h in headers) and any("foreseer.status" in h for h in headers), headers
+    rows = page.evaluate(
+        "[...document.querySelectorAll('.ag-pinned-left-cols-container .ag-row, "
+        ".ag-center-cols-container .ag-row')].map(r => r.innerText)"
+    )
+    shown = [line for row in rows for line in row.splitlines() if line in trials]
+    best = {n: handle._prepared.ledger.best_epoch(r)[1] for n, r in trials.items()}
+    assert shown and shown == sorted(shown, key=lambda n: -best[n]), (shown, best)
+    assert "stopped" in text or all(r.state == "completed" for r in records), "the status column is filled"
+    print(f"screenshot: {page.screenshot(ARTIFACTS / 'ui-printed-url.png')}")

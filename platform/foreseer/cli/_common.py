@@ -198,5 +198,6 @@ def _summary(handle: JobHandle, console: Console) -> None:
         f"(id {handle.mlflow_experiment_id}), parent run {handle.mlflow_run_id}"
     )
     console.print(
-        f"See it in the MLflow UI:  foreseer ui --tracking-uri {tracking}  (then open the URL it prints)"
+        f"See it in the MLflow UI:  foreseer ui --tracking-uri {tracking} --experiment {handle.job.name}"
+        "  (then open the URL it prints)"
     )

@@ -10,6 +10,7 @@ from foreseer.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     SET_OPTION,
+    bad_input,
     follow_to_exit,
     or_exit,
     parse_sets,
@@ -78,12 +79,23 @@ def run(job_file: str, sets: tuple[str, ...], detach: bool) -> None:
     "--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for every one."
 )
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def ui(tracking_uri: str, host: str, port: int) -> None:
+@click.option("--experiment", default=None, help="A job's name: print the URL of its runs table.")
+def ui(tracking_uri: str, host: str, port: int, experiment: str | None) -> None:
     """Start the MLflow UI on the tracking store (one worker, no job runner); Ctrl-C stops it."""
     from foreseer.dburl import mask_url
     from foreseer.ui import UiError, UiServer, UiSettings, is_loopback
 
     settings = UiSettings(tracking_uri, host=host, port=port)
+    experiment_id = None
+    if experiment is not None:
+        from foreseer.tracking import experiment_id_of
+
+        experiment_id = experiment_id_of(tracking_uri, experiment)
+        if experiment_id is None:
+            bad_input(
+                f"no experiment {experiment!r} in {mask_url(tracking_uri)} "
+                "(an experiment is named after its job; see `foreseer jobs`)"
+            )
     if not is_loopback(host):
         click.echo(
             f"warning: the MLflow UI on {host} is open to the network without authentication; "
@@ -95,7 +107,8 @@ def ui(tracking_uri: str, host: str, port: int) -> None:
     try:
         server.start()
         server.wait_ready()
-        click.echo(f"MLflow UI on {mask_url(tracking_uri)}: {server.url}  (Ctrl-C stops it)")
+        url = server.url if experiment_id is None else settings.experiment_url(experiment_id)
+        click.echo(f"MLflow UI on {mask_url(tracking_uri)}: {url}  (Ctrl-C stops it)")
         code = server.wait()
         if code:
             click.echo(f"the MLflow UI exited with code {code}", err=True)
