@@ -1,7 +1,7 @@
 """From ``foreseer submit`` to the first trial running, on a Ray head on this machine.
 
 A head with its dashboard (Ray's job submission API) starts once, on loopback, with token auth on
-(``foreseer.testing.ray_nodes``). Then ``--runs`` times, a small real job (space mlp, dataset wine, 2
+(``foreseer.backends.ray_nodes``). Then ``--runs`` times, a small real job (space mlp, dataset wine, 2
 trials of 2 epochs, SQLite stores) is submitted with the CLI, and the table gives, in seconds from
 the moment ``foreseer submit`` was started:
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import yaml
 from sqlalchemy import func, select
 
+from foreseer.backends import ray_nodes
 from foreseer.store import JobStore
 from foreseer.store.models import EpochRow, JobRow, TrialRow
-from foreseer.testing import ray_nodes
 
 JOB = {"space": {"name": "mlp", "params": {"depth": 1}}, "dataset": "wine", "trials": 2, "max_epochs": 2,
        "max_concurrent": 2, "stopping": {"name": "none"}}  # fmt: skip

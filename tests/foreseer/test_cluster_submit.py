@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from foreseer.testing import ray_nodes
+from foreseer.backends import ray_nodes
 
 WINE = {"name": "mlp", "params": {"depth": 1, "width_0": 32}}
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from foreseer.testing import ray_nodes
+from foreseer.backends import ray_nodes
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 

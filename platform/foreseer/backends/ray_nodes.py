@@ -12,7 +12,7 @@ Every process of these clusters listens on 127.0.0.1 only (see :data:`JOIN_ON_LO
 that takes with Ray 2.60; :meth:`RayNode.exposed` checks it), and the cluster's own token keeps
 other local processes out of it.
 
-Used as ``from foreseer.testing import ray_nodes`` by the cluster tests and
+Used as ``from foreseer.backends import ray_nodes`` by the cluster tests and
 ``benchmarks/cluster_submit.py``.
 """
 
