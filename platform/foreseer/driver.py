@@ -157,6 +157,10 @@ class SearchDriver:
                         self._end(ev.Stopped(record.number, by="budget", reason=reason))
                     break
                 self.fill(backend, plan)
+                if not self._active and self._paused:
+                    # only paused trials are left: the policy may thaw one before the search ends
+                    self._decide(backend, [])
+                    self.fill(backend, plan)
                 if not self._active:
                     break
                 self.tick(backend, backend.events(plan.poll_s), plan)

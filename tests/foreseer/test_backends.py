@@ -87,6 +87,15 @@ def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay
     assert all(state == "completed" for _, _, state, _, _ in outcome)
 
 
+def test_the_last_trial_paused_is_offered_to_the_policy_before_the_search_ends(curves):
+    """Nothing runs and nothing is left to propose, as after a resume whose other trials all
+    ended: the policy is asked once more, sees the paused trial, and thaws it."""
+    calls, outcome, order = run_loop(ReplayBackend(curves), PauseThenThaw(trial_id="t0005"))
+    assert ([], ["t0005"], [("t0005", "resume", "another trial completed")]) in calls
+    assert [e for t, e in order if t == "t0005"] == list(range(1, EPOCHS + 1))
+    assert all(state == "completed" for _, _, state, _, _ in outcome)
+
+
 @pytest.mark.ray
 def test_pause_and_resume_on_ray_keep_the_checkpoint_and_record_every_epoch_once(
     ray_runtime, curves, tmp_path
