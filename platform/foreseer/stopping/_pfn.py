@@ -114,29 +114,28 @@ class PFNPolicy(StoppingPolicy):
             )
             norm = CurveNormalizer.from_bounds(summary.low, summary.high, summary.first_median)
         forecast = self.forecaster.forecast(
-            [norm(c.values) for c in eligible], [c.max_epochs for c in eligible]
+            norm.curves([c.values for c in eligible]), [c.max_epochs for c in eligible]
         )
         threshold = float(norm([best])[0])  # type: ignore[list-item]
         p_improve = forecast.prob_above([threshold] * len(eligible))
-        q05, q50, q95 = norm.inverse(forecast.quantiles([0.05, 0.5, 0.95])[:, -1].T)
+        quantiles = norm.inverse(forecast.quantiles([0.05, 0.5, 0.95])[:, -1].T).tolist()
         by_id = {}
-        for i, curve in enumerate(eligible):
-            p = float(p_improve[i])
+        for curve, p, q05, q50, q95 in zip(eligible, p_improve.tolist(), *quantiles, strict=True):
             metrics = {
                 "p_improve": p,
-                "forecast_final": float(q50[i]),
-                "forecast_final_q05": float(q05[i]),
-                "forecast_final_q95": float(q95[i]),
+                "forecast_final": q50,
+                "forecast_final_q05": q05,
+                "forecast_final_q95": q95,
             }
             stop = p <= self.delta
-            m = curve.as_metric
-            lo, hi = sorted((m(q05[i]), m(q95[i])))
-            reason = (
-                f"pfn: P(final better than best {m(best):.4g}) = {p:.3g} <= delta {self.delta} at epoch "
-                f"{curve.epoch} (forecast final {m(q50[i]):.4g}, 90% interval [{lo:.4g}, {hi:.4g}])"
-                if stop
-                else ""
-            )
+            reason = ""
+            if stop:
+                m = curve.as_metric
+                lo, hi = sorted((m(q05), m(q95)))
+                reason = (
+                    f"pfn: P(final better than best {m(best):.4g}) = {p:.3g} <= delta {self.delta} at epoch "
+                    f"{curve.epoch} (forecast final {m(q50):.4g}, 90% interval [{lo:.4g}, {hi:.4g}])"
+                )
             by_id[curve.trial_id] = Decision(
                 curve.trial_id, Action.STOP if stop else Action.CONTINUE, reason, metrics
             )
