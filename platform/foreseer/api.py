@@ -88,6 +88,7 @@ def resume(
     *,
     space: Any = None,
     dataset: Any = None,
+    trainable: Any = None,
     on_phase: Callable[[str], Any] | None = None,
 ) -> JobHandle:
     """Continue a job whose driver died or that was cancelled, from what its job store recorded.
@@ -97,6 +98,8 @@ def resume(
         store_uri: the job store the job was recorded in.
         space: the ``SearchSpace`` object, if the job was given one from Python.
         dataset: the ``(X, y)`` arrays, if the job was given arrays from Python.
+        trainable: the training function, if the job was given one that cannot be imported by
+            name (defined in a script run as ``__main__`` or inside a function).
         on_phase: as for :func:`submit`.
 
     Raises:
@@ -106,7 +109,7 @@ def resume(
 
     say = on_phase or (lambda line: None)
     say(f"reading job {job_id} from the job store")
-    prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset)
+    prepared = load_for_resume(job_id, store_uri, space=space, dataset=dataset, trainable=trainable)
     return JobHandle(prepared, _ray_for(prepared.job, say))._start()
 
 

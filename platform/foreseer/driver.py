@@ -181,10 +181,10 @@ class SearchDriver:
             if isinstance(event, Reported):
                 waiting.append((record, self._reported(record, event, plan)))
             elif isinstance(event, Finished):
-                if event.status == "diverged":
-                    self._end(ev.Failed(record.number, reason=event.reason or "diverged"))
-                else:
+                if event.status == "completed":
                     self._end(ev.Completed(record.number, reason=f"trained {record.epochs} epochs"))
+                else:  # diverged, or a training function that broke its protocol
+                    self._end(ev.Failed(record.number, reason=event.reason or event.status))
                 freed = True
             elif isinstance(event, Crashed):
                 freed |= self._crashed(backend, record, event, plan)

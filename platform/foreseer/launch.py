@@ -39,6 +39,7 @@ __all__ = [
     "cluster_client",
     "cluster_logs",
     "cluster_problems",
+    "detached_problems",
     "ensure_submitted",
     "launch",
     "log_file",
@@ -83,12 +84,10 @@ def launch(job: SearchJob, *, cluster: str | None = None, schedule_id: str | Non
     """
     from foreseer.runner import check, open_records
 
-    client = None
-    if cluster is not None:
-        problems = cluster_problems(job, cluster)
-        if problems:
-            raise SpecError(problems)
-        client = cluster_client(cluster)
+    problems = detached_problems(job) + (cluster_problems(job, cluster) if cluster is not None else [])
+    if problems:
+        raise SpecError(problems)
+    client = None if cluster is None else cluster_client(cluster)
     here = cluster is None or on_this_machine(cluster)
     job = pin_paths(job) if here else job
     prepared = check(job, resources=cluster is None)  # a cluster's driver checks its own nodes
@@ -164,6 +163,22 @@ def security_warnings(cluster: str) -> list[str]:
             f"a cluster at {cluster} "
             "that accepts jobs without one runs whatever anyone who reaches it submits. Turn token auth on "
             "(RAY_AUTH_MODE=token on every node, as deploy/ does) and give its token here."
+        )
+    ]
+
+
+def detached_problems(job: SearchJob) -> list[Problem]:
+    """What keeps ``job`` from running in a driver process of its own, which rebuilds it from the
+    job store: a training function that cannot be imported by name."""
+    from foreseer_workers.user import importable_name, trainable_name
+
+    if job.trainable is None or importable_name(name := trainable_name(job.trainable)):
+        return []
+    return [
+        Problem(
+            "trainable",
+            f"{name} cannot be imported by the job's own driver process (it is defined in a script run "
+            "as __main__ or inside a function); move it into a module and give 'package.module:function'",
         )
     ]
 

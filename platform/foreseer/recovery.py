@@ -21,7 +21,9 @@ __all__ = ["load_for_resume"]
 logger = logging.getLogger(__name__)
 
 
-def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: Any = None) -> PreparedJob:
+def load_for_resume(
+    job_id: str, store_url: str, *, space: Any = None, dataset: Any = None, trainable: Any = None
+) -> PreparedJob:
     """Everything needed to continue job ``job_id`` (an id or a unique prefix).
 
     Args:
@@ -29,6 +31,7 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
         store_url: the job store it was recorded in.
         space: the ``SearchSpace`` object, for a job that was given one from Python.
         dataset: the ``(X, y)`` arrays, for a job that was given arrays from Python.
+        trainable: the training function, for a job given one that cannot be imported by name.
 
     Raises:
         SpecError: no such job, it already succeeded, its driver is still running, or its data changed.
@@ -61,7 +64,10 @@ def load_for_resume(job_id: str, store_url: str, *, space: Any = None, dataset: 
         )
     kill_leftovers(row.driver)
     job = SearchJob.from_dict(
-        _with_passwords(_spec_for(row.spec, space, dataset), store_url), source=f"job {row.id}"
+        _with_passwords(
+            _spec_for(row.spec, {"space": space, "dataset": dataset, "trainable": trainable}), store_url
+        ),
+        source=f"job {row.id}",
     )
     prepared = prepare(job, job_id=row.id)
     if row.data_fingerprint and prepared.data.fingerprint != row.data_fingerprint:
@@ -88,30 +94,32 @@ def _wait_for_exit(driver: dict[str, Any] | None, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _spec_for(spec: dict[str, Any], space: Any, dataset: Any) -> dict[str, Any]:
+#: What a job given Python objects stores in their place, and how resume gets them back.
+_GIVEN_AGAIN = {
+    "space": (
+        "object",
+        "the job was given a SearchSpace object; pass it again: fs.resume(job_id, space=...)",
+    ),
+    "dataset": (
+        "arrays",
+        "the job was given (X, y) arrays; pass them again: fs.resume(job_id, dataset=(X, y))",
+    ),
+    "trainable": (
+        "object",
+        "the job was given a training function that cannot be imported by name (defined in a script "
+        "or a function); pass it again: fs.resume(job_id, trainable=...)",
+    ),
+}
+
+
+def _spec_for(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The stored spec with the Python objects the job was given put back from ``given``."""
     spec = {k: v for k, v in spec.items() if k != "job_id"}
-    if isinstance(spec.get("space"), dict) and "object" in spec["space"]:
-        if space is None:
-            raise SpecError(
-                [
-                    Problem(
-                        "space",
-                        "the job was given a SearchSpace object; pass it again: fs.resume(job_id, space=...)",
-                    )
-                ]
-            )
-        spec["space"] = space
-    if isinstance(spec.get("dataset"), dict) and "arrays" in spec["dataset"]:
-        if dataset is None:
-            raise SpecError(
-                [
-                    Problem(
-                        "dataset",
-                        "the job was given (X, y) arrays; pass them again: fs.resume(job_id, dataset=(X, y))",
-                    )
-                ]
-            )
-        spec["dataset"] = dataset
+    for key, (marker, message) in _GIVEN_AGAIN.items():
+        if isinstance(spec.get(key), dict) and marker in spec[key]:
+            if given.get(key) is None:
+                raise SpecError([Problem(key, message)])
+            spec[key] = given[key]
     return spec
 
 

@@ -213,13 +213,20 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     from foreseer.hypernet import WARM_START_WARMUP_EPOCHS, job_ghn
     from foreseer.searcher import CandidateSearcher
     from foreseer.store.models import utcnow
-    from foreseer_workers import SpaceTrainable
+    from foreseer_workers import SpaceTrainable, Trainable, UserTrainable
 
     job, journal = prepared.job, prepared.journal
-    trainable = SpaceTrainable(
-        prepared.space, prepared.data, job.max_epochs, job.seed, max(1, int(job.resources.cpus)),
-        WARM_START_WARMUP_EPOCHS,
-    )  # fmt: skip
+    threads = max(1, int(job.resources.cpus))
+    trainable: Trainable
+    if job.trainable is None:
+        trainable = SpaceTrainable(
+            prepared.space, prepared.data, job.max_epochs, job.seed, threads, WARM_START_WARMUP_EPOCHS
+        )
+    else:
+        trainable = UserTrainable(
+            job.trainable, prepared.space, prepared.data, job.max_epochs,
+            tuple(o.metric for o in job.objectives), job.seed, threads,
+        )  # fmt: skip
     backend = RayBackend(trainable, job.resources, prepared.directory, job.max_concurrent)
     searcher = CandidateSearcher(
         prepared.study, prepared.space, prepared.data.task, prepared.overrides, prepared.ledger
@@ -319,10 +326,10 @@ def publish(prepared: PreparedJob) -> None:
 
 
 def _optuna_counts(study: optuna.Study) -> dict[Any, int]:
-    from foreseer.searcher import CLOSED_UNSEEN
-
     """Optuna's trials by state: the job's trials and its screened-out candidates, not the
     repeated proposals closed unseen (see :mod:`foreseer.searcher`)."""
+    from foreseer.searcher import CLOSED_UNSEEN
+
     counts: dict[Any, int] = {}
     for trial in study.trials:
         if trial.user_attrs.get("status") not in CLOSED_UNSEEN:

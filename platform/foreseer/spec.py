@@ -13,11 +13,20 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from foreseer.errors import Problem, SpecError
 from foreseer.samplers import SAMPLERS
@@ -86,6 +95,9 @@ class SearchJob(SpecModel):
             with parameter overrides, or a ``foreseer_spaces.SearchSpace`` instance.
         dataset: a built-in dataset name (``"digits"``, ``"wine"``, ``"breast_cancer"``), a file path
             (``.npz`` / ``.csv``), a :class:`DatasetSpec`, or a tuple ``(X, y)`` of arrays.
+        trainable: your own training function ``train(candidate, ctx)``, or its name
+            ``"package.module:function"`` (see :mod:`foreseer_workers.user`); ``None`` trains the
+            space's network with Foreseer's own loop.
         objective: one :class:`Objective`, or several for a multi-objective search (``sampler="nsgaii"``).
         sampler: an Optuna sampler by name (the keys of :data:`foreseer.samplers.SAMPLERS`) or an
             ``optuna.samplers.BaseSampler`` instance.
@@ -116,7 +128,11 @@ class SearchJob(SpecModel):
     name: str
     space: str | SpaceSpec | Any = Field("mlp", validate_default=True)
     dataset: str | DatasetSpec | Any = Field("digits", validate_default=True)
-    objective: Objective | list[Objective] = Field(default_factory=Objective)
+    trainable: str | Callable[..., Any] | None = None
+    objective: Annotated[
+        Annotated[Objective, Tag("one")] | Annotated[list[Objective], Tag("several")],
+        Discriminator(lambda v: "several" if isinstance(v, list) else "one"),
+    ] = Field(default_factory=Objective)
     sampler: str | Any = "tpe"
     trials: int = Field(16, ge=1, le=MAX_TRIALS)
     max_epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
@@ -182,14 +198,28 @@ class SearchJob(SpecModel):
             return dataset
         raise ValueError("must be a dataset name, a file path, a mapping, or a tuple (X, y) of arrays")
 
+    @field_validator("trainable", mode="before")
+    @classmethod
+    def _importable_trainable(cls, trainable: Any) -> Any:
+        from foreseer_workers.user import resolve_trainable
+
+        if trainable is not None and not isinstance(trainable, str) and not callable(trainable):
+            raise ValueError(
+                f"must be a function train(candidate, ctx) or its 'package.module:function' name, "
+                f"not {type(trainable).__name__}"
+            )
+        if trainable is not None:
+            resolve_trainable(trainable)
+        return trainable
+
     @field_validator("objective", mode="before")
     @classmethod
     def _coerce_objective(cls, objective: Any) -> Any:
-        if isinstance(objective, str):
-            return {"metric": objective, "mode": TRIAL_METRICS.get(objective, "max")}
-        if isinstance(objective, list) and not objective:
-            raise ValueError("give at least one objective")
-        return objective
+        if isinstance(objective, list):
+            if not objective:
+                raise ValueError("give at least one objective")
+            return [{"metric": o} if isinstance(o, str) else o for o in objective]
+        return {"metric": objective} if isinstance(objective, str) else objective
 
     @field_validator("sampler", mode="before")
     @classmethod
@@ -253,6 +283,16 @@ class SearchJob(SpecModel):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives name the same metric twice: {metrics}")
+        unknown = [(i, m) for i, m in enumerate(metrics) if m not in TRIAL_METRICS]
+        if unknown and self.trainable is None:
+            i, metric = unknown[0]
+            raise FieldProblem(
+                "objective.metric" if not isinstance(self.objective, list) else f"objective.{i}.metric",
+                f"unknown metric; Foreseer's training reports {', '.join(TRIAL_METRICS)}"
+                f"{did_you_mean(metric, TRIAL_METRICS)} (a training function of your own, "
+                "trainable: ..., may report others)",
+                metric,
+            )
         # a setting given that can never take effect is a mistake (a default one is harmless)
         first = getattr(self.stopping, "first_epoch_field", None)
         if first in self.stopping.model_fields_set and getattr(self.stopping, first) >= self.max_epochs:
@@ -295,7 +335,12 @@ class SearchJob(SpecModel):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view of the job (arrays and Python objects are summarised)."""
-        data = self.model_dump(mode="python", exclude={"space", "dataset", "sampler"})
+        from foreseer_workers.user import importable_name, trainable_name
+
+        data = self.model_dump(mode="python", exclude={"space", "dataset", "sampler", "trainable"})
+        if self.trainable is not None:
+            name = trainable_name(self.trainable)
+            data["trainable"] = name if importable_name(name) else {"object": name}
         data["space"] = (
             self.space.model_dump()
             if isinstance(self.space, SpaceSpec)
@@ -365,7 +410,9 @@ def _problems(error: ValidationError, data: Any, model: type[BaseModel] | None =
     problems = []
     for err in error.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "union["))]
-        loc = [p for p in loc if p not in (*STOPPING_NAMES, "str", "SpaceSpec", "DatasetSpec", "Objective")]
+        loc = [
+            p for p in loc if p not in (*STOPPING_NAMES, "str", "SpaceSpec", "DatasetSpec", "one", "several")
+        ]
         where = ".".join(loc) or "job"
         message = err["msg"].removeprefix("Value error, ").removeprefix("Type error, ")
         cause = err.get("ctx", {}).get("error")

@@ -46,26 +46,36 @@ class SpecModel(BaseModel):
 class Objective(SpecModel):
     """The metric a search optimises and its direction.
 
+    ``metric`` is one of :data:`TRIAL_METRICS` (what Foreseer's own training reports), whose
+    direction is known, or, for a job with its own training function, any metric that function
+    reports; then ``mode`` must be given.
+
     Example:
-        >>> Objective("val_loss", mode="min").mode
+        >>> Objective("val_loss").mode
+        'min'
+        >>> Objective("val_rmse", mode="min").mode
         'min'
     """
 
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
 
-    def __init__(self, metric: str = "val_accuracy", mode: str = "max", **data: Any) -> None:
-        super().__init__(metric=metric, mode=mode, **data)
+    def __init__(self, metric: str = "val_accuracy", mode: str | None = None, **data: Any) -> None:
+        super().__init__(metric=metric, **({} if mode is None else {"mode": mode}), **data)
 
-    @field_validator("metric")
+    @model_validator(mode="before")
     @classmethod
-    def _known_metric(cls, metric: str) -> str:
-        if metric not in TRIAL_METRICS:
-            raise ValueError(
-                f"unknown metric; trials report {', '.join(TRIAL_METRICS)}"
-                f"{did_you_mean(metric, TRIAL_METRICS)}"
-            )
-        return metric
+    def _known_direction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") is None and isinstance(data.get("metric"), str):
+            metric = data["metric"]
+            if metric not in TRIAL_METRICS:
+                raise ValueError(
+                    f"{metric!r} is not a metric Foreseer's training reports ({', '.join(TRIAL_METRICS)})"
+                    f"{did_you_mean(metric, TRIAL_METRICS)}; for a metric of your own training "
+                    "function give its direction too: {metric: ..., mode: min or max}"
+                )
+            data = {**data, "mode": TRIAL_METRICS[metric]}
+        return data
 
 
 class Resources(SpecModel):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from foreseer_workers.optim import TrainingHParams
     from foreseer_workers.trainable import SpaceTrainable, Trainable
     from foreseer_workers.training import build_model, run_trial
+    from foreseer_workers.user import TrialContext, TrialHalted, UserTrainable
 
 _EXPORTS = {
     "DataBundle": "foreseer_workers.data",
@@ -38,6 +39,9 @@ _EXPORTS = {
     "build_model": "foreseer_workers.training",
     "evaluate": "foreseer_workers.evaluation",
     "run_trial": "foreseer_workers.training",
+    "TrialContext": "foreseer_workers.user",
+    "TrialHalted": "foreseer_workers.user",
+    "UserTrainable": "foreseer_workers.user",
 }
 
 __all__ = [
@@ -46,7 +50,10 @@ __all__ = [
     "Trainable",
     "TrainingHParams",
     "TrialConfig",
+    "TrialContext",
+    "TrialHalted",
     "TrialOutcome",
+    "UserTrainable",
     "available_datasets",
     "build_model",
     "evaluate",

@@ -88,14 +88,15 @@ class TrialOutcome:
     """How a trial ended.
 
     Attributes:
-        status: ``"completed"`` (all epochs ran), ``"diverged"`` (the loss became NaN/inf) or
-            ``"stopped"`` (the report callback asked to stop).
+        status: ``"completed"`` (all epochs ran), ``"diverged"`` (the loss became NaN/inf),
+            ``"stopped"`` (the report callback asked to stop) or ``"failed"`` (a training function
+            broke its protocol, see :mod:`foreseer_workers.user`; a retry would not help).
         epochs_completed: the last epoch that was reported (counting epochs before a resume).
         reason: why a trial did not complete, e.g. ``"training loss became nan at epoch 3, step 12"``.
         history: the metrics reported by this call, one dict per epoch.
     """
 
-    status: Literal["completed", "diverged", "stopped"]
+    status: Literal["completed", "diverged", "stopped", "failed"]
     epochs_completed: int
     reason: str | None = None
     history: tuple[dict[str, float], ...] = ()
