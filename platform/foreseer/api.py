@@ -283,12 +283,10 @@ class JobHandle:
         return model.eval()
 
     def evaluate_best(self, split: str = "test") -> dict[str, float]:
-        """Loss and accuracy of :meth:`load_best` on the job's ``"val"`` or ``"test"`` split."""
-        from foreseer_workers import evaluate
+        """The trials' validation metrics (loss and accuracy, or the regression metrics) of
+        :meth:`load_best` on the job's ``"val"`` or ``"test"`` split."""
+        from foreseer_workers import score
 
         if split not in ("val", "test"):
             raise ValueError(f"split must be 'val' or 'test', but got {split!r}.")
-        data = self._prepared.data
-        x, y = (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
-        loss, accuracy = evaluate(self.load_best(), x, y)
-        return {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
+        return score(self.load_best(), self._prepared.data, split)

@@ -76,6 +76,7 @@ def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
             check_override_names(space, data.task, overrides)
         except ValueError as e:
             problems.append(Problem("space", str(e)))
+        problems += _task_problems(job, data.task.kind)
     if problems:
         raise SpecError(problems)
     study = optuna.create_study(
@@ -94,6 +95,34 @@ def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
         ledger=Ledger(job.objectives, job.max_epochs),
         study=study,
     )
+
+
+def _task_problems(job: SearchJob, kind: str) -> list[Problem]:
+    """What the job asks of its trials that their task does not give: an objective metric that
+    Foreseer's training does not report for it, or the graph hypernetwork on regression."""
+    from foreseer_workers.metrics import TASK_METRICS
+
+    problems = []
+    if job.trainable is None:
+        reported = TASK_METRICS[kind]
+        for objective in job.objectives:
+            if objective.metric not in reported:
+                problems.append(
+                    Problem(
+                        "objective",
+                        f"the dataset is a {kind} task, whose trials report {', '.join(reported)}; "
+                        f"not {objective.metric!r}",
+                    )
+                )
+    if kind == "regression" and (job.screening.enabled or job.warm_start):
+        problems.append(
+            Problem(
+                "screening" if job.screening.enabled else "warm_start",
+                "the graph hypernetwork is meta-trained on classification; it does not screen or "
+                "warm-start regression trials",
+            )
+        )
+    return problems
 
 
 def check(job: SearchJob, *, resources: bool = True) -> PreparedJob:
@@ -140,6 +169,7 @@ def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | None:
             test_fraction=spec.test_fraction,
             seed=job.seed if spec.seed is None else spec.seed,
             target=spec.target,
+            task=spec.task,
         )
     except (ValueError, TypeError, OSError) as e:
         problems.append(Problem("dataset", str(e)))

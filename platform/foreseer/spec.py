@@ -31,7 +31,6 @@ from pydantic import (
 from foreseer.errors import Problem, SpecError
 from foreseer.samplers import SAMPLERS
 from foreseer.spec_parts import (
-    TRIAL_METRICS,
     DatasetSpec,
     GHNBudget,
     Objective,
@@ -50,6 +49,7 @@ from foreseer.stopping import (
     PFNStopping,
     StoppingSpec,
 )
+from foreseer_workers.metrics import DEFAULT_OBJECTIVE, TRIAL_METRICS
 
 __all__ = [
     "AshaStopping",
@@ -98,7 +98,8 @@ class SearchJob(SpecModel):
         trainable: your own training function ``train(candidate, ctx)``, or its name
             ``"package.module:function"`` (see :mod:`foreseer_workers.user`); ``None`` trains the
             space's network with Foreseer's own loop.
-        objective: one :class:`Objective`, or several for a multi-objective search (``sampler="nsgaii"``).
+        objective: one :class:`Objective`, or several for a multi-objective search (``sampler="nsgaii"``);
+            by default ``val_accuracy`` for classification and ``val_rmse`` for regression.
         sampler: an Optuna sampler by name (the keys of :data:`foreseer.samplers.SAMPLERS`) or an
             ``optuna.samplers.BaseSampler`` instance.
         trials: number of trials to run (at most ``MAX_TRIALS``, 100,000).
@@ -272,6 +273,8 @@ class SearchJob(SpecModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchJob:
+        if "objective" not in self.model_fields_set:  # the task's own default, kept in to_dict()
+            object.__setattr__(self, "objective", Objective(DEFAULT_OBJECTIVE[self.task_kind]))
         if len(self.objectives) > 1 and self.stopping.name != "none":
             raise ValueError(
                 "early stopping needs a single objective; use stopping: none with several objectives"
@@ -328,6 +331,12 @@ class SearchJob(SpecModel):
 
     def space_overrides(self) -> dict[str, Any]:
         return dict(self.space.params) if isinstance(self.space, SpaceSpec) else {}
+
+    @property
+    def task_kind(self) -> str:
+        """``"classification"`` or ``"regression"``: what the dataset's labels are."""
+        spec = self.dataset_spec()
+        return "classification" if spec is None else spec.kind
 
     def dataset_spec(self) -> DatasetSpec | None:
         """The dataset as a spec, or ``None`` when it was given as arrays."""

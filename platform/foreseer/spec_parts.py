@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from foreseer_workers.metrics import TRIAL_METRICS
+
 if TYPE_CHECKING:
     from foreseer.screening import Screener, ScreeningGate
 
@@ -23,18 +25,8 @@ __all__ = [
     "ScreeningSpec",
     "SpaceSpec",
     "SpecModel",
-    "TRIAL_METRICS",
     "did_you_mean",
 ]
-
-#: Metrics every trial reports each epoch, with the direction in which they improve.
-TRIAL_METRICS: dict[str, str] = {
-    "val_accuracy": "max",
-    "val_loss": "min",
-    "train_accuracy": "max",
-    "train_loss": "min",
-    "num_params": "min",
-}
 
 
 class SpecModel(BaseModel):
@@ -156,11 +148,14 @@ class GHNBudget(SpecModel):
 
 class DatasetSpec(SpecModel):
     """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed (the job's
-    ``seed`` unless ``seed`` is given here)."""
+    ``seed`` unless ``seed`` is given here). ``task`` says whether the label column is a class or a
+    real-valued target; by default a built-in's own kind (``diabetes`` is regression), else
+    classification."""
 
     name: str | None = None
     path: str | None = None
     target: str | None = None
+    task: Literal["classification", "regression"] | None = None
     val_fraction: float = Field(0.2, gt=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
     seed: int | None = None
@@ -178,6 +173,13 @@ class DatasetSpec(SpecModel):
     @property
     def source(self) -> str:
         return self.name if self.name is not None else self.path  # type: ignore[return-value]
+
+    @property
+    def kind(self) -> str:
+        """``"classification"`` or ``"regression"``."""
+        from foreseer_workers.sources import source_task
+
+        return source_task(self.source, self.task)
 
 
 def did_you_mean(word: str, options: Any) -> str:

@@ -15,7 +15,7 @@ Example:
 from typing import Any
 
 from foreseer_spaces._base import ArchGraph, GraphNode, SearchSpace, TrialLike
-from foreseer_spaces._candidate import Candidate, JsonScalar, Task
+from foreseer_spaces._candidate import TASK_KINDS, Candidate, JsonScalar, Task
 from foreseer_spaces._declarative import ParamOverride, constrain, parse_overrides
 from foreseer_spaces._discovery import check_override_names, discover_param_names, discover_params
 from foreseer_spaces._function_space import FunctionSpace, search_space
@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HPARAM_NAMES",
+    "TASK_KINDS",
     "ArchGraph",
     "Candidate",
     "FunctionSpace",

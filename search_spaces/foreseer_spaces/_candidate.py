@@ -94,17 +94,25 @@ class Candidate:
         )
 
 
+#: The kinds of task a network is built for.
+TASK_KINDS = ("classification", "regression")
+
+
 @dataclass(frozen=True)
 class Task:
-    """What a network is built for: the shape of one input example and the number of classes.
+    """What a network is built for: the shape of one input example, and either the number of
+    classes (classification) or one real-valued target (regression, ``num_classes`` 0).
 
     Example:
         >>> Task(input_shape=(1, 8, 8), num_classes=10).is_image
         True
+        >>> Task((10,), kind="regression").num_outputs
+        1
     """
 
     input_shape: tuple[int, ...]
-    num_classes: int
+    num_classes: int = 0
+    kind: str = "classification"
 
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.input_shape)
@@ -112,9 +120,23 @@ class Task:
             raise ValueError(
                 f"Task.input_shape must be non-empty with positive sizes, but got {self.input_shape!r}."
             )
-        if self.num_classes < 2:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"Task.kind must be one of {list(TASK_KINDS)}, but got {self.kind!r}.")
+        if self.kind == "classification" and self.num_classes < 2:
             raise ValueError(f"Task.num_classes must be at least 2, but got {self.num_classes}.")
+        if self.kind == "regression" and self.num_classes != 0:
+            raise ValueError(f"a regression Task has no classes, but got num_classes={self.num_classes}.")
         object.__setattr__(self, "input_shape", shape)
+
+    def __repr__(self) -> str:
+        if self.kind == "classification":
+            return f"Task(input_shape={self.input_shape}, num_classes={self.num_classes})"
+        return f"Task(input_shape={self.input_shape}, kind={self.kind!r})"
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs of the network's last layer: one logit per class, or the one regression target."""
+        return self.num_classes if self.kind == "classification" else 1
 
     @property
     def is_image(self) -> bool:

@@ -142,7 +142,7 @@ def search_space(name: str, *, replace: bool = False) -> Callable[[SpaceFunction
         ... def tiny_mlp(trial, task):
         ...     width = trial.suggest_int("width", 8, 64, log=True)
         ...     return nn.Sequential(nn.Flatten(), nn.Linear(task.num_features, width), nn.ReLU(),
-        ...                          nn.Linear(width, task.num_classes))
+        ...                          nn.Linear(width, task.num_outputs))
         >>> get_space("tiny_mlp") is tiny_mlp
         True
     """

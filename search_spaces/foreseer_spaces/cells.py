@@ -150,13 +150,13 @@ class CellNetwork(nn.Module):
         self.cells = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.BatchNorm2d(4 * width), nn.ReLU())
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(4 * width, task.num_classes)
+        self.classifier = nn.Linear(4 * width, task.num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (B, C, H, W)
         x = self.cells(x)  # (B, 4C, H/4, W/4)
         x = self.pool(self.head(x)).flatten(1)  # (B, 4C)
-        return self.classifier(x)  # (B, num_classes)
+        return self.classifier(x)  # (B, num_outputs)
 
 
 class CellSpace(SearchSpace):

@@ -80,12 +80,12 @@ class MLP(nn.Module):
                 for d_in, d_out in pairwise(widths)
             )
         )
-        self.classifier = nn.Linear(widths[-1], task.num_classes)
+        self.classifier = nn.Linear(widths[-1], task.num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(x)  # (B, num_features)
         x = self.blocks(x)  # (B, width of the last block)
-        return self.classifier(x)  # (B, num_classes)
+        return self.classifier(x)  # (B, num_outputs)
 
 
 class MLPSpace(SearchSpace):

@@ -146,7 +146,7 @@ def test_a_diverging_trial_fails_with_a_reason_and_the_job_goes_on(ray_runtime, 
     def blowup(trial, task):
         width = trial.suggest_categorical("width", [8, 16])
         return nn.Sequential(
-            nn.Flatten(), nn.Linear(task.num_features, width), nn.Linear(width, task.num_classes), Blowup()
+            nn.Flatten(), nn.Linear(task.num_features, width), nn.Linear(width, task.num_outputs), Blowup()
         )
 
     handle = run_job(tmp_path, name="diverge", space=blowup, dataset="wine", trials=2, max_epochs=3)

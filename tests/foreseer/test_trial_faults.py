@@ -44,7 +44,7 @@ def faulty_space(kind: str, marker: Path):
             nn.Linear(task.num_features, width),
             Fault(kind, str(marker)),
             nn.ReLU(),
-            nn.Linear(width, task.num_classes),
+            nn.Linear(width, task.num_outputs),
         )
 
     return space

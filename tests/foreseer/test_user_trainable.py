@@ -119,9 +119,9 @@ def test_a_trainable_that_cannot_be_used_is_refused_up_front(trainable, says):
 
 def test_a_metric_of_its_own_needs_a_trainable_and_a_direction():
     with pytest.raises(SpecError, match="a training function of your own"):
-        fs.SearchJob(name="x", objective={"metric": "val_rmse", "mode": "min"})
+        fs.SearchJob(name="x", objective={"metric": "val_auc", "mode": "max"})
     with pytest.raises(SpecError, match="give its direction too"):
-        fs.SearchJob(name="x", trainable=trainables.classifier, objective="val_rmse")
+        fs.SearchJob(name="x", trainable=trainables.classifier, objective="val_auc")
     job = fs.SearchJob(
         name="x", trainable=trainables.classifier, objective={"metric": "val_rmse", "mode": "min"}
     )

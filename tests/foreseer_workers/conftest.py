@@ -34,7 +34,7 @@ class TinyMLPSpace(SearchSpace):
             nn.BatchNorm1d(width),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(width, task.num_classes),
+            nn.Linear(width, task.num_outputs),
         )
 
 
@@ -54,7 +54,7 @@ class TinyConvSpace(SearchSpace):
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(channels * (task.input_shape[1] // 2) * (task.input_shape[2] // 2), task.num_classes),
+            nn.Linear(channels * (task.input_shape[1] // 2) * (task.input_shape[2] // 2), task.num_outputs),
         )
 
 

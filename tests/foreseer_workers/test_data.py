@@ -15,7 +15,7 @@ def _counts(y: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_available_datasets_lists_the_builtins():
-    assert set(available_datasets()) == {"digits", "wine", "breast_cancer"}
+    assert set(available_datasets()) == {"digits", "wine", "breast_cancer", "diabetes"}
 
 
 @pytest.mark.parametrize(("name", "shape", "num_classes", "total"), BUILTINS)
@@ -247,3 +247,34 @@ def test_bad_input_is_rejected_with_a_clear_message(case, tmp_path):
     make_source, kwargs, error, pattern = BAD_INPUTS[case]
     with pytest.raises(error, match=pattern):
         load_dataset(make_source(tmp_path), **kwargs)
+
+
+def test_diabetes_is_a_regression_set_split_at_random_with_targets_in_their_units():
+    data = load_dataset("diabetes", seed=3)
+    assert data.task.kind == "regression" and data.task.num_outputs == 1 and data.classes == ()
+    sizes = [len(data.y_train), len(data.y_val), len(data.y_test)]
+    assert sum(sizes) == 442 and sizes[1:] == [88, 88]
+    targets = np.concatenate([data.y_train, data.y_val, data.y_test])
+    assert data.y_train.dtype == np.float32 and 25 <= targets.min() and targets.max() <= 346
+    mean, std = data.target_scale
+    assert mean == pytest.approx(float(data.y_train.mean()), rel=1e-6) and std > 10
+    assert load_dataset("diabetes", seed=3).fingerprint == data.fingerprint
+    assert load_dataset("diabetes", seed=4).fingerprint != data.fingerprint
+
+
+def test_a_file_or_arrays_are_read_as_regression_when_asked(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=60)
+    np.savez(tmp_path / "linear.npz", x=x, y=y)
+    data = load_dataset(tmp_path / "linear.npz", task="regression")
+    assert data.task.kind == "regression" and len(data.y_train) == 36
+    assert load_dataset((x, y), task="regression").fingerprint == data.fingerprint
+    with pytest.raises(ValueError, match="regression targets must be finite"):
+        load_dataset((x, np.where(np.arange(60) == 5, np.nan, y)), task="regression")
+    with pytest.raises(TypeError, match="regression targets must be numbers"):
+        load_dataset((x, np.array(["a"] * 60)), task="regression")
+    with pytest.raises(ValueError, match="'diabetes' is a regression task, not classification"):
+        load_dataset("diabetes", task="classification")
+    with pytest.raises(ValueError, match="task must be one of"):
+        load_dataset("wine", task="ranking")

@@ -204,3 +204,24 @@ def test_warmup_ramps_the_learning_rate_linearly(wine, make_config, drop):
     config = make_config(4, lr=1e-2, lr_schedule="constant", batch_size=32, warmup=2.0)
     lrs = [m["lr"] for m in run_trial(config, wine, drop).history]  # 4 steps per epoch, 8 warm-up steps
     assert lrs == pytest.approx([1e-2 * 4 / 8, 1e-2, 1e-2, 1e-2])
+
+
+def test_mlp_fits_diabetes_and_reports_regression_metrics_that_score_reproduces(make_config, make_recorder):
+    from foreseer_workers import load_dataset, score
+    from foreseer_workers.metrics import TASK_METRICS
+
+    diabetes = load_dataset("diabetes", seed=0)
+    config = make_config(15, lr=3e-3)
+    recorder = make_recorder()
+    outcome = run_trial(config, diabetes, recorder)
+    assert outcome.status == "completed"
+    first, last = recorder.metrics[0], recorder.metrics[-1]
+    assert set(TASK_METRICS["regression"]) <= set(last) and "val_accuracy" not in last
+    target_std = diabetes.target_scale[1]
+    assert last["val_rmse"] < 0.8 * target_std, "better than predicting the mean"
+    assert last["val_r2"] > 0.3 and last["val_rmse"] == pytest.approx(last["val_mse"] ** 0.5)
+    assert last["val_loss"] == pytest.approx(last["val_mse"] / target_std**2)
+    assert last["train_loss"] < first["train_loss"]
+    model = build_model(config, diabetes.task)
+    load_weights(model, recorder.checkpoints[-1] / "model.safetensors")
+    assert score(model, diabetes) == {k: v for k, v in last.items() if k.startswith("val_")}

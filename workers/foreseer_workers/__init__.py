@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from foreseer_workers.checkpoint import load_weights, read_trial_info, save_weights
     from foreseer_workers.config import TrialConfig, TrialOutcome
     from foreseer_workers.data import DataBundle, available_datasets, load_dataset
-    from foreseer_workers.evaluation import evaluate
+    from foreseer_workers.evaluation import evaluate, evaluate_regression, score
     from foreseer_workers.optim import TrainingHParams
     from foreseer_workers.trainable import SpaceTrainable, Trainable
     from foreseer_workers.training import build_model, run_trial
@@ -38,6 +38,8 @@ _EXPORTS = {
     "TrialOutcome": "foreseer_workers.config",
     "build_model": "foreseer_workers.training",
     "evaluate": "foreseer_workers.evaluation",
+    "evaluate_regression": "foreseer_workers.evaluation",
+    "score": "foreseer_workers.evaluation",
     "run_trial": "foreseer_workers.training",
     "TrialContext": "foreseer_workers.user",
     "TrialHalted": "foreseer_workers.user",
@@ -57,11 +59,13 @@ __all__ = [
     "available_datasets",
     "build_model",
     "evaluate",
+    "evaluate_regression",
     "load_dataset",
     "load_weights",
     "read_trial_info",
     "run_trial",
     "save_weights",
+    "score",
 ]
 
 

@@ -1,14 +1,37 @@
-"""Scoring a network on labelled data: the one definition of validation loss and accuracy."""
+"""Scoring a network on labelled data: the one definition of the validation metrics a trial
+reports (loss and accuracy for classification; loss, MSE, RMSE, MAE and R² for regression)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:
+    from foreseer_workers.data import DataBundle
+
 EVAL_BATCH_SIZE = 512
+
+
+def score(model: nn.Module, data: DataBundle, split: str = "val", *, device: str = "cpu") -> dict[str, float]:
+    """The metrics ``run_trial`` reports for its validation split, on ``split`` (``"val"`` or
+    ``"test"``) of ``data``, named ``{split}_{metric}`` (see :mod:`foreseer_workers.metrics`).
+
+    Example:
+        >>> score(model, data, "test")
+        {'test_loss': 0.08, 'test_accuracy': 0.97}
+    """
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', but got {split!r}.")
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    if data.task.kind == "regression":
+        metrics = evaluate_regression(model, x, y, target_scale=data.target_scale, device=device)
+    else:
+        loss, accuracy = evaluate(model, x, y, device=device)
+        metrics = {"loss": loss, "accuracy": accuracy}
+    return {f"{split}_{name}": value for name, value in metrics.items()}
 
 
 @torch.no_grad()
@@ -59,3 +82,43 @@ def _to_tensor(value: Any, dtype: torch.dtype, device: torch.device) -> torch.Te
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype)
     return torch.tensor(value, dtype=dtype, device=device)  # a copy: data arrays are read-only
+
+
+@torch.no_grad()
+def evaluate_regression(
+    model: nn.Module,
+    x: Any,
+    y: Any,
+    *,
+    target_scale: tuple[float, float] = (0.0, 1.0),
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Regression metrics of ``model``, whose one output predicts the target standardised with
+    ``target_scale`` (mean, std; see :attr:`DataBundle.target_scale`), on targets ``y`` in their own
+    units: ``loss`` (mean squared error of the standardised target, what training minimises),
+    ``mse``, ``rmse`` and ``mae`` (in the target's units) and ``r2``, in eval mode.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer of at least 1, but got {batch_size!r}.")
+    dev = torch.device(device)
+    x, y = _to_tensor(x, torch.float32, dev), _to_tensor(y, torch.float64, dev)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must be non-empty and of equal length, but got {len(x)} and {len(y)}.")
+    mean, std = target_scale
+    was_training = model.training
+    model.to(dev).eval()
+    predicted = torch.cat(
+        [model(x[start : start + batch_size]).double().reshape(-1) for start in range(0, len(x), batch_size)]
+    )  # (n,) in standardised units
+    model.train(was_training)
+    error = predicted * std + mean - y
+    mse = float((error**2).mean())
+    total = float(((y - y.mean()) ** 2).sum())
+    return {
+        "loss": mse / std**2,
+        "mse": mse,
+        "rmse": mse**0.5,
+        "mae": float(error.abs().mean()),
+        "r2": 1.0 - float((error**2).sum()) / total if total > 0 else 0.0,
+    }

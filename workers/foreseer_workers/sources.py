@@ -1,7 +1,8 @@
 """Where a dataset comes from: built-in names, .npz / .csv files or arrays, read and checked.
 
-Every source ends up as a :class:`RawDataset`: finite float32 features, labels coded ``0..K-1`` and
-the original label of each code. Splitting and scaling happen in :mod:`foreseer_workers.data`.
+Every source ends up as a :class:`RawDataset`: finite float32 features and, for classification,
+labels coded ``0..K-1`` with the original label of each code, or, for regression, one finite
+float32 target per example. Splitting and scaling happen in :mod:`foreseer_workers.data`.
 """
 
 from __future__ import annotations
@@ -14,32 +15,62 @@ from typing import Any, NamedTuple, Union
 
 import numpy as np
 
-BUILTINS = ("breast_cancer", "digits", "wine")
+from foreseer_spaces import TASK_KINDS
+
+BUILTINS = ("breast_cancer", "diabetes", "digits", "wine")
+#: The built-ins that are not classification tasks. (California housing is not among them:
+#: scikit-learn downloads it on first use.)
+BUILTIN_TASKS = {"diabetes": "regression"}
 EXTENSIONS = (".csv", ".npz")
 
 DataSource = Union[str, "os.PathLike[str]", tuple[Any, Any]]
 
 
 class RawDataset(NamedTuple):
-    """A checked, unsplit dataset: ``x`` float32 ``(n, ...)``, ``y`` int64 codes, ``classes[code]``."""
+    """A checked, unsplit dataset: ``x`` float32 ``(n, ...)``; ``y`` int64 codes with
+    ``classes[code]`` (classification) or float32 targets with no classes (regression)."""
 
     name: str
     x: np.ndarray
     y: np.ndarray
     classes: tuple[str, ...]
+    kind: str = "classification"
 
 
-def read_source(source: DataSource, target: str | int | None = None) -> RawDataset:
+def source_task(source: DataSource, task: str | None = None) -> str:
+    """The kind of task of ``source``: ``task`` when given, else a built-in's own kind, else
+    ``"classification"``."""
+    if task is not None:
+        if task not in TASK_KINDS:
+            raise ValueError(f"task must be one of {list(TASK_KINDS)}, but got {task!r}.")
+        return task
+    if isinstance(source, str):
+        return BUILTIN_TASKS.get(source, "classification")
+    return "classification"
+
+
+def read_source(source: DataSource, target: str | int | None = None, task: str | None = None) -> RawDataset:
     """Read and check any accepted source (see :func:`foreseer_workers.load_dataset`).
 
     Raises:
         ValueError: unknown name, missing file, unsupported extension, or arrays that are not a
-            classification dataset (length mismatch, NaN/inf, fewer than 2 classes, bad shapes).
-        TypeError: a source of an unsupported type, or non-numeric features.
+            dataset of the task (length mismatch, NaN/inf, fewer than 2 classes, bad shapes).
+        TypeError: a source of an unsupported type, or non-numeric features or targets.
     """
+    kind = source_task(source, task)
+    if isinstance(source, str) and source in BUILTINS and kind != source_task(source):
+        raise ValueError(f"the built-in dataset {source!r} is a {source_task(source)} task, not {kind}.")
     name, x, y, label_names = _read(source, target)
-    x, y, classes = _validate_arrays(x, y, label_names)
-    return RawDataset(name, x, y, classes)
+    x = _validate_features(x)
+    y = _validate_targets(y, len(x))
+    if kind == "regression":
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"regression targets must be numbers, but got an array of dtype {y.dtype}.")
+        if not np.isfinite(y).all():
+            raise ValueError("regression targets must be finite, but y holds NaN/inf values.")
+        return RawDataset(name, x, y.astype(np.float32), (), kind)
+    codes, classes = _encode_labels(y, label_names)
+    return RawDataset(name, x, codes, classes, kind)
 
 
 def _read(source: DataSource, target: str | int | None) -> tuple[str, Any, Any, Sequence[str] | None]:
@@ -89,6 +120,7 @@ def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, Sequence[str]]:
 
     loaders = {
         "breast_cancer": datasets.load_breast_cancer,
+        "diabetes": datasets.load_diabetes,
         "digits": datasets.load_digits,
         "wine": datasets.load_wine,
     }
@@ -96,7 +128,8 @@ def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, Sequence[str]]:
     x = bunch.data
     if name == "digits":
         x = x.reshape(-1, 1, 8, 8)  # the 8x8 images as one-channel images, for image spaces
-    return x, bunch.target, [str(n) for n in bunch.target_names]
+    names = getattr(bunch, "target_names", None)  # a regression set has none
+    return x, bunch.target, None if names is None else [str(n) for n in names]
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -173,25 +206,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _validate_arrays(
-    x: Any, y: Any, label_names: Sequence[str] | None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Check X and y and return (X as float32, y as int64 codes 0..K-1, original label of each code)."""
-    x, y = np.asarray(x), np.asarray(y)
+def _validate_features(x: Any) -> np.ndarray:
+    """X checked: numbers, 2-D or 4-D, non-empty and finite; as float32."""
+    x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"X must hold numbers, but got an array of dtype {x.dtype}.")
     if x.ndim not in (2, 4):
         raise ValueError(
             f"X must be 2-D (examples, features) or 4-D (examples, channels, height, width), "
             f"but got shape {x.shape}."
-        )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D with one label per example, but got shape {y.shape}.")
-    if len(x) != len(y):
-        raise ValueError(
-            f"X and y must have the same length, but X has {len(x)} examples and y has {len(y)}."
         )
     if len(x) == 0 or x[0].size == 0:
         raise ValueError(
@@ -205,8 +228,19 @@ def _validate_arrays(
             f"X must be finite, but holds {int(bad.sum())} NaN/inf value(s) (first in example {first}); "
             f"clean or impute them first."
         )
-    codes, classes = _encode_labels(y, label_names)
-    return x, codes, classes
+    return x
+
+
+def _validate_targets(y: Any, n: int) -> np.ndarray:
+    """y checked: one label or target per example of X."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D with one label per example, but got shape {y.shape}.")
+    if n != len(y):
+        raise ValueError(f"X and y must have the same length, but X has {n} examples and y has {len(y)}.")
+    return y
 
 
 def _encode_labels(y: np.ndarray, label_names: Sequence[str] | None) -> tuple[np.ndarray, tuple[str, ...]]:

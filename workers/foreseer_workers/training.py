@@ -38,7 +38,7 @@ from foreseer_workers.checkpoint import (
 )
 from foreseer_workers.config import TrialConfig, TrialOutcome
 from foreseer_workers.data import DataBundle
-from foreseer_workers.evaluation import evaluate
+from foreseer_workers.evaluation import score
 from foreseer_workers.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -89,9 +89,11 @@ def run_trial(
         config: what to train and how.
         data: train and validation splits (the test split is not touched).
         report: called as ``report(metrics, checkpoint_dir)`` after each epoch. ``metrics`` holds
-            ``epoch`` (1-based), ``train_loss`` (with label smoothing, mean over the epoch),
-            ``train_accuracy``, ``val_loss`` (plain cross-entropy), ``val_accuracy``, ``lr`` (of the
-            epoch's last step), ``epoch_seconds`` (training + validation) and ``num_params``.
+            ``epoch`` (1-based), ``train_loss`` (mean over the epoch; with label smoothing for
+            classification, of the standardised target for regression), the task's validation
+            metrics (:func:`~foreseer_workers.evaluation.score`), for classification
+            ``train_accuracy``, and ``lr`` (of the epoch's last step), ``epoch_seconds``
+            (training + validation) and ``num_params``.
             ``checkpoint_dir`` is a new directory the caller owns from then on (move or delete it).
             Returning a truthy value stops the trial after that epoch (status ``"stopped"``).
         init_weights: name -> tensor loaded before training, e.g. predicted by a hypernetwork.
@@ -130,10 +132,12 @@ class _Trial:
         self.model = build_model(config, data.task, init_weights=init_weights).to(self.device)
         self.num_params = sum(p.numel() for p in self.model.parameters())
         self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.regression = data.task.kind == "regression"
         self.x_train = torch.tensor(data.x_train, device=self.device)
         self.y_train = torch.tensor(data.y_train, device=self.device)
-        self.x_val = torch.tensor(data.x_val, device=self.device)
-        self.y_val = torch.tensor(data.y_val, device=self.device)
+        if self.regression:  # the network fits the standardised target
+            mean, std = data.target_scale
+            self.y_train = (self.y_train - mean) / std
         # Batches of near-equal size, so there is never a last batch of 1 (which BatchNorm rejects).
         self.num_batches = math.ceil(len(self.y_train) / hp.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), hp)
@@ -144,7 +148,9 @@ class _Trial:
             max_epochs=config.max_epochs,
             warmup_epochs=config.lr_warmup_epochs,
         )
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+        self.criterion: nn.Module = (
+            nn.MSELoss() if self.regression else nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+        )
 
     def run(self, start_epoch: int, report: ReportFn) -> TrialOutcome:
         history: list[dict[str, float]] = []
@@ -167,22 +173,22 @@ class _Trial:
     def epoch(self, epoch: int) -> dict[str, float]:
         began = time.perf_counter()
         train_loss, train_accuracy, lr = self.train_epoch(epoch)
-        val_loss, val_accuracy = evaluate(self.model, self.x_val, self.y_val, device=self.config.device)
-        if not math.isfinite(val_loss):
-            raise _Diverged(f"validation loss became {val_loss} at epoch {epoch}")
+        val = score(self.model, self.data, "val", device=self.config.device)
+        if not math.isfinite(val["val_loss"]):
+            raise _Diverged(f"validation loss became {val['val_loss']} at epoch {epoch}")
         return {
             "epoch": epoch,
             "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
+            **({} if train_accuracy is None else {"train_accuracy": train_accuracy}),
+            **val,
             "lr": lr,
             "epoch_seconds": time.perf_counter() - began,
             "num_params": self.num_params,
         }
 
-    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
-        """One pass over the shuffled training split; returns (mean loss, accuracy, last LR)."""
+    def train_epoch(self, epoch: int) -> tuple[float, float | None, float]:
+        """One pass over the shuffled training split; returns (mean loss, accuracy or ``None`` for
+        regression, last LR)."""
         self.model.train()
         n = len(self.y_train)
         order = torch.randperm(n, generator=self.shuffle).to(self.device)
@@ -190,12 +196,13 @@ class _Trial:
         for step, idx in enumerate(torch.tensor_split(order, self.num_batches), start=1):
             x, y = self.x_train[idx], self.y_train[idx]
             logits = self.model(x)
-            if logits.shape != (len(idx), self.data.task.num_classes):
+            if logits.shape != (len(idx), self.data.task.num_outputs):
                 raise ValueError(
                     f"space {self.config.space.name!r} built a network whose output has shape "
-                    f"{tuple(logits.shape)}, but (batch, num_classes={self.data.task.num_classes}) is needed."
+                    f"{tuple(logits.shape)}, but (batch, {self.data.task.num_outputs}) is needed "
+                    f"({'one output for regression' if self.regression else 'one logit per class'})."
                 )
-            loss = self.criterion(logits, y)
+            loss = self.criterion(logits[:, 0] if self.regression else logits, y)
             value = loss.item()
             if not math.isfinite(value):
                 raise _Diverged(f"training loss became {value} at epoch {epoch}, step {step}")
@@ -205,8 +212,9 @@ class _Trial:
             self.optimizer.step()
             self.scheduler.step()
             loss_sum += value * len(idx)
-            correct += (logits.argmax(dim=1) == y).sum()
-        return loss_sum / n, correct.item() / n, lr
+            if not self.regression:
+                correct += (logits.argmax(dim=1) == y).sum()
+        return loss_sum / n, None if self.regression else correct.item() / n, lr
 
     def checkpoint(self, metrics: dict[str, float]) -> str:
         """Write a checkpoint of the state after ``metrics['epoch']`` into a new temporary directory."""

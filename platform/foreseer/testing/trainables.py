@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from foreseer_spaces import Candidate
     from foreseer_workers import TrialContext
 
-__all__ = ["classifier", "forgets_the_objective", "never_reports", "raises_at_epoch_2"]
+__all__ = ["classifier", "forgets_the_objective", "never_reports", "raises_at_epoch_2", "regressor"]
 
 #: The epoch after which ``raises_at_epoch_2`` raises (an attempt resumed from it trains on).
 RAISES_AFTER = 1
@@ -60,6 +60,43 @@ def classifier(candidate: Candidate, ctx: TrialContext) -> None:
             val_accuracy=(logits.argmax(1) == y_val).float().mean().item(),
             val_loss=F.cross_entropy(logits, y_val).item(),
         )
+
+
+def regressor(candidate: Candidate, ctx: TrialContext) -> None:
+    """A regression loop of the user's own: the space's network fits the standardised target of
+    a regression dataset with mean squared error; it reports the validation RMSE and MAE in the
+    target's units, computed here, not by Foreseer."""
+    import torch
+    import torch.nn.functional as F
+
+    model = ctx.build_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(candidate.hparams.get("lr", 1e-3)))
+    start = 0
+    if (state := ctx.load_checkpoint()) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["epoch"])
+    mean, std = float(ctx.data.y_train.mean()), float(ctx.data.y_train.std())
+    x, y = torch.tensor(ctx.data.x_train), (torch.tensor(ctx.data.y_train) - mean) / std
+    x_val, y_val = torch.tensor(ctx.data.x_val), torch.tensor(ctx.data.y_val)
+    batch = int(candidate.hparams.get("batch_size", 32))
+    for epoch in range(start + 1, ctx.max_epochs + 1):
+        model.train()
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(ctx.seed * 10_000 + epoch))
+        for idx in order.split(batch):
+            optimizer.zero_grad()
+            F.mse_loss(model(x[idx].to(ctx.device))[:, 0], y[idx].to(ctx.device)).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            error = model(x_val.to(ctx.device))[:, 0].cpu() * std + mean - y_val
+        ctx.checkpoint(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+             "epoch": epoch},
+            model=model,
+        )  # fmt: skip
+        ctx.report(epoch, val_rmse=error.pow(2).mean().sqrt().item(), val_mae=error.abs().mean().item())
 
 
 def raises_at_epoch_2(candidate: Candidate, ctx: TrialContext) -> None:
