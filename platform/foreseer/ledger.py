@@ -189,6 +189,29 @@ class Ledger:
                     found = (record, *best)
             self._best = found
 
+    def objective_values(self, record: TrialRecord) -> tuple[float, ...] | None:
+        """The trial's value of every objective at its best epoch of the primary one (what Optuna
+        is told), or ``None`` before its first epoch."""
+        best = self.best_epoch(record)
+        if best is None:
+            return None
+        row = record.metrics[best[0] - 1]
+        return tuple(float(row.get(o.metric, math.nan)) for o in self.objectives)
+
+    def pareto_front(self) -> list[TrialRecord]:
+        """The trials that no other trial matches or beats on every objective while beating it on
+        one (failed trials and missing values left out), in trial order; for a multi-objective job."""
+        with self._lock:
+            candidates = [(r, self.objective_values(r)) for r in self._trials.values() if r.state != "failed"]
+        signs = [1.0 if o.mode == "max" else -1.0 for o in self.objectives]
+        points = [
+            (record, tuple(s * v for s, v in zip(signs, values, strict=True)))
+            for record, values in candidates
+            if values is not None and all(math.isfinite(v) for v in values)
+        ]
+        front = [r for r, p in points if not any(_dominates(q, p) for _, q in points)]
+        return sorted(front, key=lambda r: r.number)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             out = dict.fromkeys(TRIAL_STATES, 0)
@@ -219,6 +242,9 @@ class Ledger:
         first = ["trial_number", *(o.metric for o in self.objectives), "status", "best_epoch", "epochs"]
         frame = frame[first + [c for c in frame.columns if c not in first]]
         frame.insert(0, "rank", range(1, len(frame) + 1))
+        if len(self.objectives) > 1:
+            front = {r.number for r in self.pareto_front()}
+            frame.insert(frame.columns.get_loc("status") + 1, "pareto", frame["trial_number"].isin(front))
         return frame
 
     def _row(self, record: TrialRecord) -> dict[str, Any]:
@@ -237,3 +263,8 @@ class Ledger:
             row[objective.metric] = values[best[0] - 1] if best and values else float("nan")
         row.update(epochs=record.epochs, status=record.state, reason=record.reason, run_id=record.run_id)
         return row
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Whether ``a`` is at least as good as ``b`` everywhere and better somewhere (higher is better)."""
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))

@@ -1,5 +1,5 @@
 """Summary plots of a job for its parent run in MLflow: the best so far against epochs consumed,
-and every trial's learning curve with how it ended.
+every trial's learning curve with how it ended, and for a multi-objective job its Pareto front.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (Agg canvas, no ``pyplot``): no
 global figure registry to leak into, no display needed, safe from any thread.
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from foreseer.ledger import Ledger, TrialRecord
 
-__all__ = ["best_so_far", "trial_curves", "summary_figures", "best_so_far_points"]
+__all__ = ["best_so_far", "best_so_far_points", "pareto_front", "summary_figures", "trial_curves"]
 
 #: How each way of ending is drawn: (colour, line style, end marker, legend label).
 STYLES = {
@@ -40,7 +40,10 @@ STYLES = {
 
 def summary_figures(ledger: Ledger) -> dict[str, Figure]:
     """Every summary plot of a job, by artifact file name, ready for ``Tracker.log_figure``."""
-    return {"best_so_far.png": best_so_far(ledger), "trial_curves.png": trial_curves(ledger)}
+    figures = {"best_so_far.png": best_so_far(ledger), "trial_curves.png": trial_curves(ledger)}
+    if len(ledger.objectives) > 1:
+        figures["pareto_front.png"] = pareto_front(ledger)
+    return figures
 
 
 def best_so_far_points(ledger: Ledger) -> list[tuple[int, float]]:
@@ -128,6 +131,43 @@ def trial_curves(ledger: Ledger) -> Figure:
     axes.set_xlim(0.8, ledger.max_epochs + 0.2)
     axes.set_title(f"{len(records)} trials trained, {ledger.primary.metric} per epoch")
     if records:
+        axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+def pareto_front(ledger: Ledger) -> Figure:
+    """Every trial by its first two objectives (at its best epoch of the primary one), the trials
+    of the Pareto front over all objectives joined by a line and labelled with their numbers."""
+    figure, axes = _figure()
+    primary, second = ledger.objectives[0], ledger.objectives[1]
+    front = ledger.pareto_front()
+    on_front = {r.number for r in front}
+    others = [
+        values
+        for r in ledger.records()
+        if r.state != "failed"
+        and r.number not in on_front
+        and (values := ledger.objective_values(r)) is not None
+    ]
+    if others:
+        axes.scatter(
+            [v[1] for v in others], [v[0] for v in others], s=18, color="tab:gray", alpha=0.6,
+            label=f"dominated: {len(others)}",
+        )  # fmt: skip
+    points = sorted((ledger.objective_values(r), r.number) for r in front)  # type: ignore[type-var]
+    if points:
+        xs, ys = [v[1] for v, _ in points], [v[0] for v, _ in points]
+        axes.plot(xs, ys, color="tab:green", marker="o", linewidth=1.5, label=f"Pareto front: {len(points)}")
+        for (_, number), x, y in zip(points, xs, ys, strict=True):
+            axes.annotate(str(number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    xs_all = [v[1] for v in others] + [v[1] for v, _ in points]
+    if xs_all and min(xs_all) > 0 and max(xs_all) > 100 * min(xs_all):  # parameter counts span decades
+        axes.set_xscale("log")
+    axes.set_xlabel(f"{second.metric} ({second.mode})")
+    axes.set_ylabel(f"{primary.metric} ({primary.mode})")
+    more = f", front over all {len(ledger.objectives)} objectives" if len(ledger.objectives) > 2 else ""
+    axes.set_title(f"{primary.metric} against {second.metric}, trial numbers on the front{more}")
+    if points or others:
         axes.legend(loc="best", fontsize="small")
     return figure
 

@@ -177,3 +177,32 @@ def test_multi_objective_search_with_nsgaii(ray_runtime, tmp_path):
     assert {"val_accuracy", "num_params"} <= set(board.columns)
     params = {t.number: t.values[1] for t in study.trials}
     assert all(params[r.trial_number] == r.num_params for r in board.itertuples())
+    assert_pareto_front_shown(handle)
+
+
+def assert_pareto_front_shown(handle):
+    """The leaderboard marks the study's Pareto front, and the parent run shows it as a plot."""
+    board = handle.leaderboard()
+    assert board.columns[board.columns.get_loc("status") + 1] == "pareto"
+    front = sorted(board.loc[board["pareto"], "trial_number"])
+    assert front == sorted(t.number for t in handle.study.best_trials)
+    client = MlflowClient(handle.job.tracking_uri)
+    assert "plots/pareto_front.png" in {a.path for a in client.list_artifacts(handle.mlflow_run_id, "plots")}
+
+
+def test_accuracy_against_latency_measured_in_the_trial(ray_runtime, tmp_path):
+    handle = run_job(
+        tmp_path,
+        name="wine-latency",
+        space={"name": "mlp", "params": {"depth": {"choices": [1, 4]}}},
+        dataset="wine",
+        objective=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "latency_ms", "mode": "min"}],
+        sampler="nsgaii",
+        trials=4,
+        max_epochs=2,
+    )
+    board = handle.leaderboard()
+    assert (board["latency_ms"] > 0).all() and (board["latency_ms"] < 100).all()
+    latency = {t.number: t.values[1] for t in handle.study.trials}
+    assert all(latency[r.trial_number] == r.latency_ms for r in board.itertuples())
+    assert_pareto_front_shown(handle)

@@ -92,3 +92,31 @@ def test_candidates_that_never_trained_draw_no_curve():
 def test_an_empty_ledger_still_draws():
     figures = summary_figures(Ledger([Objective("val_loss", mode="min")], 5))
     assert set(figures) == {"best_so_far.png", "trial_curves.png"}
+
+
+def two_objective_ledger(points, failed=()):
+    """One trial per (accuracy, params) point, each one epoch long; ``failed`` numbers fail."""
+    ledger = Ledger([Objective("val_accuracy", mode="max"), Objective("num_params", mode="min")], 2)
+    for number, (accuracy, params) in enumerate(points):
+        candidate = Candidate("mlp", {"depth": 1}, {"lr": 0.01 * (number + 1)})
+        ledger.observe(ev.Proposed(number, candidate=candidate.to_dict()))
+        ledger.observe(ev.Epoch(number, epoch=1, metrics={"val_accuracy": accuracy, "num_params": params}))
+        ending = (
+            ev.Failed(number, reason="boom") if number in failed else ev.Completed(number, reason="trained")
+        )
+        ledger.observe(ending)
+    return ledger
+
+
+def test_the_pareto_front_keeps_the_trials_no_other_beats_on_both_objectives():
+    points = [(0.9, 1000), (0.8, 100), (0.85, 1000), (0.8, 100), (0.7, 50), (0.95, 5000), (0.99, 10)]
+    ledger = two_objective_ledger(points, failed={6})
+    # 2 is beaten by 0 (same size, less accurate); 1 and 3 tie, so neither dominates the other;
+    # 6 would dominate everything but failed
+    assert [r.number for r in ledger.pareto_front()] == [0, 1, 3, 4, 5]
+    board = ledger.leaderboard()
+    assert dict(zip(board["trial_number"], board["pareto"], strict=True)) == {
+        0: True, 1: True, 2: False, 3: True, 4: True, 5: True, 6: False
+    }  # fmt: skip
+    assert "pareto_front.png" in summary_figures(ledger)
+    assert "pareto" not in ledger_of(CURVES).leaderboard().columns, "one objective has no front"

@@ -22,11 +22,12 @@ METRIC_KEYS = {
     "lr",
     "epoch_seconds",
     "num_params",
+    "latency_ms",
 }
 
 
 def _without_time(history) -> list[dict[str, float]]:
-    return [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in history]
+    return [{k: v for k, v in m.items() if k not in ("epoch_seconds", "latency_ms")} for m in history]
 
 
 def _tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:

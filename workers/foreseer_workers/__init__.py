@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from foreseer_workers.checkpoint import load_weights, read_trial_info, save_weights
     from foreseer_workers.config import TrialConfig, TrialOutcome
     from foreseer_workers.data import DataBundle, available_datasets, load_dataset
-    from foreseer_workers.evaluation import evaluate, evaluate_regression, score
+    from foreseer_workers.evaluation import evaluate, evaluate_regression, measure_latency, score
     from foreseer_workers.optim import TrainingHParams
     from foreseer_workers.trainable import SpaceTrainable, Trainable
     from foreseer_workers.training import build_model, run_trial
@@ -39,6 +39,7 @@ _EXPORTS = {
     "build_model": "foreseer_workers.training",
     "evaluate": "foreseer_workers.evaluation",
     "evaluate_regression": "foreseer_workers.evaluation",
+    "measure_latency": "foreseer_workers.evaluation",
     "score": "foreseer_workers.evaluation",
     "run_trial": "foreseer_workers.training",
     "TrialContext": "foreseer_workers.user",
@@ -62,6 +63,7 @@ __all__ = [
     "evaluate_regression",
     "load_dataset",
     "load_weights",
+    "measure_latency",
     "read_trial_info",
     "run_trial",
     "save_weights",

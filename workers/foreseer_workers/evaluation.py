@@ -1,8 +1,11 @@
 """Scoring a network on labelled data: the one definition of the validation metrics a trial
-reports (loss and accuracy for classification; loss, MSE, RMSE, MAE and R² for regression)."""
+reports (loss and accuracy for classification; loss, MSE, RMSE, MAE and R² for regression), and
+of its inference latency."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -122,3 +125,30 @@ def evaluate_regression(
         "mae": float(error.abs().mean()),
         "r2": 1.0 - float((error**2).sum()) / total if total > 0 else 0.0,
     }
+
+
+#: Timed forward passes behind one latency figure (after as many untimed warm-up passes).
+LATENCY_REPEATS = 20
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module, example: Any, *, device: str = "cpu", repeats: int = LATENCY_REPEATS
+) -> float:
+    """Milliseconds ``model`` takes to predict one example (a batch of 1) on ``device``, in eval
+    mode: the median of ``repeats`` timed passes after as many warm-up passes. On a CPU shared with
+    other trials it is noisy; compare candidates measured under the same load."""
+    dev = torch.device(device)
+    x = _to_tensor(example, torch.float32, dev)[None]
+    was_training = model.training
+    model.to(dev).eval()
+    times = []
+    for i in range(2 * repeats):
+        began = time.perf_counter()
+        model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i >= repeats:
+            times.append(time.perf_counter() - began)
+    model.train(was_training)
+    return 1000.0 * statistics.median(times)

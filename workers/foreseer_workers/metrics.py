@@ -13,6 +13,7 @@ TASK_METRICS: dict[str, dict[str, str]] = {
         "train_accuracy": "max",
         "train_loss": "min",
         "num_params": "min",
+        "latency_ms": "min",
     },
     # the losses are mean squared errors of the standardised target (what the network fits);
     # mse, rmse and mae are in the target's own units, r2 is the coefficient of determination
@@ -24,6 +25,7 @@ TASK_METRICS: dict[str, dict[str, str]] = {
         "val_loss": "min",
         "train_loss": "min",
         "num_params": "min",
+        "latency_ms": "min",
     },
 }
 

@@ -38,7 +38,7 @@ from foreseer_workers.checkpoint import (
 )
 from foreseer_workers.config import TrialConfig, TrialOutcome
 from foreseer_workers.data import DataBundle
-from foreseer_workers.evaluation import score
+from foreseer_workers.evaluation import measure_latency, score
 from foreseer_workers.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ def run_trial(
             classification, of the standardised target for regression), the task's validation
             metrics (:func:`~foreseer_workers.evaluation.score`), for classification
             ``train_accuracy``, and ``lr`` (of the epoch's last step), ``epoch_seconds``
-            (training + validation) and ``num_params``.
+            (training + validation), ``num_params`` and ``latency_ms`` (one example's forward pass,
+            measured once per attempt; see :func:`~foreseer_workers.evaluation.measure_latency`).
             ``checkpoint_dir`` is a new directory the caller owns from then on (move or delete it).
             Returning a truthy value stops the trial after that epoch (status ``"stopped"``).
         init_weights: name -> tensor loaded before training, e.g. predicted by a hypernetwork.
@@ -131,6 +132,7 @@ class _Trial:
         hp = config.hparams
         self.model = build_model(config, data.task, init_weights=init_weights).to(self.device)
         self.num_params = sum(p.numel() for p in self.model.parameters())
+        self.latency_ms: float | None = None  # measured at the attempt's first epoch
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.regression = data.task.kind == "regression"
         self.x_train = torch.tensor(data.x_train, device=self.device)
@@ -174,6 +176,8 @@ class _Trial:
         began = time.perf_counter()
         train_loss, train_accuracy, lr = self.train_epoch(epoch)
         val = score(self.model, self.data, "val", device=self.config.device)
+        if self.latency_ms is None:
+            self.latency_ms = measure_latency(self.model, self.data.x_val[0], device=self.config.device)
         if not math.isfinite(val["val_loss"]):
             raise _Diverged(f"validation loss became {val['val_loss']} at epoch {epoch}")
         return {
@@ -184,6 +188,7 @@ class _Trial:
             "lr": lr,
             "epoch_seconds": time.perf_counter() - began,
             "num_params": self.num_params,
+            "latency_ms": self.latency_ms,
         }
 
     def train_epoch(self, epoch: int) -> tuple[float, float | None, float]:
