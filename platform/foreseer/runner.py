@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from foreseer.tracking import Tracker
     from foreseer_spaces import SearchSpace
     from foreseer_workers import DataBundle
+    from foreseer_workers.streaming import StreamedData
 
 __all__ = ["PreparedJob", "check", "open_records", "prepare", "run_prepared"]
 
@@ -41,7 +42,7 @@ class PreparedJob:
     job_id: str
     space: SearchSpace
     overrides: dict[str, Any]
-    data: DataBundle
+    data: DataBundle | StreamedData
     directory: Path
     ledger: Ledger
     study: optuna.Study
@@ -114,13 +115,16 @@ def _task_problems(job: SearchJob, kind: str) -> list[Problem]:
                         f"not {objective.metric!r}",
                     )
                 )
-    if kind == "regression" and (job.screening.enabled or job.warm_start):
+    spec = job.dataset_spec()
+    if (job.screening.enabled or job.warm_start) and (kind == "regression" or (spec and spec.streamed)):
+        why = (
+            "is meta-trained on classification; it does not screen or warm-start regression trials"
+            if kind == "regression"
+            else "is meta-trained on data held in memory; it does not screen or warm-start trials "
+            "of streamed images"
+        )
         problems.append(
-            Problem(
-                "screening" if job.screening.enabled else "warm_start",
-                "the graph hypernetwork is meta-trained on classification; it does not screen or "
-                "warm-start regression trials",
-            )
+            Problem("screening" if job.screening.enabled else "warm_start", f"the graph hypernetwork {why}")
         )
     return problems
 
@@ -156,13 +160,26 @@ def check(job: SearchJob, *, resources: bool = True) -> PreparedJob:
     return prepared  # type: ignore[return-value]
 
 
-def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | None:
+def _load_data(job: SearchJob, problems: list[Problem]) -> DataBundle | StreamedData | None:
     from foreseer_workers import load_dataset
 
     spec = job.dataset_spec()
     try:
         if spec is None:
             return load_dataset(tuple(job.dataset), seed=job.seed)
+        if spec.streamed:
+            from foreseer_workers.streaming import Augment, load_streamed
+
+            return load_streamed(
+                images=spec.images,
+                shards=spec.shards,
+                image_size=spec.image_size,
+                channels=spec.channels,
+                augment=Augment(spec.augment.crop_padding, spec.augment.flip),
+                val_fraction=spec.val_fraction,
+                test_fraction=spec.test_fraction,
+                seed=job.seed if spec.seed is None else spec.seed,
+            )
         return load_dataset(
             spec.source,
             val_fraction=spec.val_fraction,
@@ -250,7 +267,13 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     trainable: Trainable
     if job.trainable is None:
         trainable = SpaceTrainable(
-            prepared.space, prepared.data, job.max_epochs, job.seed, threads, WARM_START_WARMUP_EPOCHS
+            prepared.space,
+            prepared.data,
+            job.max_epochs,
+            job.seed,
+            threads,
+            WARM_START_WARMUP_EPOCHS,
+            job.precision,
         )
     else:
         trainable = UserTrainable(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -49,6 +49,7 @@ from foreseer.stopping import (
     PFNStopping,
     StoppingSpec,
 )
+from foreseer_workers.config import PRECISIONS
 from foreseer_workers.metrics import DEFAULT_OBJECTIVE, TRIAL_METRICS
 
 __all__ = [
@@ -123,6 +124,9 @@ class SearchJob(SpecModel):
             one-epoch learning-rate warm-up). Off by default: on ``benchmarks/ghn.py`` it reached 95%
             of the final accuracy in under a fifth of the epochs, but final accuracy was equal or
             slightly lower, so with a fixed ``max_epochs`` it only adds the meta-training cost.
+        precision: how trials of Foreseer's own training compute on a GPU: ``auto`` (bf16 autocast
+            where the GPU supports it, else fp16 with a gradient scaler), ``fp32``, ``bf16`` or
+            ``fp16``. A CPU always trains in fp32; validation is always fp32.
         ghn: the hypernetwork's meta-training budget (:class:`GHNBudget`).
     """
 
@@ -150,6 +154,7 @@ class SearchJob(SpecModel):
     address: str | None = None
     screening: ScreeningSpec = Field(default_factory=ScreeningSpec)
     warm_start: bool = False
+    precision: Literal[PRECISIONS] = "auto"
     ghn: GHNBudget = Field(default_factory=GHNBudget)
 
     @field_validator("screening", mode="before")
@@ -361,7 +366,9 @@ class SearchJob(SpecModel):
         )
         spec = self.dataset_spec()
         data["dataset"] = (
-            spec.model_dump(exclude_none=True) if spec else {"arrays": [list(a.shape) for a in self.dataset]}
+            spec.model_dump(exclude_none=True, exclude=None if spec.streamed else {"augment", "channels"})
+            if spec
+            else {"arrays": [list(a.shape) for a in self.dataset]}
         )
         data["sampler"] = self.sampler if isinstance(self.sampler, str) else type(self.sampler).__name__
         return data
@@ -393,13 +400,17 @@ class SearchJob(SpecModel):
 def _dataset_from_string(text: str) -> DatasetSpec:
     from foreseer_workers import available_datasets
 
+    if Path(text).is_dir():  # a folder: shards when it holds any, else class folders of images
+        folder = Path(text)
+        has_shards = any(folder.glob("*.npz")) or any(folder.glob("*_x.npy"))
+        return DatasetSpec(shards=text) if has_shards else DatasetSpec(images=text)
     if text.endswith((".npz", ".csv")) or "/" in text:
         return DatasetSpec(path=text)
     if text not in available_datasets():
         names = available_datasets()
         raise ValueError(
             f"unknown dataset; built-ins: {', '.join(names)}{did_you_mean(text, names)}, "
-            "or a path to a .npz or .csv file"
+            "a path to a .npz or .csv file, or a folder of images or shards"
         )
     return DatasetSpec(name=text)
 

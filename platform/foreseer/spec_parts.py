@@ -146,40 +146,88 @@ class GHNBudget(SpecModel):
     gpus: float = Field(0.0, ge=0)
 
 
+class AugmentSpec(SpecModel):
+    """Augmentation of streamed training images: a random crop of the image padded by
+    ``crop_padding`` pixels, and a random horizontal flip (off unless asked for: a flip changes
+    what text or digits mean)."""
+
+    crop_padding: int = Field(0, ge=0, le=64)
+    flip: bool = False
+
+
 class DatasetSpec(SpecModel):
-    """A built-in dataset by name, or a ``.npz`` / ``.csv`` file, split with a seed (the job's
-    ``seed`` unless ``seed`` is given here). ``task`` says whether the label column is a class or a
-    real-valued target; by default a built-in's own kind (``diabetes`` is regression), else
-    classification."""
+    """Where the data comes from, and its split (seeded by the job's ``seed`` unless ``seed`` is
+    given here). Exactly one source:
+
+    - ``name``: a built-in dataset; ``path``: a ``.npz`` / ``.csv`` file (both held in memory);
+    - ``images``: a folder of class sub-folders of PNG/JPEG files; ``shards``: a folder of ``.npz``
+      shards or ``NAME_x.npy`` / ``NAME_y.npy`` pairs (both streamed from disk as trials train, see
+      :mod:`foreseer_workers.streaming`), with ``image_size`` ``[height, width]`` to resize image
+      files to, ``channels`` (3 or 1) and ``augment``.
+
+    ``task`` says whether the label column is a class or a real-valued target; by default a
+    built-in's own kind (``diabetes`` is regression), else classification. Streamed images are
+    classification.
+    """
 
     name: str | None = None
     path: str | None = None
+    images: str | None = None
+    shards: str | None = None
     target: str | None = None
     task: Literal["classification", "regression"] | None = None
+    image_size: tuple[int, int] | None = None
+    channels: Literal[1, 3] = 3
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
     seed: int | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
-        if (self.name is None) == (self.path is None):
+        given = [k for k in ("name", "path", "images", "shards") if getattr(self, k) is not None]
+        if len(given) != 1:
             raise ValueError(
-                "give exactly one of 'name' (a built-in dataset) or 'path' (a .npz or .csv file)"
+                "give exactly one of 'name' (a built-in dataset), 'path' (a .npz or .csv file), "
+                "'images' (a folder of class folders) or 'shards' (a folder of shards), "
+                f"not {given or 'none'}"
             )
+        streamed = self.streamed
+        for key in ("image_size", "augment", "channels"):  # a default is harmless (a stored spec holds them)
+            if (
+                getattr(self, key) != type(self).model_fields[key].get_default(call_default_factory=True)
+                and not streamed
+            ):
+                raise ValueError(
+                    f"'{key}' applies to streamed images ('images' or 'shards'), not to '{given[0]}'"
+                )
+        if self.image_size is not None and self.shards is not None:
+            raise ValueError("'image_size' resizes image files; shards hold arrays of one size already")
+        if streamed and self.task == "regression":
+            raise ValueError("streamed images are a classification task; regression needs 'name' or 'path'")
+        if self.target is not None and self.path is None:
+            raise ValueError("'target' picks the label column of a .csv 'path'")
+        if self.image_size is not None and min(self.image_size) < 1:
+            raise ValueError(f"'image_size' must be [height, width] in pixels, not {list(self.image_size)}")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must leave data to train on (sum < 1)")
         return self
 
     @property
+    def streamed(self) -> bool:
+        """Whether the data is read from disk as trials train (``images`` or ``shards``)."""
+        return self.images is not None or self.shards is not None
+
+    @property
     def source(self) -> str:
-        return self.name if self.name is not None else self.path  # type: ignore[return-value]
+        return next(v for v in (self.name, self.path, self.images, self.shards) if v is not None)
 
     @property
     def kind(self) -> str:
         """``"classification"`` or ``"regression"``."""
         from foreseer_workers.sources import source_task
 
-        return source_task(self.source, self.task)
+        return "classification" if self.streamed else source_task(self.source, self.task)
 
 
 def did_you_mean(word: str, options: Any) -> str:

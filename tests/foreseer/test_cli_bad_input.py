@@ -32,8 +32,33 @@ def newer_store(folder):
 BAD_INPUTS = yaml.safe_load((Path(__file__).parent / "data" / "bad_inputs.yaml").read_text())
 
 
-def job_file_text(case):
+def image_folder(kind, root):
+    """An image folder of a kind ``bad_inputs.yaml`` names (``images:``), made under ``root``."""
+    from PIL import Image
+
+    from foreseer.testing.images import write_image_folder
+
+    folder = root / kind
+    if kind == "missing":
+        return folder
+    folder.mkdir()
+    if kind == "good":
+        write_image_folder(folder, 3, classes=2, size=8)
+    elif kind == "unreadable":
+        write_image_folder(folder, 3, classes=2, size=8)
+        for path in (folder / "class_1").iterdir():
+            path.write_bytes(b"not a png")
+    elif kind == "mixed-sizes":
+        write_image_folder(folder, 3, classes=2, size=8)
+        Image.new("RGB", (12, 10)).save(folder / "class_0" / "wide.png")
+    return folder
+
+
+def job_file_text(case, images_root=None):
     """The job file of one case of ``bad_inputs.yaml``."""
+    if "images" in case:
+        dataset = {"images": str(image_folder(case["images"], images_root))}
+        return with_(**case.get("job", {}), dataset=dataset)
     if "text" in case:
         return case["text"]
     if case.get("make") == "deep":
@@ -46,12 +71,12 @@ def job_file_text(case):
 @pytest.mark.parametrize("command", ["run", "validate"])
 @pytest.mark.parametrize("case", BAD_INPUTS["job_files"], ids=[c["case"] for c in BAD_INPUTS["job_files"]])
 def test_bad_job_file_exits_2_with_a_clear_message_and_writes_nothing(
-    ray_runtime, tmp_path, monkeypatch, case, command
+    ray_runtime, tmp_path, tmp_path_factory, monkeypatch, case, command
 ):
     """``validate`` makes every check ``run`` makes: both refuse each case, with the same words,
     in a message of a few short lines whatever the input's size."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "job.yaml").write_text(job_file_text(case))
+    (tmp_path / "job.yaml").write_text(job_file_text(case, tmp_path_factory.mktemp("images")))
     result = CliRunner().invoke(main, [command, "job.yaml"])
     assert result.exit_code == 2, result.output
     assert case["says"].lower() in result.output.lower(), result.output

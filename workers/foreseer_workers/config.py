@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from foreseer_spaces import Candidate, SearchSpace
 from foreseer_workers.optim import TrainingHParams
+
+if TYPE_CHECKING:
+    import torch
+
+#: How a trial computes on a GPU: ``auto`` is bf16 autocast where the GPU supports it, else fp16
+#: with a gradient scaler; on a CPU every setting trains in fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device``, or ``None`` for plain fp32."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, but got {precision!r}.")
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,8 @@ class TrialConfig:
             More threads than free cores slows small networks down many times over.
         lr_warmup_epochs: length of a linear LR warm-up, in epochs (may be fractional); useful
             when the trial starts from predicted weights.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see :data:`PRECISIONS`): mixed
+            precision on a GPU; validation is always computed in fp32.
         scratch_dir: where each epoch's checkpoint folder is written before ``report`` takes it
             (the system's temporary folder when ``None``; created when missing); the Ray backend
             uses a folder of the job's own, so a killed worker leaves nothing outside the job.
@@ -46,6 +68,7 @@ class TrialConfig:
     num_threads: int = 1
     lr_warmup_epochs: float = 0.0
     scratch_dir: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
@@ -75,6 +98,8 @@ class TrialConfig:
                 f"lr_warmup_epochs must lie in [0, max_epochs={self.max_epochs}], but got {warmup!r}."
             )
         _check_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, but got {self.precision!r}.")
         TrainingHParams.from_mapping(self.candidate.hparams)  # fail here, not later in a worker
 
     @property

@@ -13,21 +13,43 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from foreseer_workers.data import DataBundle
+    from foreseer_workers.streaming import StreamedData
 
 EVAL_BATCH_SIZE = 512
 
 
-def score(model: nn.Module, data: DataBundle, split: str = "val", *, device: str = "cpu") -> dict[str, float]:
+def score(
+    model: nn.Module,
+    data: DataBundle | StreamedData,
+    split: str = "val",
+    *,
+    device: str = "cpu",
+    num_workers: int = 0,
+) -> dict[str, float]:
     """The metrics ``run_trial`` reports for its validation split, on ``split`` (``"val"`` or
-    ``"test"``) of ``data``, named ``{split}_{metric}`` (see :mod:`foreseer_workers.metrics`).
+    ``"test"``) of ``data``, named ``{split}_{metric}`` (see :mod:`foreseer_workers.metrics`);
+    ``num_workers`` are the loader processes that read a streamed split.
 
     Example:
         >>> score(model, data, "test")
         {'test_loss': 0.08, 'test_accuracy': 0.97}
     """
+    from foreseer_workers.streaming import StreamedData
+
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', but got {split!r}.")
+    if isinstance(data, StreamedData):
+        loader = data.loader(
+            split,
+            batch_size=EVAL_BATCH_SIZE,
+            num_workers=num_workers,
+            pin_memory=torch.device(device).type == "cuda",
+        )
+        loss, accuracy = classification_metrics(model, loader, device=device)
+        return {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     if data.task.kind == "regression":
         metrics = evaluate_regression(model, x, y, target_scale=data.target_scale, device=device)
@@ -68,17 +90,32 @@ def evaluate(
     x, y = _to_tensor(x, torch.float32, dev), _to_tensor(y, torch.long, dev)
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y must be non-empty and of equal length, but got {len(x)} and {len(y)}.")
+    batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    return classification_metrics(model, batches, device=device)
+
+
+@torch.no_grad()
+def classification_metrics(
+    model: nn.Module, batches: Iterable[Any], *, device: str = "cpu"
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over ``(inputs, labels)`` batches (tensors, or a
+    ``DataLoader``), moved to ``device``, in eval mode: what :func:`evaluate` computes."""
+    dev = torch.device(device)
     was_training = model.training
     model.to(dev).eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size]).float()  # (B, num_classes)
-        labels = y[start : start + batch_size]
+    count = 0
+    for inputs, labels in batches:
+        inputs, labels = inputs.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+        logits = model(inputs).float()  # (B, num_classes)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         correct += (logits.argmax(dim=1) == labels).sum()
+        count += len(labels)
     model.train(was_training)
-    return loss_sum.item() / len(x), correct.item() / len(x)
+    if count == 0:
+        raise ValueError("there is no example to evaluate on")
+    return loss_sum.item() / count, correct.item() / count
 
 
 def _to_tensor(value: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from foreseer_spaces import SearchSpace
     from foreseer_workers.config import TrialOutcome
     from foreseer_workers.data import DataBundle
+    from foreseer_workers.streaming import StreamedData
     from foreseer_workers.training import ReportFn
 
 __all__ = ["SpaceTrainable", "Trainable", "TrialArgs"]
@@ -49,14 +50,16 @@ class SpaceTrainable:
         seed: the job's seed; trial ``n`` is seeded with ``seed + n``.
         num_threads: torch threads per trial (one per CPU the trial was given).
         warmup_epochs: the LR warm-up of a trial that starts from predicted weights.
+        precision: mixed precision on a GPU (see :data:`foreseer_workers.config.PRECISIONS`).
     """
 
     space: SearchSpace
-    data: DataBundle
+    data: DataBundle | StreamedData
     max_epochs: int
     seed: int = 0
     num_threads: int = 1
     warmup_epochs: float = 1.0
+    precision: str = "auto"
 
     def __call__(
         self, trial: TrialArgs, report: ReportFn, *, device: str = "cpu", scratch_dir: str | None = None
@@ -75,6 +78,7 @@ class SpaceTrainable:
             num_threads=self.num_threads,
             lr_warmup_epochs=min(self.warmup_epochs, self.max_epochs) if warm else 0.0,
             scratch_dir=scratch_dir,
+            precision=self.precision,
         )
         return run_trial(
             config, self.data, report, resume_from=trial.resume_from, init_weights=trial.init_weights

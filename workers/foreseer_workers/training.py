@@ -21,7 +21,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -36,10 +36,11 @@ from foreseer_workers.checkpoint import (
     read_trial_info,
     write_checkpoint,
 )
-from foreseer_workers.config import TrialConfig, TrialOutcome
+from foreseer_workers.config import TrialConfig, TrialOutcome, resolve_precision
 from foreseer_workers.data import DataBundle
 from foreseer_workers.evaluation import measure_latency, score
 from foreseer_workers.optim import build_optimizer, build_scheduler
+from foreseer_workers.streaming import StreamedData
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def build_model(
 
 def run_trial(
     config: TrialConfig,
-    data: DataBundle,
+    data: DataBundle | StreamedData,
     report: ReportFn,
     *,
     init_weights: Mapping[str, Any] | None = None,
@@ -87,7 +88,8 @@ def run_trial(
 
     Args:
         config: what to train and how.
-        data: train and validation splits (the test split is not touched).
+        data: train and validation splits (the test split is not touched), in memory or streamed
+            from disk (:mod:`foreseer_workers.streaming`).
         report: called as ``report(metrics, checkpoint_dir)`` after each epoch. ``metrics`` holds
             ``epoch`` (1-based), ``train_loss`` (mean over the epoch; with label smoothing for
             classification, of the standardised target for regression), the task's validation
@@ -127,21 +129,35 @@ def run_trial(
 class _Trial:
     """The state of one running trial: model, optimizer, schedule, data on the device, RNGs."""
 
-    def __init__(self, config: TrialConfig, data: DataBundle, init_weights: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, config: TrialConfig, data: DataBundle | StreamedData, init_weights: Mapping[str, Any] | None
+    ) -> None:
         self.config, self.data, self.device = config, data, torch.device(config.device)
         hp = config.hparams
+        self.cuda = self.device.type == "cuda"
+        self.amp = resolve_precision(config.precision, self.device)
         self.model = build_model(config, data.task, init_weights=init_weights).to(self.device)
+        if self.cuda and data.task.is_image:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.num_params = sum(p.numel() for p in self.model.parameters())
         self.latency_ms: float | None = None  # measured at the attempt's first epoch
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.regression = data.task.kind == "regression"
-        self.x_train = torch.tensor(data.x_train, device=self.device)
-        self.y_train = torch.tensor(data.y_train, device=self.device)
-        if self.regression:  # the network fits the standardised target
-            mean, std = data.target_scale
-            self.y_train = (self.y_train - mean) / std
-        # Batches of near-equal size, so there is never a last batch of 1 (which BatchNorm rejects).
-        self.num_batches = math.ceil(len(self.y_train) / hp.batch_size)
+        self.streamed = isinstance(data, StreamedData)
+        if isinstance(data, StreamedData):
+            self.num_train = len(data.splits["train"])
+            self.num_batches = data.num_batches("train", hp.batch_size)
+        else:
+            self.x_train = torch.tensor(data.x_train, device=self.device)
+            self.y_train = torch.tensor(data.y_train, device=self.device)
+            if self.regression:  # the network fits the standardised target
+                mean, std = data.target_scale
+                self.y_train = (self.y_train - mean) / std
+            self.num_train = len(self.y_train)
+            # Batches of near-equal size, so there is never a last batch of 1 (which BatchNorm rejects).
+            self.num_batches = math.ceil(self.num_train / hp.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), hp)
         self.scheduler = build_scheduler(
             self.optimizer,
@@ -175,9 +191,17 @@ class _Trial:
     def epoch(self, epoch: int) -> dict[str, float]:
         began = time.perf_counter()
         train_loss, train_accuracy, lr = self.train_epoch(epoch)
-        val = score(self.model, self.data, "val", device=self.config.device)
+        val = score(
+            self.model,
+            self.data,
+            "val",
+            device=self.config.device,
+            num_workers=max(0, self.config.num_threads - 1),
+        )
         if self.latency_ms is None:
-            self.latency_ms = measure_latency(self.model, self.data.x_val[0], device=self.config.device)
+            data = self.data
+            example = data.dataset("val")[0][0] if isinstance(data, StreamedData) else data.x_val[0]
+            self.latency_ms = measure_latency(self.model, example, device=self.config.device)
         if not math.isfinite(val["val_loss"]):
             raise _Diverged(f"validation loss became {val['val_loss']} at epoch {epoch}")
         return {
@@ -195,31 +219,59 @@ class _Trial:
         """One pass over the shuffled training split; returns (mean loss, accuracy or ``None`` for
         regression, last LR)."""
         self.model.train()
-        n = len(self.y_train)
-        order = torch.randperm(n, generator=self.shuffle).to(self.device)
-        loss_sum, correct, lr = 0.0, torch.zeros((), dtype=torch.long, device=self.device), 0.0
-        for step, idx in enumerate(torch.tensor_split(order, self.num_batches), start=1):
-            x, y = self.x_train[idx], self.y_train[idx]
-            logits = self.model(x)
-            if logits.shape != (len(idx), self.data.task.num_outputs):
-                raise ValueError(
-                    f"space {self.config.space.name!r} built a network whose output has shape "
-                    f"{tuple(logits.shape)}, but (batch, {self.data.task.num_outputs}) is needed "
-                    f"({'one output for regression' if self.regression else 'one logit per class'})."
-                )
-            loss = self.criterion(logits[:, 0] if self.regression else logits, y)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise _Diverged(f"training loss became {value} at epoch {epoch}, step {step}")
+        losses: list[torch.Tensor] = []  # per step, on the device: read once, at the epoch's end
+        correct, lr, n = torch.zeros((), dtype=torch.long, device=self.device), 0.0, 0
+        for x, y in self.batches(epoch):
+            with torch.autocast(
+                self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+            ):
+                logits = self.model(x)
+                if logits.shape != (len(y), self.data.task.num_outputs):
+                    raise ValueError(
+                        f"space {self.config.space.name!r} built a network whose output has shape "
+                        f"{tuple(logits.shape)}, but (batch, {self.data.task.num_outputs}) is needed "
+                        f"({'one output for regression' if self.regression else 'one logit per class'})."
+                    )
+                loss = self.criterion(logits[:, 0].float() if self.regression else logits.float(), y)
+            if not self.cuda and not math.isfinite(value := loss.item()):  # on a GPU: at the epoch's end
+                raise _Diverged(f"training loss became {value} at epoch {epoch}, step {len(losses) + 1}")
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.scheduler.step()
-            loss_sum += value * len(idx)
+            losses.append(loss.detach() * len(y))
+            n += len(y)
             if not self.regression:
                 correct += (logits.argmax(dim=1) == y).sum()
-        return loss_sum / n, None if self.regression else correct.item() / n, lr
+        per_step = torch.stack(losses).tolist()
+        for step, value in enumerate(per_step, start=1):
+            if not math.isfinite(value):
+                raise _Diverged(f"training loss became {value} at epoch {epoch}, step {step}")
+        return sum(per_step) / n, None if self.regression else correct.item() / n, lr
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training split's batches of ``epoch`` on the device, shuffled: tensors held in memory
+        (the shuffle's state travels with the checkpoint), or a ``DataLoader`` over files seeded by the
+        trial's seed and the epoch."""
+        if not isinstance(self.data, StreamedData):
+            order = torch.randperm(self.num_train, generator=self.shuffle).to(self.device)
+            for idx in torch.tensor_split(order, self.num_batches):
+                yield self.on_device(self.x_train[idx]), self.y_train[idx]
+            return
+        loader = self.data.loader(
+            "train", batch_size=self.config.hparams.batch_size, seed=self.config.seed, epoch=epoch,
+            num_workers=max(0, self.config.num_threads - 1), pin_memory=self.cuda,
+        )  # fmt: skip
+        for x, y in loader:
+            yield self.on_device(x), y.to(self.device, non_blocking=True)
+
+    def on_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of inputs on the device; images channels-last on a GPU (what its convolutions read
+        fastest once the model is channels-last too)."""
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.cuda and x.ndim == 4 else x
 
     def checkpoint(self, metrics: dict[str, float]) -> str:
         """Write a checkpoint of the state after ``metrics['epoch']`` into a new temporary directory."""
@@ -236,6 +288,8 @@ class _Trial:
             "scheduler": self.scheduler.state_dict(),
             "rng": self.rng_state(),
         }
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
         info = {
             "epoch": epoch,
             "metrics": metrics,
@@ -264,6 +318,8 @@ class _Trial:
         state = read_training_state(directory)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         self.set_rng_state(state["rng"])
         logger.info(
             "Trial %s resumed after epoch %d from %s", self.config.candidate.hash, state["epoch"], directory

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from foreseer_spaces import Candidate, SearchSpace
     from foreseer_workers.config import TrialOutcome
     from foreseer_workers.data import DataBundle
+    from foreseer_workers.streaming import StreamedData
     from foreseer_workers.trainable import TrialArgs
     from foreseer_workers.training import ReportFn
 
@@ -125,7 +126,9 @@ class TrialContext:
         number: the job's trial number.
         candidate: the candidate (``arch`` and ``hparams``), also the function's first argument.
         device: ``"cuda"`` when the trial was given a GPU it can use, else ``"cpu"``.
-        data: the job's dataset (train and validation splits as arrays).
+        data: the job's dataset: a :class:`~foreseer_workers.DataBundle` of arrays held in memory,
+            or, for images streamed from disk, a :class:`~foreseer_workers.streaming.StreamedData`
+            whose ``loader("train", batch_size=..., seed=ctx.seed, epoch=epoch)`` gives the batches.
         space: the job's search space; :meth:`build_model` builds the candidate's network with it.
         max_epochs: the trial's epoch budget.
         seed: the trial's seed (the job's seed plus its number).
@@ -137,7 +140,7 @@ class TrialContext:
     number: int
     candidate: Candidate
     device: str
-    data: DataBundle
+    data: DataBundle | StreamedData
     space: SearchSpace
     max_epochs: int
     seed: int
@@ -253,7 +256,7 @@ class UserTrainable:
 
     fn: str | Callable[..., Any]
     space: SearchSpace
-    data: DataBundle
+    data: DataBundle | StreamedData
     max_epochs: int
     objectives: tuple[str, ...]
     seed: int = 0
