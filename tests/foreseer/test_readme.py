@@ -11,6 +11,6 @@ def test_the_readme_tables_are_up_to_date_with_their_data():
     script = ROOT / "scripts" / "readme_tables.py"
     result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, (
-        f"README.md is out of date with its data; run `{sys.executable} scripts/readme_tables.py`\n"
+        f"a README is out of date with its data; run `{sys.executable} scripts/readme_tables.py`\n"
         f"{result.stdout}{result.stderr}"
     )

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from foreseer_spaces import Candidate
 from foreseer_workers import TrialConfig, build_model, evaluate, load_weights, read_trial_info, run_trial
+from foreseer_workers.training import TIMING_METRICS
 
 METRIC_KEYS = {
     "epoch",
@@ -21,13 +22,14 @@ METRIC_KEYS = {
     "val_accuracy",
     "lr",
     "epoch_seconds",
+    "train_examples_per_s",
     "num_params",
     "latency_ms",
 }
 
 
 def _without_time(history) -> list[dict[str, float]]:
-    return [{k: v for k, v in m.items() if k not in ("epoch_seconds", "latency_ms")} for m in history]
+    return [{k: v for k, v in m.items() if k not in TIMING_METRICS} for m in history]
 
 
 def _tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -53,6 +55,8 @@ def test_metrics_are_reported_every_epoch_with_every_key(wine_run, wine):
         assert all(math.isfinite(v) for v in m.values())
         assert 0.0 <= m["train_accuracy"] <= 1.0 and 0.0 <= m["val_accuracy"] <= 1.0
         assert m["epoch_seconds"] > 0.0
+        # the training pass alone, a share of the epoch's time
+        assert m["train_examples_per_s"] > len(wine.y_train) / m["epoch_seconds"]
     lrs = [m["lr"] for m in recorder.metrics]
     assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-2 and lrs[-1] < 1e-4  # cosine towards 0
 

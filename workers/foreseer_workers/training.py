@@ -44,6 +44,10 @@ from foreseer_workers.streaming import StreamedData
 
 logger = logging.getLogger(__name__)
 
+#: The reported metrics that are measurements of time, not results: they differ between two runs
+#: that are otherwise identical.
+TIMING_METRICS = ("epoch_seconds", "train_examples_per_s", "latency_ms")
+
 ReportFn = Callable[[dict[str, float], str], Any]
 
 
@@ -95,7 +99,8 @@ def run_trial(
             classification, of the standardised target for regression), the task's validation
             metrics (:func:`~foreseer_workers.evaluation.score`), for classification
             ``train_accuracy``, and ``lr`` (of the epoch's last step), ``epoch_seconds``
-            (training + validation), ``num_params`` and ``latency_ms`` (one example's forward pass,
+            (training + validation), ``train_examples_per_s`` (the training pass's throughput, data
+            loading included), ``num_params`` and ``latency_ms`` (one example's forward pass,
             measured once per attempt; see :func:`~foreseer_workers.evaluation.measure_latency`).
             ``checkpoint_dir`` is a new directory the caller owns from then on (move or delete it).
             Returning a truthy value stops the trial after that epoch (status ``"stopped"``).
@@ -191,6 +196,7 @@ class _Trial:
     def epoch(self, epoch: int) -> dict[str, float]:
         began = time.perf_counter()
         train_loss, train_accuracy, lr = self.train_epoch(epoch)
+        train_seconds = time.perf_counter() - began  # the loss read at the epoch's end synchronised
         val = score(
             self.model,
             self.data,
@@ -211,6 +217,7 @@ class _Trial:
             **val,
             "lr": lr,
             "epoch_seconds": time.perf_counter() - began,
+            "train_examples_per_s": self.num_train / train_seconds,
             "num_params": self.num_params,
             "latency_ms": self.latency_ms,
         }
