@@ -27,7 +27,7 @@ from foreseer import events as ev
 from foreseer.backends._base import Crashed, Finished, Reported, TrialStart
 from foreseer.events import trial_key
 from foreseer.searcher import SearchExhausted
-from foreseer.stopping import Action
+from foreseer.stopping import Action, Capacity
 
 if TYPE_CHECKING:
     from foreseer.backends._base import Backend, BackendEvent
@@ -151,15 +151,17 @@ class SearchDriver:
         try:
             while not cancelled.is_set():
                 if self._out_of_budget(backend, plan):
-                    for trial_id in sorted(self._active):
+                    # the running trials and those thawed but still waiting for a slot
+                    for trial_id in sorted(self._active | set(self._starts)):
                         record = self.ledger.get(trial_id)
                         reason = f"ended by the job's budget after {record.epochs} epochs"
                         self._end(ev.Stopped(record.number, by="budget", reason=reason))
+                    self._starts.clear()
                     break
                 self.fill(backend, plan)
                 if not self._active and self._paused:
                     # only paused trials are left: the policy may thaw one before the search ends
-                    self._decide(backend, [])
+                    self._decide(backend, [], plan)
                     self.fill(backend, plan)
                 if not self._active:
                     break
@@ -189,7 +191,7 @@ class SearchDriver:
             elif isinstance(event, Crashed):
                 freed |= self._crashed(backend, record, event, plan)
         if waiting or (freed and self._paused):
-            self._decide(backend, waiting)
+            self._decide(backend, waiting, plan)
 
     def _out_of_budget(self, backend: Backend, plan: LoopPlan) -> bool:
         if plan.epoch_budget is not None and self.ledger.epochs_used() >= plan.epoch_budget:
@@ -281,18 +283,20 @@ class SearchDriver:
 
     # -- decisions -----------------------------------------------------------------------------
 
-    def _decide(self, backend: Backend, waiting: list[tuple[TrialRecord, bool]]) -> None:
+    def _decide(self, backend: Backend, waiting: list[tuple[TrialRecord, bool]], plan: LoopPlan) -> None:
         """One policy call for every waiting trial (and the paused ones), then act on each answer."""
         asked = [r for r, recorded in waiting if recorded and r.epochs < self.ledger.max_epochs]
         paused = [self.ledger.curve(self.ledger.get(t)) for t in sorted(self._paused)]
         decisions: dict[str, Decision] = {}
         if asked or paused:
             best = self.ledger.best()
+            extra = {"capacity": self._capacity(plan)} if self.policy.schedules else {}
             for decision in self.policy.decide(
                 [self.ledger.curve(r) for r in asked],
                 self.ledger.oriented(best[2]) if best else None,
                 self.ledger.curves(),
                 paused=paused,
+                **extra,
             ):
                 decisions[decision.trial_id] = decision
         for record, recorded in waiting:
@@ -301,7 +305,11 @@ class SearchDriver:
                 self.emit(ev.Scored(record.number, epoch=record.epochs, metrics=dict(decision.metrics)))
             self._act(backend, record, decision)
         for decision in decisions.values():
-            if decision.action is Action.RESUME and decision.trial_id in self._paused:
+            if decision.action is Action.STOP and self.policy.schedules and decision.trial_id in self._paused:
+                record = self.ledger.get(decision.trial_id)
+                self._paused.discard(record.trial_id)
+                self._end(ev.Stopped(record.number, by=self.policy.name, reason=decision.reason))
+            elif decision.action is Action.RESUME and decision.trial_id in self._paused:
                 record = self.ledger.get(decision.trial_id)
                 self._paused.discard(record.trial_id)
                 self.emit(ev.Resumed(record.number, epoch=record.epochs, reason=decision.reason))
@@ -309,6 +317,11 @@ class SearchDriver:
                 logger.info(
                     "trial %d resumed after epoch %d: %s", record.number, record.epochs, decision.reason
                 )
+
+    def _capacity(self, plan: LoopPlan) -> Capacity:
+        """What the search has room for besides the trials waiting for an answer."""
+        new = 0 if self.exhausted is not None else max(0, plan.trials - len(self.ledger))
+        return Capacity(free=max(0, plan.max_concurrent - len(self._active) - len(self._starts)), new=new)
 
     def _act(self, backend: Backend, record: TrialRecord, decision: Decision | None) -> None:
         """Carry out the decision for a trial that reported; its event is journaled first."""

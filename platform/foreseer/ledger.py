@@ -41,6 +41,7 @@ class TrialRecord:
     run_id: str | None = None
     attempts: int = 1
     retry_errors: list[str] = field(default_factory=list)
+    thaws: int = 0
     policy_metrics: list[dict[str, float]] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
@@ -141,6 +142,7 @@ class Ledger:
                 record.state, record.reason = "paused", event.reason
             elif isinstance(event, ev.Resumed):
                 record.state, record.reason = "running", ""
+                record.thaws += 1
             elif isinstance(event, ev.Retried):
                 record.attempts += 1
                 record.retry_errors.append(event.error)
@@ -223,7 +225,8 @@ class Ledger:
         return len(self._order)
 
     def leaderboard(self) -> pd.DataFrame:
-        """One row per trial, best first: the objectives, status, best epoch and epochs first, then the
+        """One row per trial, best first: the objectives, status, best epoch and epochs (and ``thaws``,
+        how often a paused trial was resumed, once any was) first, then the
         candidate, its hyperparameters, why it ended and its MLflow run."""
         import pandas as pd
 
@@ -242,6 +245,10 @@ class Ledger:
         first = ["trial_number", *(o.metric for o in self.objectives), "status", "best_epoch", "epochs"]
         frame = frame[first + [c for c in frame.columns if c not in first]]
         frame.insert(0, "rank", range(1, len(frame) + 1))
+        if frame["thaws"].any():  # a policy that pauses trials: how often each came back
+            frame.insert(frame.columns.get_loc("epochs") + 1, "thaws", frame.pop("thaws"))
+        else:
+            frame = frame.drop(columns="thaws")
         if len(self.objectives) > 1:
             front = {r.number for r in self.pareto_front()}
             frame.insert(frame.columns.get_loc("status") + 1, "pareto", frame["trial_number"].isin(front))
@@ -261,7 +268,13 @@ class Ledger:
         for objective in self.objectives[1:]:
             values = record.values(objective.metric)
             row[objective.metric] = values[best[0] - 1] if best and values else float("nan")
-        row.update(epochs=record.epochs, status=record.state, reason=record.reason, run_id=record.run_id)
+        row.update(
+            epochs=record.epochs,
+            thaws=record.thaws,
+            status=record.state,
+            reason=record.reason,
+            run_id=record.run_id,
+        )
         return row
 
 

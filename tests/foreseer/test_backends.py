@@ -12,7 +12,7 @@ from foreseer.backends.replay import RecordedTrainable, ReplayBackend, ReplaySea
 from foreseer.driver import LoopPlan, SearchDriver
 from foreseer.ledger import Ledger
 from foreseer.spec import Objective, Resources
-from foreseer.stopping import AshaPolicy, MedianPolicy, NoStoppingPolicy
+from foreseer.stopping import AshaPolicy, FreezeThawPolicy, MedianPolicy, NoStoppingPolicy
 from foreseer.store import JobStore
 from foreseer.store.journal import JobJournal
 from foreseer.testing.policies import PauseThenThaw
@@ -32,14 +32,15 @@ class Recording:
     """Wraps a policy and records every call: what it was shown and what it answered."""
 
     def __init__(self, policy):
-        self.policy, self.name, self.calls = policy, policy.name, []
+        self.policy, self.name, self.schedules, self.calls = policy, policy.name, policy.schedules, []
 
-    def decide(self, running, best, history=(), paused=()):
-        decisions = self.policy.decide(running, best, history, paused)
+    def decide(self, running, best, history=(), paused=(), **capacity):
+        decisions = self.policy.decide(running, best, history, paused, **capacity)
         self.calls.append(
             (
                 [(c.trial_id, c.epoch) for c in running],
                 sorted(c.trial_id for c in paused),
+                capacity,
                 [(d.trial_id, d.action.value, d.reason) for d in decisions],
             )
         )
@@ -57,7 +58,7 @@ def run_loop(backend, policy, journal=None, max_concurrent=1):
 
 
 def policies():
-    return [NoStoppingPolicy(), AshaPolicy(1, 2), MedianPolicy(1, 2), PauseThenThaw()]
+    return [NoStoppingPolicy(), AshaPolicy(1, 2), MedianPolicy(1, 2), PauseThenThaw(), FreezeThawPolicy()]
 
 
 @pytest.mark.ray
@@ -73,6 +74,9 @@ def test_ray_and_replay_take_identical_decisions_on_the_same_curves(ray_runtime,
         assert len(calls) >= TRIALS, "the policy was asked"
         if policy.name in ("asha", "median"):
             assert any(state == "stopped" for _, _, state, _, _ in outcome), f"{policy.name} stopped a trial"
+        if policy.name == "freeze_thaw":
+            actions = {action for *_, decided in calls for _, action, _ in decided}
+            assert {"pause", "resume"} <= actions, "it paused trials and thawed them"
 
 
 def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay(curves):
@@ -83,7 +87,7 @@ def test_a_paused_trial_frees_its_slot_and_resumes_from_its_checkpoint_on_replay
     resumed_at = order.index(("t0000", 3))
     others = {trial for trial, _ in order[paused_at:resumed_at]}
     assert {"t0001", "t0002"} <= others, "its slot went to the next candidate while it was paused"
-    assert any(paused == ["t0000"] for _, paused, _ in calls), "the policy saw it paused"
+    assert any(paused == ["t0000"] for _, paused, _, _ in calls), "the policy saw it paused"
     assert all(state == "completed" for _, _, state, _, _ in outcome)
 
 
@@ -91,7 +95,7 @@ def test_the_last_trial_paused_is_offered_to_the_policy_before_the_search_ends(c
     """Nothing runs and nothing is left to propose, as after a resume whose other trials all
     ended: the policy is asked once more, sees the paused trial, and thaws it."""
     calls, outcome, order = run_loop(ReplayBackend(curves), PauseThenThaw(trial_id="t0005"))
-    assert ([], ["t0005"], [("t0005", "resume", "another trial completed")]) in calls
+    assert ([], ["t0005"], {}, [("t0005", "resume", "another trial completed")]) in calls
     assert [e for t, e in order if t == "t0005"] == list(range(1, EPOCHS + 1))
     assert all(state == "completed" for _, _, state, _, _ in outcome)
 

@@ -13,6 +13,7 @@ from pydantic import Field
 from foreseer.stopping._asha import AshaPolicy, AshaStopping
 from foreseer.stopping._base import (
     Action,
+    Capacity,
     CurveHistory,
     CurveSummary,
     CurveView,
@@ -21,6 +22,7 @@ from foreseer.stopping._base import (
     StoppingPolicy,
 )
 from foreseer.stopping._custom import CustomStopping
+from foreseer.stopping._freeze_thaw import FreezeThawPolicy, FreezeThawStopping
 from foreseer.stopping._median import MedianPolicy, MedianStopping
 from foreseer.stopping._none import NoStopping, NoStoppingPolicy
 from foreseer.stopping._pfn import PFNPolicy, PFNStopping
@@ -29,11 +31,14 @@ __all__ = [
     "Action",
     "AshaPolicy",
     "AshaStopping",
+    "Capacity",
     "CurveHistory",
     "CurveSummary",
     "CurveView",
     "CustomStopping",
     "Decision",
+    "FreezeThawPolicy",
+    "FreezeThawStopping",
     "MedianPolicy",
     "MedianStopping",
     "NoStopping",
@@ -48,8 +53,9 @@ __all__ = [
 ]
 
 #: Every ``stopping`` a job may name.
-STOPPING_SPECS = (NoStopping, AshaStopping, MedianStopping, PFNStopping, CustomStopping)
+STOPPING_SPECS = (NoStopping, AshaStopping, MedianStopping, PFNStopping, FreezeThawStopping, CustomStopping)
 STOPPING_NAMES = tuple(spec.model_fields["name"].default for spec in STOPPING_SPECS)
 StoppingSpec = Annotated[
-    NoStopping | AshaStopping | MedianStopping | PFNStopping | CustomStopping, Field(discriminator="name")
+    NoStopping | AshaStopping | MedianStopping | PFNStopping | FreezeThawStopping | CustomStopping,
+    Field(discriminator="name"),
 ]

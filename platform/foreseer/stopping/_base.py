@@ -169,6 +169,21 @@ class Decision:
         return self.action is Action.STOP
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """Room the search has besides the trials a policy is asked about, for policies that schedule
+    (:attr:`StoppingPolicy.schedules`): they choose which trials hold the slots.
+
+    Attributes:
+        free: slots no trial holds or is queued for (a trial that just reported still holds its own).
+        new: candidates the searcher may still propose (0 once the job's ``trials`` are all asked
+            or the space is exhausted).
+    """
+
+    free: int
+    new: int
+
+
 class StoppingPolicy(ABC):
     """Decides which trials to stop early, pause or resume.
 
@@ -180,6 +195,9 @@ class StoppingPolicy(ABC):
 
     #: short name, recorded on every trial it stops (``stopped_by``).
     name: str
+    #: True for a policy that decides which trials use the job's slots (freeze-thaw): the driver
+    #: then also passes ``capacity=`` (a :class:`Capacity`) and takes ``stop`` for paused trials.
+    schedules: bool = False
 
     @abstractmethod
     def decide(
@@ -200,4 +218,7 @@ class StoppingPolicy(ABC):
             history: every trial's curve so far (running, paused, finished, stopped); from the
                 driver a :class:`CurveHistory`, whose ``summary`` holds the range of values seen.
             paused: trials paused earlier, each with its checkpoint kept.
+
+        A policy whose :attr:`schedules` is True also gets ``capacity``, a :class:`Capacity`, and
+        may answer a paused trial with ``stop`` as well as ``resume``.
         """

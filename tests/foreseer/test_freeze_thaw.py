@@ -1,0 +1,133 @@
+"""Freeze-thaw: the policy's choices on hand-made curves, and whole searches on recorded curves in
+simulated time (every epoch once, thawed trials continue where they paused, Optuna told the truth)."""
+
+import numpy as np
+import pytest
+
+from foreseer.backends.replay import simulate
+from foreseer.spec import SearchJob
+from foreseer.stopping import Action, Capacity, CurveView, FreezeThawPolicy
+
+E = 20
+
+
+def curve(trial_id, *values):
+    return CurveView(trial_id, tuple(values), E)
+
+
+GOOD = curve("good", 0.5, 0.7, 0.8)
+BAD = curve("bad", 0.1, 0.1, 0.1)
+RISING = curve("rising", 0.3, 0.5, 0.65)
+
+
+def actions(decisions):
+    return {d.trial_id: d.action for d in decisions}
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return FreezeThawPolicy()
+
+
+def test_a_hopeless_trial_gives_its_slot_to_a_promising_paused_one(policy):
+    decisions = policy.decide([BAD], 0.8, [GOOD, BAD, RISING], paused=[RISING], capacity=Capacity(0, 0))
+    assert actions(decisions) == {"bad": Action.STOP, "rising": Action.RESUME}
+    stop = next(d for d in decisions if d.trial_id == "bad")
+    assert "nothing new left" in stop.reason and set(stop.metrics) == {"acquisition", "p_improve"}
+
+
+def test_with_candidates_left_a_weak_trial_is_paused_not_stopped(policy):
+    decisions = policy.decide([BAD], 0.8, [GOOD, BAD], capacity=Capacity(0, 10))
+    assert actions(decisions) == {"bad": Action.PAUSE}
+    assert decisions[0].reason.startswith("freeze-thaw: acquisition")
+
+
+def test_a_leading_trial_keeps_its_slot(policy):
+    decisions = policy.decide([GOOD], 0.8, [GOOD, BAD], paused=[BAD], capacity=Capacity(0, 10))
+    assert actions(decisions) == {"good": Action.CONTINUE}, "the paused bad trial stays paused"
+
+
+def test_free_slots_thaw_paused_trials_that_beat_a_new_candidate(policy):
+    decisions = policy.decide([], 0.8, [GOOD, BAD, RISING], paused=[BAD, RISING], capacity=Capacity(1, 0))
+    assert actions(decisions) == {"rising": Action.RESUME, "bad": Action.STOP}
+
+
+def test_decisions_come_only_at_the_end_of_a_step():
+    policy = FreezeThawPolicy(step=3, min_epoch=2)
+    assert [e for e in range(1, E) if policy.at_step(curve("x", *[0.1] * e))] == [2, 5, 8, 11, 14, 17]
+    mid = curve("bad", 0.1, 0.1, 0.1)  # epoch 3: inside a step
+    decisions = policy.decide([mid], 0.8, [GOOD, mid], capacity=Capacity(0, 0))
+    assert actions(decisions) == {"bad": Action.CONTINUE}
+
+
+def test_beyond_max_paused_the_least_promising_are_stopped():
+    policy = FreezeThawPolicy(max_paused=1)
+    paused = [curve("p1", 0.1, 0.12, 0.13), curve("p2", 0.3, 0.5, 0.6)]
+    decisions = policy.decide([BAD], 0.8, [GOOD, BAD, *paused], paused=paused, capacity=Capacity(0, 10))
+    assert actions(decisions) == {"bad": Action.STOP, "p2": Action.RESUME}, "p1 stays, the one paused"
+    assert "beyond max_paused 1" in decisions[0].reason
+
+
+def test_the_same_curves_give_the_same_decisions(policy):
+    args = ([BAD, RISING], 0.8, [GOOD, BAD, RISING]), {"capacity": Capacity(1, 4)}
+    assert policy.decide(*args[0], **args[1]) == policy.decide(*args[0], **args[1])
+
+
+def test_both_acquisitions_order_the_options_sensibly():
+    for acquisition in ("mfpi_random", "ei_per_epoch"):
+        policy = FreezeThawPolicy(acquisition=acquisition)
+        decisions = policy.decide([GOOD, BAD], 0.8, [GOOD, BAD], capacity=Capacity(0, 0))
+        assert actions(decisions)["good"] is Action.CONTINUE, acquisition
+        assert actions(decisions)["bad"] is not Action.CONTINUE, acquisition
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="acquisition must be one of"):
+        FreezeThawPolicy(acquisition="ucb")
+    with pytest.raises(ValueError, match="delta"):
+        FreezeThawPolicy(delta=1.5)
+
+
+def test_a_job_names_it_with_its_settings():
+    job = SearchJob(
+        name="ft", space="mlp", dataset="wine", max_epochs=10,
+        stopping={"name": "freeze_thaw", "step": 2, "acquisition": "ei_per_epoch", "max_paused": 4},
+    )  # fmt: skip
+    policy = job.stopping.build()
+    assert (policy.step, policy.acquisition, policy.max_paused) == (2, "ei_per_epoch", 4)
+
+
+@pytest.fixture(scope="module")
+def curves():
+    rng = np.random.default_rng(0)
+    t = np.arange(1, E + 1)
+    finals = rng.uniform(0.3, 0.95, 40)
+    rate = rng.uniform(0.5, 8, (40, 1))
+    return np.clip(finals[:, None] * (1 - np.exp(-t / rate)) + rng.normal(0, 0.01, (40, E)), 0, 1)
+
+
+@pytest.mark.parametrize("concurrent", [1, 4])
+def test_a_search_thaws_trials_and_records_every_epoch_once(curves, concurrent):
+    run = simulate(curves, range(len(curves)), FreezeThawPolicy(), budget=8 * E, max_concurrent=concurrent)
+    records = run.ledger.records()
+    assert sum(r.thaws for r in records) > 0, "paused trials came back"
+    order = [(r.trial_id, epoch) for r, epoch in run.ledger.in_order()]
+    for r in records:
+        epochs = [e for t, e in order if t == r.trial_id]
+        assert epochs == list(range(1, r.epochs + 1)), "a thawed trial goes on from where it paused"
+        assert r.values("val_accuracy") == pytest.approx(curves[int(r.candidate.arch["curve"]), : r.epochs])
+    assert run.ledger.epochs_used() == 8 * E
+    assert all(r.state in ("completed", "stopped") for r in records), "nothing is left paused"
+    board = run.ledger.leaderboard()
+    assert board.columns.get_loc("thaws") == board.columns.get_loc("epochs") + 1
+    assert board["thaws"].sum() == sum(r.thaws for r in records)
+
+
+def test_it_finds_the_best_curve_with_fewer_epochs_than_no_stopping(curves):
+    """Not a benchmark (benchmarks/freeze_thaw.py is): a sanity check that pausing the weak trials
+    pays on curves where the best is plain."""
+    best = float(curves.max())
+    order = np.random.default_rng(1).permutation(len(curves))
+    run = simulate(curves, order, FreezeThawPolicy(), budget=20 * E)
+    assert best - run.best_so_far[-1] < 0.02
+    assert len(run.trials) > 20, "it looked at more candidates than 20 full runs could"
