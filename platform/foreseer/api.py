@@ -181,8 +181,7 @@ class JobHandle:
         from foreseer.runner import run_prepared
 
         try:
-            run_prepared(self._prepared, started_ray=self._started_ray)
-            self._state = "cancelled" if self._prepared.cancelled.is_set() else "succeeded"
+            self._state = run_prepared(self._prepared, started_ray=self._started_ray)
         except BaseException as e:  # kept and re-raised by wait() in the caller's thread
             logger.exception("job %s failed", self.job_id)
             self._error, self._state = e, "failed"

@@ -143,10 +143,11 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, backend: Backend, plan: LoopPlan, cancelled: threading.Event | None = None) -> None:
+    def run(self, backend: Backend, plan: LoopPlan, cancelled: threading.Event | None = None) -> bool:
         """Run the search on ``backend`` until ``plan``'s trials have ended, its budget is spent or
         ``cancelled`` is set. A cancel leaves the trials in flight unfinished, so resume continues
-        them; every other end settles every trial."""
+        them; every other end settles every trial. Returns whether the search finished: False when
+        a cancel cut it short, True when it came after the last trial had ended."""
         cancelled = cancelled or threading.Event()
         try:
             while not cancelled.is_set():
@@ -166,8 +167,10 @@ class SearchDriver:
                 if not self._active:
                     break
                 self.tick(backend, backend.events(plan.poll_s), plan)
-            if not cancelled.is_set():
+            finished = not cancelled.is_set() or not self._work_left(plan)
+            if finished:
                 self._settle_paused()
+            return finished
         finally:
             backend.close()
             if self.tracker is not None:
@@ -192,6 +195,11 @@ class SearchDriver:
                 freed |= self._crashed(backend, record, event, plan)
         if waiting or (freed and self._paused):
             self._decide(backend, waiting, plan)
+
+    def _work_left(self, plan: LoopPlan) -> bool:
+        """Whether trials are running, waiting to start or paused, or more can be proposed."""
+        proposable = len(self.ledger) < plan.trials and self.exhausted is None
+        return bool(self._active or self._starts or self._paused) or proposable
 
     def _out_of_budget(self, backend: Backend, plan: LoopPlan) -> bool:
         if plan.epoch_budget is not None and self.ledger.epochs_used() >= plan.epoch_budget:

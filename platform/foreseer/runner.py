@@ -252,8 +252,10 @@ def open_records(
     _failpoints.hit("job-recorded")
 
 
-def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
-    """Search, then publish the leaderboard, the best candidate and its weights on the parent run."""
+def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> str:
+    """Search, then publish the leaderboard, the best candidate and its weights on the parent run.
+    Returns how the job ended: ``succeeded``, or ``cancelled`` when a cancel cut the search short
+    (a cancel after the last trial ended changes nothing)."""
     from foreseer._processes import describe_driver
     from foreseer.backends.ray_actors import RayBackend
     from foreseer.driver import LoopPlan, SearchDriver
@@ -307,12 +309,12 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> None:
     )  # fmt: skip
     status, error = "failed", None
     try:
-        driver.run(backend, plan, prepared.cancelled)
-        if prepared.cancelled.is_set():
-            status = "cancelled"
-        else:
+        if driver.run(backend, plan, prepared.cancelled):
             publish(prepared)
             status = "succeeded"
+        else:
+            status = "cancelled"
+        return status
     except BaseException as e:
         error = "".join(traceback.format_exception_only(type(e), e)).strip()
         raise

@@ -43,8 +43,10 @@ def test_detach_cancel_resume_show(tmp_path):
         "space": {"name": "mlp", "params": {"depth": 1}},
         "dataset": "wine",
         "trials": 2,
-        "max_epochs": 100,
+        "max_epochs": 30,  # 15 s a trial (paced): the cancel comes while the first one trains
         "max_concurrent": 1,
+        "stopping": "none",
+        "trainable": "foreseer.testing.trainables:paced_classifier",
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     started = foreseer(tmp_path, "run", "job.yaml", "--detach")

@@ -1,9 +1,15 @@
 """The replay backend: budgets, concurrency, and agreement with the real search driver."""
 
+import threading
+
 import numpy as np
 import pytest
 
-from foreseer.backends.replay import simulate
+from foreseer.backends._base import Finished
+from foreseer.backends.replay import ReplayBackend, ReplaySearcher, simulate
+from foreseer.driver import LoopPlan, SearchDriver
+from foreseer.ledger import Ledger
+from foreseer.spec import Objective
 from foreseer.stopping import AshaPolicy, MedianPolicy, NoStoppingPolicy
 
 
@@ -75,3 +81,30 @@ def test_malformed_inputs_are_refused(curves):
         simulate(curves, [40], NoStoppingPolicy(), budget=10)
     with pytest.raises(ValueError, match="2-d array"):
         simulate(curves[0], [0], NoStoppingPolicy(), budget=10)
+
+
+class CancelledAt(ReplayBackend):
+    """Replays the curves and sets ``cancelled`` once ``after`` trials have finished."""
+
+    def __init__(self, curves, cancelled, after):
+        super().__init__(curves)
+        self.cancelled, self.after, self.finished = cancelled, after, 0
+
+    def events(self, timeout):
+        events = super().events(timeout)
+        self.finished += sum(isinstance(e, Finished) for e in events)
+        if self.finished >= self.after:
+            self.cancelled.set()
+        return events
+
+
+@pytest.mark.parametrize(("after", "finished"), [(1, False), (3, True)], ids=["mid-search", "after-the-last"])
+def test_a_cancel_cuts_the_search_short_only_while_work_is_left(curves, after, finished):
+    ledger = Ledger([Objective(metric="val_accuracy", mode="max")], curves.shape[1])
+    driver = SearchDriver(ledger, ReplaySearcher(range(3)), NoStoppingPolicy())
+    cancelled = threading.Event()
+    plan = LoopPlan(trials=3, max_concurrent=1)
+    assert driver.run(CancelledAt(curves, cancelled, after), plan, cancelled) is finished
+    assert cancelled.is_set()
+    states = [r.state for r in ledger.records()]
+    assert states == ["completed"] * (3 if finished else 1), "no trial starts after the cancel"

@@ -10,10 +10,19 @@ if TYPE_CHECKING:
     from foreseer_spaces import Candidate
     from foreseer_workers import TrialContext
 
-__all__ = ["classifier", "forgets_the_objective", "never_reports", "raises_at_epoch_2", "regressor"]
+__all__ = [
+    "classifier",
+    "forgets_the_objective",
+    "never_reports",
+    "paced_classifier",
+    "raises_at_epoch_2",
+    "regressor",
+]
 
 #: The epoch after which ``raises_at_epoch_2`` raises (an attempt resumed from it trains on).
 RAISES_AFTER = 1
+#: The seconds each epoch of ``paced_classifier`` lasts at least.
+PACED_EPOCH_S = 0.5
 
 
 def classifier(candidate: Candidate, ctx: TrialContext) -> None:
@@ -60,6 +69,31 @@ def classifier(candidate: Candidate, ctx: TrialContext) -> None:
             val_accuracy=(logits.argmax(1) == y_val).float().mean().item(),
             val_loss=F.cross_entropy(logits, y_val).item(),
         )
+
+
+def paced_classifier(candidate: Candidate, ctx: TrialContext) -> None:
+    """``classifier`` at a slow, steady pace: each epoch lasts at least ``PACED_EPOCH_S``, so a
+    test (or a person) has time to act on a job while its trials train."""
+    classifier(candidate, _Paced(ctx))
+
+
+class _Paced:
+    """A trial context whose ``report`` waits out the rest of the epoch's ``PACED_EPOCH_S``."""
+
+    def __init__(self, ctx: TrialContext) -> None:
+        import time
+
+        self._ctx, self._since = ctx, time.monotonic()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def report(self, epoch: int, **metrics: float) -> None:
+        import time
+
+        time.sleep(max(0.0, self._since + PACED_EPOCH_S - time.monotonic()))
+        self._since = time.monotonic()
+        self._ctx.report(epoch, **metrics)
 
 
 def regressor(candidate: Candidate, ctx: TrialContext) -> None:
