@@ -16,8 +16,9 @@ all of them:
   PFN's scale); an option's value is the probability that its curve, ``h`` epochs on, lies above
   the threshold. The draw is seeded by the epochs observed so far, so a replayed or resumed job
   decides the same.
-- ``ei_per_epoch``: expected improvement over the best so far at the trial's final epoch, divided by
-  the epochs still needed to get there.
+- ``ei_per_epoch``: expected improvement over the best so far ``h`` epochs on (the same draw of
+  ``h``, capped at the trial's budget), divided by the epochs it takes to get there, so continuing,
+  thawing and starting anew are priced per epoch spent alike.
 
 The per-curve PFN sees one curve at a time, so a new candidate is forecast as the job's typical
 start: curves of one epoch at the quantiles of the first-epoch values seen so far, their
@@ -225,9 +226,9 @@ class FreezeThawPolicy(StoppingPolicy):
         p_final = forecast.prob_above([best_n] * len(values), query=1)
         if self.acquisition == "mfpi_random":
             value = forecast.prob_above([threshold] * len(values), query=0)
-        else:  # expected improvement at the final epoch, per epoch still to train
-            finals = forecast.quantiles(_EI_QUANTILES.tolist())[:, 1]  # (B, quantiles)
-            value = np.maximum(finals - best_n, 0.0).mean(axis=1) / np.maximum(budgets - epochs, 1)
+        else:  # expected improvement h epochs on, per epoch it takes
+            ahead = forecast.quantiles(_EI_QUANTILES.tolist())[:, 0]  # (B, quantiles)
+            value = np.maximum(ahead - best_n, 0.0).mean(axis=1) / np.maximum(queries[:, 0] - epochs, 1)
         options = [
             _Option(c, float(v), float(p), 0 if i < len(stepped) else 1)
             for i, (c, v, p) in enumerate(zip(curves, value.tolist(), p_final.tolist(), strict=False))
