@@ -29,10 +29,21 @@ def pfn() -> None:
     required=True,
     help="Run folder (resumes if present).",
 )
-@click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
-@click.option("--curves", type=int, default=1_000_000, show_default=True, help="Prior curves to train on.")
+@click.option(
+    "--prior",
+    type=click.Choice(["reference", "extended", "jobs"]),
+    default="reference",
+    show_default=True,
+    help="A prior over curves, or 'jobs', the prior over jobs that trains the in-context model.",
+)
+@click.option(
+    "--curves", type=int, default=1_000_000, show_default=True, help="Prior curves (jobs) to train on."
+)
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--n-targets", type=int, default=20, show_default=True, help="Query epochs per curve.")
+@click.option("--n-targets", type=int, default=20, show_default=True, help="Query epochs per curve (job).")
+@click.option(
+    "--max-tokens", type=int, default=500, show_default=True, help="Most observations in a job's context."
+)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--layers", type=int, default=3, show_default=True)
 @click.option("--width", type=int, default=128, show_default=True)
@@ -64,6 +75,7 @@ def train_command(
     curves: int,
     batch_size: int,
     n_targets: int,
+    max_tokens: int,
     lr: float,
     layers: int,
     width: int,
@@ -81,6 +93,7 @@ def train_command(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from foreseer.predictors.pfn.job_prior import FEATURES
     from foreseer.predictors.pfn.model import PFNConfig
     from foreseer.predictors.pfn.train import TrainConfig, train
 
@@ -94,12 +107,14 @@ def train_command(
             n_hidden=hidden,
             n_buckets=buckets,
             context_bins=context_bins,
+            features=FEATURES if prior == "jobs" else 0,
         )
         config = TrainConfig(
             prior=prior,
             curves=curves,
             batch_size=batch_size,
             n_targets=n_targets,
+            max_tokens=max_tokens,
             lr=lr,
             seed=seed,
             eval_every=eval_every,
@@ -120,7 +135,8 @@ def train_command(
 
             def on_eval(step: int, ll: dict[int, float]) -> None:
                 cells = "  ".join(f"{k}%: {v:.3f}" for k, v in ll.items())
-                bar.console.print(f"step {step} ({step * batch_size} curves): prior log-likelihood {cells}")
+                seen = f"{step * batch_size} {'jobs' if prior == 'jobs' else 'curves'}"
+                bar.console.print(f"step {step} ({seen}): prior log-likelihood {cells}")
 
             train(out_dir, model_config, config, progress=progress, on_eval=on_eval)
     except ValueError as e:

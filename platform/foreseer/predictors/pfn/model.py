@@ -6,6 +6,11 @@ model that sees summarised contexts, see ``context.py``), a query token is ``Lin
 tokens attend to the (valid) context; each query attends to the context and to itself only, so
 queries are independent of one another and can be subsampled in training. The head is a bar
 distribution over ``n_buckets`` buckets.
+
+The in-context model (``features > 0``, after ifBO's FT-PFN, Rakotoarison et al., ICML 2024) is
+the same network whose tokens also embed a configuration, ``+ Linear(x)``: its context is every
+(configuration, epoch, value) observed in a job, its queries are (configuration, epoch) pairs, so
+one pass forecasts every trial, and configurations never trained, from all the job has seen.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class PFNConfig:
         horizon: epochs of a prior curve; time inputs are ``t / horizon``.
         context_bins: most context tokens per curve; longer contexts are summarised into this many
             runs of consecutive points (``context.bin_context``). 0: one token per observed epoch.
+        features: width of the configuration features every token embeds (the in-context model);
+            0: a model of one curve at a time.
     """
 
     n_layer: int = 3
@@ -44,8 +51,11 @@ class PFNConfig:
     n_buckets: int = 1000
     horizon: int = 100
     context_bins: int = 0
+    features: int = 0
 
     def __post_init__(self) -> None:
+        if self.features < 0:
+            raise ValueError(f"features must be 0 or positive, but got features={self.features}.")
         if self.context_bins < 0:
             raise ValueError(f"context_bins must be 0 or positive, but got context_bins={self.context_bins}.")
         if self.n_embd % self.n_head:
@@ -59,22 +69,33 @@ class PFNConfig:
 
 class TokenEmbedding(nn.Module):
     """Context tokens embed (t, y) and, when contexts are summarised, (spread, log count); query
-    tokens embed t alone."""
+    tokens embed t alone. In the in-context model both also embed their configuration."""
 
     def __init__(self, config: PFNConfig) -> None:
         super().__init__()
         self.t = nn.Linear(1, config.n_embd)
         self.y = nn.Linear(1, config.n_embd)
         self.stats = nn.Linear(2, config.n_embd, bias=False) if config.context_bins else None
+        self.x = nn.Linear(config.features, config.n_embd, bias=False) if config.features else None
         self.horizon = config.horizon
 
     def forward(
-        self, ctx_t: torch.Tensor, ctx_y: torch.Tensor, qry_t: torch.Tensor, ctx_stats: torch.Tensor | None
+        self,
+        ctx_t: torch.Tensor,
+        ctx_y: torch.Tensor,
+        qry_t: torch.Tensor,
+        ctx_stats: torch.Tensor | None,
+        ctx_x: torch.Tensor | None = None,
+        qry_x: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ctx = self.t(ctx_t.unsqueeze(-1) / self.horizon) + self.y(ctx_y.unsqueeze(-1))  # (B, L, E)
         if self.stats is not None and ctx_stats is not None:
             ctx = ctx + self.stats(ctx_stats)  # (B, L, E); raw points have zero stats
         qry = self.t(qry_t.unsqueeze(-1) / self.horizon)  # (B, Q, E)
+        if self.x is not None:
+            if ctx_x is None or qry_x is None:
+                raise ValueError("the in-context model needs the configurations of its tokens: ctx_x, qry_x.")
+            ctx, qry = ctx + self.x(ctx_x), qry + self.x(qry_x)
         return torch.cat([ctx, qry], dim=1)  # (B, L+Q, E)
 
 
@@ -166,6 +187,8 @@ class CurvePFN(nn.Module):
         qry_t: torch.Tensor,
         ctx_len: torch.Tensor | None = None,
         ctx_stats: torch.Tensor | None = None,
+        ctx_x: torch.Tensor | None = None,
+        qry_x: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Bucket logits for each query.
 
@@ -176,6 +199,9 @@ class CurvePFN(nn.Module):
             ctx_len: valid context length per curve, ``(B,)``, at least 1; ``None`` = all ``L``.
             ctx_stats: ``(B, L, 2)`` spread and log count behind each context token (see
                 ``context.bin_context``); ``None`` = raw points. Ignored when ``context_bins`` is 0.
+            ctx_x: the configuration of each context token, ``(B, L, features)`` (the in-context
+                model only; a job's context may then be empty, ``ctx_len`` 0).
+            qry_x: the configuration of each query, ``(B, Q, features)``.
 
         Returns:
             Logits of shape ``(B, Q, n_buckets)``.
@@ -184,7 +210,7 @@ class CurvePFN(nn.Module):
         Q = qry_t.shape[1]
         if ctx_len is None:
             ctx_len = torch.full((B,), L, dtype=torch.long, device=ctx_t.device)
-        x = self.embed(ctx_t, ctx_y, qry_t, ctx_stats)  # (B, L+Q, E)
+        x = self.embed(ctx_t, ctx_y, qry_t, ctx_stats, ctx_x, qry_x)  # (B, L+Q, E)
         mask = attention_mask(ctx_len, L, Q)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

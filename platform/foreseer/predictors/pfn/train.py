@@ -4,6 +4,8 @@ Each step draws a batch of curves from the prior and one cutoff ``T ~ U{1..H-1}`
 (as in LC-PFN); the context is epochs ``<= T`` (summarised into ``context_bins`` tokens when the
 model has them, exactly as at inference) and ``n_targets`` later epochs are sampled as queries;
 the loss is the bar distribution's negative log-likelihood of their noisy values.
+With ``prior="jobs"`` a batch is whole jobs of the prior over jobs instead, and the model is the
+in-context one (``features > 0``): see ``job_train.py``.
 AdamW, linear warm-up then cosine decay, gradient clipping at 1.0.
 """
 
@@ -25,6 +27,8 @@ import torch
 from foreseer.predictors.pfn.bar import equal_mass_borders
 from foreseer.predictors.pfn.checkpoint import read_metadata, save_checkpoint
 from foreseer.predictors.pfn.context import Context, bin_context
+from foreseer.predictors.pfn.job_prior import FEATURES, sample_job
+from foreseer.predictors.pfn.job_train import evaluate_jobs, job_batch
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
 from foreseer.predictors.pfn.prior import HORIZON, sample_curves
 
@@ -42,10 +46,12 @@ class TrainConfig:
     """How to train.
 
     Attributes:
-        prior: ``"reference"`` or ``"extended"``.
-        curves: total prior curves to train on.
-        batch_size: curves per step.
-        n_targets: query epochs sampled per curve.
+        prior: ``"reference"`` or ``"extended"`` (curves), or ``"jobs"`` (the prior over jobs, for
+            the in-context model).
+        curves: total prior curves (jobs, for ``"jobs"``) to train on.
+        batch_size: curves (jobs) per step.
+        n_targets: query epochs sampled per curve (per job).
+        max_tokens: most observations in a job's context (``"jobs"`` only).
         lr: peak learning rate.
         warmup: fraction of steps of linear warm-up.
         weight_decay: AdamW weight decay.
@@ -56,10 +62,11 @@ class TrainConfig:
             fresh schedule, possibly on the other prior or with context bins added.
     """
 
-    prior: Literal["reference", "extended"] = "reference"
+    prior: Literal["reference", "extended", "jobs"] = "reference"
     curves: int = 1_000_000
     batch_size: int = 64
     n_targets: int = 20
+    max_tokens: int = 500
     lr: float = 1e-3
     warmup: float = 0.02
     weight_decay: float = 0.0
@@ -80,7 +87,11 @@ def make_borders(n_buckets: int, prior: str = "reference", seed: int = 12345) ->
 
 @functools.lru_cache(maxsize=4)
 def _borders(n_buckets: int, prior: str, seed: int) -> np.ndarray:
-    curves = sample_curves(20_000, np.random.default_rng(seed), prior)  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    if prior == "jobs":
+        curves = np.concatenate([sample_job(100, rng).curves for _ in range(200)])
+    else:
+        curves = sample_curves(20_000, rng, prior)  # type: ignore[arg-type]
     return equal_mass_borders(curves.ravel(), n_buckets)
 
 
@@ -157,6 +168,14 @@ def train(
         progress: called after each step with ``(step, steps, loss)``.
         on_eval: called with ``(step, log-likelihood by cutoff)`` at each periodic evaluation.
     """
+    jobs = config.prior == "jobs"
+    if jobs != (model_config.features > 0) or (jobs and model_config.features != FEATURES):
+        raise ValueError(
+            f"the prior over jobs trains the in-context model (features={FEATURES}) and only it; got "
+            f"prior={config.prior!r} with features={model_config.features}."
+        )
+    if jobs and model_config.context_bins:
+        raise ValueError("the in-context model sees every observation: context_bins must be 0.")
     out_dir.mkdir(parents=True, exist_ok=True)
     init = _init_state(Path(config.init_from)) if config.init_from else None
     borders = init["bar.borders"] if init is not None else make_borders(model_config.n_buckets, config.prior)
@@ -170,10 +189,15 @@ def train(
     model.train()
     while step < config.steps:
         rng = np.random.default_rng([config.seed, step])  # resuming replays the same stream
-        ctx, qry_t, qry_y = _batch(rng, config, model_config.context_bins)
+        if jobs:
+            batch = job_batch(rng, config.batch_size, config.n_targets, config.max_tokens)
+            logits, target = batch.logits(model), batch.qry_y
+        else:
+            ctx, qry_t, target = _batch(rng, config, model_config.context_bins)
+            logits = model.predict(ctx, qry_t)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
-        loss = -model.bar.log_prob(model.predict(ctx, qry_t), qry_y).mean()
+        loss = -model.bar.log_prob(logits, target).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -184,7 +208,8 @@ def train(
         if step % config.save_every == 0 or step == config.steps:
             _save_state(out_dir, model, optimizer, model_config, config, step, time.monotonic() - started)
         if on_eval is not None and (step % config.eval_every == 0 or step == config.steps):
-            on_eval(step, evaluate_prior(model, n_curves=1000))
+            ll = evaluate_jobs(model, n_jobs=50)["in-context"] if jobs else evaluate_prior(model, 1000)
+            on_eval(step, ll)
     save_checkpoint(
         model, out_dir / "model.safetensors", _meta(asdict(config), step, time.monotonic() - started)
     )

@@ -1,0 +1,70 @@
+"""The in-context PFN: tokens that carry their configuration, job batches, a seconds-long training
+run on the prior over jobs."""
+
+import numpy as np
+import pytest
+import torch
+
+from foreseer.predictors.pfn.checkpoint import load_checkpoint
+from foreseer.predictors.pfn.job_prior import FEATURES
+from foreseer.predictors.pfn.job_train import evaluate_jobs, job_batch
+from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+from foreseer.predictors.pfn.prior import HORIZON
+from foreseer.predictors.pfn.train import TrainConfig, train
+
+TINY_JOBS = PFNConfig(n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, features=FEATURES)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_a_batch_is_observations_of_each_job_and_later_queries_of_its_configurations():
+    batch = job_batch(np.random.default_rng(0), batch_size=6, n_targets=12, max_tokens=200)
+    assert batch.ctx_t.shape[0] == 6 and batch.qry_t.shape == (6, 12)
+    assert batch.qry_x.shape == (6, 12, FEATURES)
+    assert int(batch.ctx_len.max()) <= 200 and batch.ctx_t.shape[1] == max(1, int(batch.ctx_len.max()))
+    for b in range(6):
+        n = int(batch.ctx_len[b])
+        seen = {}  # configuration -> epochs observed
+        for t, x in zip(batch.ctx_t[b, :n].tolist(), batch.ctx_x[b, :n], strict=True):
+            seen.setdefault(tuple(x.tolist()), []).append(int(t))
+        assert all(sorted(e) == list(range(1, len(e) + 1)) for e in seen.values()), "prefixes 1..k"
+        for t, x in zip(batch.qry_t[b].tolist(), batch.qry_x[b], strict=True):
+            assert len(seen.get(tuple(x.tolist()), [])) < t <= HORIZON, "a query lies past what was seen"
+
+
+def test_a_token_is_told_its_configuration_and_the_model_refuses_to_go_without():
+    torch.manual_seed(0)
+    model = CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)).eval()
+    t, y = torch.arange(1, 5.0)[None], torch.rand(1, 4)
+    x = torch.rand(1, 4, FEATURES)
+    q, qx = torch.tensor([[50.0, 50.0]]), torch.stack([x[:, 0], torch.rand(1, FEATURES)], dim=1)
+    with torch.no_grad():
+        out = model(t, y, q, None, None, x, qx)
+        assert not torch.allclose(out[:, 0], out[:, 1]), "same epoch, another configuration"
+        empty = model(torch.zeros(1, 1), torch.zeros(1, 1), q, torch.tensor([0]), None, x[:, :1], qx)
+        assert torch.isfinite(empty).all(), "a job with nothing observed yet still has a forecast"
+    with pytest.raises(ValueError, match="configurations of its tokens"):
+        model(t, y, q)
+
+
+def test_seconds_long_training_on_jobs_learns_and_writes_an_in_context_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    config = TrainConfig(
+        prior="jobs", curves=16 * 120, batch_size=16, n_targets=32, max_tokens=120, lr=3e-3,
+        save_every=60, eval_every=10**9,
+    )  # fmt: skip
+    model = train(tmp_path / "jobs", TINY_JOBS, config)
+    untrained = CurvePFN(TINY_JOBS, model.bar.borders)
+    after = evaluate_jobs(model, n_jobs=30, configs=6, cutoffs=(10, 40))["in-context"]
+    before = evaluate_jobs(untrained, n_jobs=30, configs=6, cutoffs=(10, 40))["in-context"]
+    assert all(after[c] > before[c] + 0.1 for c in (10, 40)), (before, after)
+    loaded, meta = load_checkpoint(tmp_path / "jobs" / "model.safetensors")
+    assert loaded.config.features == FEATURES and meta["prior"] == "jobs"
+
+
+def test_the_prior_and_the_model_must_agree():
+    curves_model = PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50)
+    with pytest.raises(ValueError, match="in-context model"):
+        train(None, curves_model, TrainConfig(prior="jobs", curves=16, batch_size=16))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="in-context model"):
+        train(None, TINY_JOBS, TrainConfig(prior="extended", curves=16, batch_size=16))  # type: ignore[arg-type]
