@@ -6,6 +6,9 @@ replayed through Foreseer's search loop under a budget of ``FULL_RUNS`` full run
 time. Every method sees the same orders in the same run:
 
 - freeze-thaw (``stopping: freeze_thaw``) with each acquisition, on the shipped per-curve PFN;
+  with ``--in-context CHECKPOINT`` also MFPI-random on that in-context PFN, which reads every
+  trial's configuration (LCBench's seven hyperparameters; new candidates are forecast at
+  configurations drawn from the task's pool), on the sets whose configurations are known;
 - LC-PFN stopping (``stopping: pfn``, δ = 0.05), ASHA (grace 1, η 3), asynchronous Hyperband
   (ASHA brackets with grace periods 1, 3, 9, 27, trials dealt round-robin, as Ray Tune's
   ``AsyncHyperBandScheduler`` after Li et al., MLSys 2020), median stopping (grace 1, 3 samples),
@@ -20,10 +23,10 @@ worst configuration's best), 0 is the task's best configuration, 1 its worst). T
 (the same normalisation after every epoch spent, mean over tasks and orders) is plotted.
 
 Both PFN methods use one normaliser per task, fitted on the task's curves, so forecasts are
-comparable across orders; a live job fits it from the curves seen so far. The in-context PFN of
-issue 13 is not in the table yet.
+comparable across orders; a live job fits it from the curves seen so far.
 
-Run: ``.venv/bin/python benchmarks/freeze_thaw.py [--orders 40] [--tasks N] [--jobs 2] [--out DIR]``;
+Run: ``.venv/bin/python benchmarks/freeze_thaw.py [--orders 40] [--tasks N] [--jobs 2] [--out DIR]
+[--in-context CHECKPOINT]``;
 ``--out benchmarks/results/freeze_thaw`` writes the tables the READMEs show and the plot.
 """
 
@@ -42,7 +45,8 @@ import torch
 
 from foreseer.backends.replay import simulate
 from foreseer.predictors.pfn.cache import PrefixCache
-from foreseer.predictors.pfn.evaluate import load_curve_sets
+from foreseer.predictors.pfn.evaluate import lcbench_features, load_curve_sets
+from foreseer.predictors.pfn.in_context import JobForecaster
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.stopping import (
@@ -93,9 +97,23 @@ class HyperbandPolicy(StoppingPolicy):
 
 
 def methods(
-    forecaster: CurveForecaster, cache: PrefixCache, norm: CurveNormalizer
+    forecaster: CurveForecaster,
+    cache: PrefixCache,
+    norm: CurveNormalizer,
+    in_context: JobForecaster | None = None,
+    features: np.ndarray | None = None,
 ) -> dict[str, StoppingPolicy]:
-    return {
+    extra: dict[str, StoppingPolicy] = {}
+    if in_context is not None and features is not None:
+        pool = features
+
+        def drawn(rng: np.random.Generator, k: int) -> np.ndarray:
+            return pool[rng.integers(0, len(pool), k)]
+
+        extra["freeze-thaw in-context mfpi_random"] = FreezeThawPolicy(
+            forecaster=in_context, normalizer=norm, new_features=drawn
+        )
+    return extra | {
         "freeze-thaw mfpi_random": FreezeThawPolicy(forecaster=forecaster, normalizer=norm),
         "freeze-thaw ei_per_epoch": FreezeThawPolicy(
             acquisition="ei_per_epoch", forecaster=forecaster, normalizer=norm
@@ -111,23 +129,30 @@ def methods(
     }
 
 
-_FORECASTER: CurveForecaster | None = None
+_LOADED: dict[str | None, CurveForecaster | JobForecaster] = {}
 
 
-def _forecaster(checkpoint: str | None) -> CurveForecaster:
-    global _FORECASTER
-    if _FORECASTER is None:
+def _load(checkpoint: str | None, in_context: bool = False) -> CurveForecaster | JobForecaster:
+    """A forecaster loaded once per process."""
+    if checkpoint not in _LOADED:
         torch.set_num_threads(1)
-        _FORECASTER = CurveForecaster.load(checkpoint)
-    return _FORECASTER
+        kind = JobForecaster if in_context else CurveForecaster
+        _LOADED[checkpoint] = kind.load(checkpoint)  # type: ignore[attr-defined]
+    return _LOADED[checkpoint]
 
 
 def run_task(
-    curves: np.ndarray, orders: int, seed: int, checkpoint: str | None
+    curves: np.ndarray,
+    orders: int,
+    seed: int,
+    checkpoint: str | None,
+    in_context: str | None = None,
+    features: np.ndarray | None = None,
 ) -> dict[str, dict[str, list]]:
     """Per method: per order, the final normalised regret, the epochs to reach none's final value
     (None if never), none's own first-reach epoch, and the anytime regret at ``ANYTIME``."""
-    forecaster = _forecaster(checkpoint)
+    forecaster = _load(checkpoint)
+    job_forecaster = _load(in_context, in_context=True) if in_context and features is not None else None
     norm = CurveNormalizer.fit(list(curves))
     cache = PrefixCache(forecaster, norm(curves), min_epoch=2)
     budget = FULL_RUNS * curves.shape[1]
@@ -138,8 +163,8 @@ def run_task(
     out: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for _ in range(orders):
         order = rng.permutation(len(curves))
-        policies = methods(forecaster, cache, norm)
-        runs = {name: simulate(curves, order, p, budget) for name, p in policies.items()}
+        policies = methods(forecaster, cache, norm, job_forecaster, features)  # type: ignore[arg-type]
+        runs = {name: simulate(curves, order, p, budget, features=features) for name, p in policies.items()}
         target = runs["none"].best_so_far[-1]
         own = runs["none"].epochs_to_reach(target)
         for name, run in runs.items():
@@ -220,8 +245,13 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=["lcbench", "foreseer"])
     parser.add_argument("--jobs", type=int, default=1, help="tasks replayed at once, one process each")
     parser.add_argument("--out", type=Path, help="write <set>.md tables and anytime_regret.png here")
+    parser.add_argument("--in-context", default=None, help="also freeze-thaw on this in-context checkpoint")
     args = parser.parse_args()
     sets = load_curve_sets(LCBENCH, RECORDED)
+    known: dict[str, list[np.ndarray]] = {}  # each set's configurations as features, task by task
+    if LCBENCH.exists():
+        data = np.load(LCBENCH)
+        known["lcbench"] = list(lcbench_features(data["configs"], data["hp_names"]))
     if RECORDED.exists():  # the recorded curves' objective is the validation loss (accuracy saturates)
         sets["foreseer"] = recorded_losses(None)
     texts, anytime = [], {}
@@ -232,8 +262,9 @@ def main() -> None:
                 print(f"curve set {set_name!r} not found; skipped")
                 continue
             start = time.perf_counter()
+            features = known.get(set_name, [None] * len(groups))
             futures = [
-                pool.submit(run_task, curves, args.orders, i, args.checkpoint)
+                pool.submit(run_task, curves, args.orders, i, args.checkpoint, args.in_context, features[i])
                 for i, curves in enumerate(groups.values())
             ]
             results = [f.result() for f in futures]

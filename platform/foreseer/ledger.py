@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +58,18 @@ class Ledger:
     Args:
         objectives: the job's objectives; the first ranks trials and drives early stopping.
         max_epochs: the epoch budget of every trial.
+        featurize: maps a candidate to its features (``CurveView.features``), once per trial.
     """
 
-    def __init__(self, objectives: Sequence[Objective], max_epochs: int) -> None:
+    def __init__(
+        self,
+        objectives: Sequence[Objective],
+        max_epochs: int,
+        featurize: Callable[[Candidate], Sequence[float]] | None = None,
+    ) -> None:
         self.objectives = list(objectives)
         self.max_epochs = max_epochs
+        self.featurize = featurize
         self._maximise = self.primary.mode == "max"
         self._sign = 1 if self._maximise else -1
         self._trials: dict[str, TrialRecord] = {}
@@ -80,7 +87,8 @@ class Ledger:
         with self._lock:
             record = TrialRecord(trial_id, number, candidate)
             self._trials[trial_id] = record
-            self._views[trial_id] = CurveView(trial_id, (), self.max_epochs, self._sign)
+            features = tuple(float(f) for f in self.featurize(candidate)) if self.featurize else ()
+            self._views[trial_id] = CurveView(trial_id, (), self.max_epochs, self._sign, features)
             return record
 
     def get(self, trial_id: str) -> TrialRecord:
@@ -107,7 +115,9 @@ class Ledger:
             value = metrics.get(self.primary.metric, math.nan)
             view = self._views[trial_id]
             oriented = self.oriented(value)
-            self._views[trial_id] = CurveView(trial_id, (*view.values, oriented), self.max_epochs, self._sign)
+            self._views[trial_id] = CurveView(
+                trial_id, (*view.values, oriented), self.max_epochs, self._sign, view.features
+            )
             self._summary.add(oriented, first=record.epochs == 1)
             best = self._best
             if (

@@ -131,3 +131,35 @@ def test_it_finds_the_best_curve_with_fewer_epochs_than_no_stopping(curves):
     run = simulate(curves, order, FreezeThawPolicy(), budget=20 * E)
     assert best - run.best_so_far[-1] < 0.02
     assert len(run.trials) > 20, "it looked at more candidates than 20 full runs could"
+
+
+def tiny_in_context():
+    import torch
+
+    from foreseer.predictors.pfn.in_context import JobForecaster
+    from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+
+    torch.manual_seed(0)
+    config = PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50, features=16)
+    return JobForecaster(CurvePFN(config, torch.linspace(-0.2, 1.2, 51)))
+
+
+def test_with_an_in_context_forecaster_every_option_is_forecast_from_the_whole_job(curves):
+    """An untrained in-context model: the plumbing, not the quality (benchmarks/freeze_thaw.py)."""
+    features = np.random.default_rng(2).uniform(size=(len(curves), 3))
+    drawn = []
+
+    def new_features(rng, k):
+        drawn.append(k)
+        return features[rng.integers(0, len(features), k)]
+
+    policy = FreezeThawPolicy(forecaster=tiny_in_context(), new_features=new_features)
+    run = simulate(curves, range(len(curves)), policy, budget=6 * E, max_concurrent=2, features=features)
+    assert run.ledger.epochs_used() == 6 * E and drawn, "new candidates were forecast at drawn configurations"
+    views = run.ledger.curves()
+    assert all(v.features == tuple(features[int(r.candidate.arch["curve"])]) for v, r in
+               zip(views, run.ledger.records(), strict=True))  # fmt: skip
+    with pytest.raises(ValueError, match="every trial's features"):
+        simulate(curves, range(len(curves)), policy, budget=2 * E)
+    with pytest.raises(ValueError, match="needs new_features"):
+        FreezeThawPolicy(forecaster=tiny_in_context())

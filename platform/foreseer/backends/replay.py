@@ -210,6 +210,7 @@ def simulate(
     *,
     metric: str = "val_accuracy",
     mode: str = "max",
+    features: np.ndarray | None = None,
 ) -> ReplayRun:
     """Run the search loop over ``curves`` in simulated time until ``budget`` epochs are spent.
 
@@ -221,6 +222,8 @@ def simulate(
         max_concurrent: trials running at once.
         metric: the objective the curves record.
         mode: ``"max"`` or ``"min"``; the best-so-far trace is oriented (higher is better).
+        features: ``(n_curves, F)`` the configurations' features, which policies then see in
+            ``CurveView.features`` (as an in-context forecaster needs).
 
     Raises:
         ValueError: for malformed inputs.
@@ -231,7 +234,8 @@ def simulate(
 
     curves = np.asarray(curves, dtype=np.float64)
     _check(curves, order, max_concurrent, budget)
-    ledger = Ledger([Objective(metric=metric, mode=mode)], curves.shape[1])
+    featurize = None if features is None else (lambda candidate: features[int(candidate.arch["curve"])])
+    ledger = Ledger([Objective(metric=metric, mode=mode)], curves.shape[1], featurize)
     driver = SearchDriver(ledger, ReplaySearcher(order), policy)  # type: ignore[arg-type]
     plan = LoopPlan(trials=len(order), max_concurrent=max_concurrent, epoch_budget=budget)
     driver.run(ReplayBackend(curves, metric), plan)

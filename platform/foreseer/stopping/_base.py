@@ -21,12 +21,15 @@ class CurveView:
             (a minimised metric arrives negated).
         max_epochs: the epoch budget of the trial.
         sign: ``1`` when the metric is maximised, ``-1`` when minimised (its values arrive negated).
+        features: the trial's configuration as features in ``[0, 1]``, when the job has a way to
+            compute them (what an in-context forecaster reads); empty otherwise.
     """
 
     trial_id: str
     values: tuple[float, ...]
     max_epochs: int
     sign: int = 1
+    features: tuple[float, ...] = ()
 
     def as_metric(self, value: float) -> float:
         """An oriented ``value`` in the metric's own units (a loss positive again), for messages."""

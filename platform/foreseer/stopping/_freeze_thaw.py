@@ -22,9 +22,12 @@ all of them:
 
 The per-curve PFN sees one curve at a time, so a new candidate is forecast as the job's typical
 start: curves of one epoch at the quantiles of the first-epoch values seen so far, their
-probabilities averaged. Paused trials beyond ``max_paused`` are stopped, those least likely to
-beat the best first (the oldest among equals). Once the sampler has nothing left, a paused trial
-is thawed only while P(final > best) > ``delta``; the rest are stopped when the search ends.
+probabilities averaged. The in-context PFN (a :class:`JobForecaster`) reads every trial's
+configuration and curve at once; a new candidate is then forecast at configurations drawn from the
+search space (``new_features``), and every option from all the job has seen. Paused trials
+beyond ``max_paused`` are stopped, those least likely to beat the best first (the oldest among
+equals). Once the sampler has nothing left, a paused trial is thawed only while
+P(final > best) > ``delta``; the rest are stopped when the search ends.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ from foreseer.stopping._base import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from foreseer.predictors.pfn.in_context import JobForecaster
     from foreseer.predictors.pfn.normalize import CurveNormalizer
-    from foreseer.predictors.pfn.predictor import CurveForecaster
+    from foreseer.predictors.pfn.predictor import CurveForecaster, Forecast
 
 __all__ = ["ACQUISITIONS", "FreezeThawPolicy", "FreezeThawStopping"]
 
@@ -90,6 +96,12 @@ class FreezeThawStopping(SpecModel):
         )
 
 
+def _is_in_context(forecaster: object) -> bool:
+    from foreseer.predictors.pfn.in_context import JobForecaster
+
+    return isinstance(forecaster, JobForecaster)
+
+
 @dataclass(frozen=True)
 class _Option:
     """One use of a slot: continue or thaw ``curve``, or (``curve is None``) start a new candidate."""
@@ -111,10 +123,14 @@ class FreezeThawPolicy(StoppingPolicy):
             are stopped.
         delta: once no new candidate is left, thaw a paused trial only while P(final > best) > delta.
         checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
-        forecaster: a loaded forecaster (overrides ``checkpoint``).
+        forecaster: a loaded forecaster (overrides ``checkpoint``): a per-curve
+            :class:`CurveForecaster`, or an in-context :class:`JobForecaster`, which reads
+            ``CurveView.features``.
         normalizer: a fixed map onto the PFN's scale; ``None`` chooses one at every decision from
             the curves seen (what a live job does).
         seed: seeds the acquisition's random draws (with the epochs observed so far).
+        new_features: ``(rng, k) -> (k, F)`` features of ``k`` configurations the search space may
+            propose next; required with an in-context forecaster.
 
     Example:
         >>> from foreseer.stopping import Capacity
@@ -135,9 +151,10 @@ class FreezeThawPolicy(StoppingPolicy):
         max_paused: int = 32,
         delta: float = 0.05,
         checkpoint: str | Path | None = None,
-        forecaster: CurveForecaster | None = None,
+        forecaster: CurveForecaster | JobForecaster | None = None,
         normalizer: CurveNormalizer | None = None,
         seed: int = 0,
+        new_features: Callable[[np.random.Generator, int], np.ndarray] | None = None,
     ) -> None:
         if step < 1 or min_epoch < 1 or max_paused < 1:
             raise ValueError(
@@ -147,12 +164,16 @@ class FreezeThawPolicy(StoppingPolicy):
             raise ValueError(f"acquisition must be one of {list(ACQUISITIONS)}, but got {acquisition!r}.")
         if not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), but got {delta=}.")
+        self.in_context = forecaster is not None and _is_in_context(forecaster)
+        if self.in_context and new_features is None:
+            raise ValueError("an in-context forecaster needs new_features: draws of what the space proposes.")
         self.step, self.min_epoch, self.acquisition = step, min_epoch, acquisition
         self.max_paused, self.delta, self.seed = max_paused, delta, seed
         self._checkpoint, self._forecaster, self.normalizer = checkpoint, forecaster, normalizer
+        self.new_features = new_features
 
     @property
-    def forecaster(self) -> CurveForecaster:
+    def forecaster(self) -> CurveForecaster | JobForecaster:
         """The forecaster, loaded on first use (so building a policy stays cheap)."""
         if self._forecaster is None:
             from foreseer.predictors.pfn.predictor import CurveForecaster
@@ -213,19 +234,20 @@ class FreezeThawPolicy(StoppingPolicy):
         horizon = int(rng.integers(1, max_epochs + 1))
         best_n = float(norm([best])[0])
         threshold = best_n + max(1.0 - best_n, 1e-3) * 10 ** rng.uniform(-4, -1)
-        starts = (
-            np.quantile(firsts, (np.arange(_NEW_QUANTILES) + 0.5) / _NEW_QUANTILES).tolist()
-            if new_allowed and firsts
-            else []
-        )
-        values = norm.curves([c.values for c in curves]) + [[v] for v in norm(starts).tolist()]
+        starts: list
+        if self.in_context:
+            starts = list(self.new_features(rng, _NEW_QUANTILES)) if new_allowed else []  # type: ignore[misc]
+        else:
+            quantiles = (np.arange(_NEW_QUANTILES) + 0.5) / _NEW_QUANTILES
+            starts = np.quantile(firsts, quantiles).tolist() if new_allowed and firsts else []
         budgets = np.asarray([c.max_epochs for c in curves] + [max_epochs] * len(starts))
         epochs = np.asarray([c.epoch for c in curves] + [0] * len(starts))
         queries = np.stack([np.minimum(epochs + horizon, budgets), budgets], axis=1)
-        forecast = self.forecaster.forecast(values, budgets.tolist(), query_epochs=queries.tolist())
-        p_final = forecast.prob_above([best_n] * len(values), query=1)
+        rows = len(curves) + len(starts)
+        forecast = self._forecast(curves, starts, seen, norm, budgets, queries)
+        p_final = forecast.prob_above([best_n] * rows, query=1)
         if self.acquisition == "mfpi_random":
-            value = forecast.prob_above([threshold] * len(values), query=0)
+            value = forecast.prob_above([threshold] * rows, query=0)
         else:  # expected improvement h epochs on, per epoch it takes
             ahead = forecast.quantiles(_EI_QUANTILES.tolist())[:, 0]  # (B, quantiles)
             value = np.maximum(ahead - best_n, 0.0).mean(axis=1) / np.maximum(queries[:, 0] - epochs, 1)
@@ -236,6 +258,27 @@ class FreezeThawPolicy(StoppingPolicy):
         if starts:
             options.append(_Option(None, float(np.mean(value[len(curves) :])), 1.0, 2))
         return options
+
+    def _forecast(
+        self,
+        curves: list[CurveView],
+        starts: list,
+        seen: Sequence[CurveView],
+        norm: CurveNormalizer,
+        budgets: np.ndarray,
+        queries: np.ndarray,
+    ) -> Forecast:
+        """One forward pass for every option: ``curves`` then the new candidate's ``starts``
+        (first-epoch values, or configurations' features for the in-context model)."""
+        if not self.in_context:
+            values = norm.curves([c.values for c in curves]) + [[v] for v in norm(starts).tolist()]
+            return self.forecaster.forecast(values, budgets.tolist(), query_epochs=queries.tolist())  # type: ignore[call-arg]
+        if any(not c.features for c in seen):
+            raise ValueError("the in-context forecaster needs every trial's features (CurveView.features).")
+        known = [c for c in seen if c.values]
+        observed = list(zip([c.features for c in known], norm.curves([c.values for c in known]), strict=True))
+        asked = [c.features for c in curves] + starts
+        return self.forecaster.forecast(observed, asked, int(budgets.max()), queries.tolist())  # type: ignore[call-arg]
 
     # -- slots ---------------------------------------------------------------------------------
 

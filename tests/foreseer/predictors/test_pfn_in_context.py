@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from foreseer.predictors.pfn.checkpoint import load_checkpoint
+from foreseer.predictors.pfn.evaluate import LCBENCH_FEATURES, lcbench_features
+from foreseer.predictors.pfn.in_context import JobForecaster
 from foreseer.predictors.pfn.job_prior import FEATURES
 from foreseer.predictors.pfn.job_train import evaluate_jobs, job_batch
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
@@ -68,3 +70,33 @@ def test_the_prior_and_the_model_must_agree():
         train(None, curves_model, TrainConfig(prior="jobs", curves=16, batch_size=16))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="in-context model"):
         train(None, TINY_JOBS, TrainConfig(prior="extended", curves=16, batch_size=16))  # type: ignore[arg-type]
+
+
+def test_the_job_forecaster_asks_about_any_configuration_from_one_context_of_every_trial():
+    torch.manual_seed(0)
+    f = JobForecaster(CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)), max_context=10)
+    rng = np.random.default_rng(0)
+    trials = [(rng.uniform(size=7), np.sort(rng.uniform(size=k))) for k in (6, 3, 1)]
+    asked = [trials[0][0], rng.uniform(size=7)]  # a trial that ran, a configuration never tried
+    fc = f.forecast(trials, asked, max_epochs=20, query_epochs=[[10, 20], [10, 20]])
+    assert fc.logits.shape == (2, 2, 50) and fc.epochs.tolist() == [[10, 20], [10, 20]]
+    assert [len(e) for e in f._thinned([6, 3, 1])] == [6, 3, 1]
+    kept = f._thinned([30, 10, 1])
+    assert sum(map(len, kept)) <= 12 and all(e.max() == k - 1 for e, k in zip(kept, (30, 10, 1), strict=True))
+    nothing_yet = f.forecast([], asked, max_epochs=20, query_epochs=[[20], [20]])
+    assert torch.isfinite(nothing_yet.logits).all()
+    with pytest.raises(ValueError, match="more than the model's 16 features"):
+        f.forecast(trials, [np.zeros(17)], max_epochs=20, query_epochs=[[20]])
+    with pytest.raises(ValueError, match="in-context model"):
+        JobForecaster(CurvePFN(PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50),
+                               torch.linspace(0, 1, 51)))  # fmt: skip
+
+
+def test_lcbench_configurations_become_features_in_the_unit_cube():
+    names = list(LCBENCH_FEATURES)
+    lo = np.array([[v[0] for v in LCBENCH_FEATURES.values()]])
+    hi = np.array([[v[1] for v in LCBENCH_FEATURES.values()]])
+    assert lcbench_features(lo, names).tolist() == [[0.0] * 7]
+    np.testing.assert_allclose(lcbench_features(hi, names), 1.0)
+    mid = lcbench_features(np.sqrt(lo * hi).clip(1e-12), names)[0]
+    assert mid[names.index("learning_rate")] == pytest.approx(0.5), "log-scaled where drawn on a log scale"

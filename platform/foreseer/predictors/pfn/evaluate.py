@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,10 +21,16 @@ import torch
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
 
+if TYPE_CHECKING:
+    from foreseer.predictors.pfn.in_context import JobForecaster
+
 __all__ = [
+    "LCBENCH_FEATURES",
     "forecast_errors",
     "forecast_table",
     "inference_ms",
+    "job_log_likelihood",
+    "lcbench_features",
     "load_curve_sets",
     "power_law_forecast",
     "prior_log_likelihood",
@@ -32,6 +39,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CUTOFFS = (10, 20, 40, 80)
+#: LCBench's hyperparameters (YAHPO's names) and the ranges its configurations were drawn from,
+#: with whether each was drawn on a log scale: the features an in-context model reads.
+LCBENCH_FEATURES = {
+    "batch_size": (16, 512, True),
+    "learning_rate": (1e-4, 1e-1, True),
+    "max_dropout": (0.0, 1.0, False),
+    "max_units": (64, 1024, True),
+    "momentum": (0.1, 0.99, False),
+    "num_layers": (1, 5, False),
+    "weight_decay": (1e-5, 1e-1, True),
+}
 
 
 def load_curve_sets(
@@ -161,3 +179,55 @@ def inference_ms(forecaster: CurveForecaster, trials: int, epochs: int, repeats:
         forecaster.forecast(curves, 100).prob_above(np.full(trials, 0.9))
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
+
+
+def lcbench_features(configs: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """LCBench configurations ``(..., 7)`` as features in ``[0, 1]`` (log-scaled where drawn so)."""
+    out = np.empty(configs.shape, dtype=np.float64)
+    for i, name in enumerate(names):
+        lo, hi, log = LCBENCH_FEATURES[str(name)]
+        v = configs[..., i].astype(np.float64)
+        out[..., i] = (np.log(v) - np.log(lo)) / (np.log(hi) - np.log(lo)) if log else (v - lo) / (hi - lo)
+    return np.clip(out, 0.0, 1.0)
+
+
+def job_log_likelihood(
+    job_forecaster: JobForecaster,
+    per_curve: CurveForecaster,
+    curves: np.ndarray,
+    features: np.ndarray,
+    cutoffs: Sequence[int] = CUTOFFS,
+    configs: int = 16,
+    jobs: int = 10,
+    seed: int = 0,
+) -> dict[str, dict[int, float]]:
+    """Mean log-likelihood of the epochs after each cutoff of real curves, on the prior's scale:
+    ``jobs`` draws of ``configs`` configurations of one task, every one observed up to the cutoff;
+    the in-context forecaster sees them all at once, the per-curve one each alone.
+
+    Args:
+        curves: ``(n, E)`` one task's curves (oriented; mapped with one normaliser for the task).
+        features: ``(n, F)`` their configurations' features.
+    """
+    n, horizon = curves.shape
+    norm = CurveNormalizer.fit(list(curves))
+    scaled = np.stack([norm(c) for c in curves]).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    draws = [rng.choice(n, size=min(configs, n), replace=False) for _ in range(jobs)]
+    out: dict[str, dict[int, float]] = {"in-context": {}, "per-curve": {}}
+    for pct in cutoffs:
+        cut = max(1, pct * horizon // 100)
+        later = np.arange(cut + 1, horizon + 1, dtype=np.float64)
+        totals = {"in-context": 0.0, "per-curve": 0.0}
+        for rows in draws:
+            y = torch.from_numpy(np.ascontiguousarray(scaled[rows, cut:]))
+            queries = np.broadcast_to(later, (len(rows), later.size))
+            observed = [(features[r], scaled[r, :cut]) for r in rows]
+            fc = job_forecaster.forecast(observed, features[rows], horizon, queries)
+            pc = per_curve.forecast(list(scaled[rows, :cut]), horizon, query_epochs=queries)
+            with torch.inference_mode():
+                totals["in-context"] += job_forecaster.model.bar.log_prob(fc.logits, y).mean().item()
+                totals["per-curve"] += per_curve.model.bar.log_prob(pc.logits, y).mean().item()
+        for k, total in totals.items():
+            out[k][pct] = total / len(draws)
+    return out
