@@ -25,16 +25,21 @@ import copy
 import dataclasses
 import os
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from foreseer.predictors.pfn.evaluate import forecast_table, prior_log_likelihood
+from foreseer.predictors.pfn.evaluate import forecast_table, load_curve_sets, prior_log_likelihood
 from foreseer.predictors.pfn.model import attention_mask
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.predictors.pfn.prior import sample_curves
 from foreseer.predictors.pfn.quantize import quantize_int8
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stopping import LCBENCH, RECORDED  # noqa: E402
 
 EPOCHS = (5, 20, 50, 100)
 TRIALS = 32
@@ -184,8 +189,9 @@ def quality_table(fs: dict[str, CurveForecaster], n_curves: int) -> str:
 
 def real_table(fs: dict[str, CurveForecaster]) -> str:
     rows = []
+    sets = load_curve_sets(LCBENCH, RECORDED, per_set=100)
     for name in BINNED:
-        for title, table in forecast_table(fs[name]):
+        for title, table in forecast_table(fs[name], sets):
             curve_set = title.split(":")[0]
             rows.append([name, curve_set, *(f"{r['pfn_mae']:.4f} ({r['coverage_90']:.3f})" for r in table)])
     title = "final-value forecast MAE (90% coverage) on the real curve sets of `foreseer pfn eval`"

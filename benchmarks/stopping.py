@@ -202,7 +202,7 @@ def main() -> None:
             )
             print_table(console, title, summarise(results))
     if args.forecast:
-        for title, rows in forecast_table(forecaster, sets={k: sets[k] for k in args.sets if k in sets}):
+        for title, rows in forecast_table(forecaster, {k: sets[k] for k in args.sets if k in sets}):
             print_table(console, title, rows)
 
 

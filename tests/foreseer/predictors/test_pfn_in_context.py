@@ -100,3 +100,40 @@ def test_lcbench_configurations_become_features_in_the_unit_cube():
     np.testing.assert_allclose(lcbench_features(hi, names), 1.0)
     mid = lcbench_features(np.sqrt(lo * hi).clip(1e-12), names)[0]
     assert mid[names.index("learning_rate")] == pytest.approx(0.5), "log-scaled where drawn on a log scale"
+
+
+def test_pfn_eval_reports_an_in_context_checkpoint_beside_the_per_curve_model(tmp_path):
+    from click.testing import CliRunner
+
+    from foreseer.cli import main
+
+    config = TrainConfig(prior="jobs", curves=64, batch_size=16, n_targets=8, max_tokens=50, eval_every=10**9)
+    train(tmp_path / "run", TINY_JOBS, config)
+    lcbench = tmp_path / "lcbench.npz"
+    rng = np.random.default_rng(0)
+    configs = np.stack([rng.uniform(v[0], v[1], (2, 20)) for v in LCBENCH_FEATURES.values()], axis=-1)
+    accuracy = 100 * np.sort(rng.uniform(0.3, 0.9, (2, 20, 12)), axis=-1)
+    np.savez(lcbench, val_accuracy=accuracy, configs=configs, hp_names=np.array(list(LCBENCH_FEATURES)))
+    out = tmp_path / "tables.md"
+    args = ["pfn", "eval", "--checkpoint", str(tmp_path / "run" / "model.safetensors"), "--curves", "100",
+            "--lcbench", str(lcbench), "--markdown", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "fresh prior jobs" in text and "LCBench's curves (2 tasks" in text and "ms per tick" in text
+    assert text.count("| in-context |") == 2 and text.count("| per-curve |") == 2
+
+
+def test_pfn_eval_forecasts_the_real_curve_sets_it_is_given(tmp_path):
+    from click.testing import CliRunner
+
+    from foreseer.cli import main
+
+    missing = tmp_path / "none.npz"
+    recorded = tmp_path / "recorded.npz"
+    curves = np.sort(np.random.default_rng(1).uniform(0.2, 0.9, (30, 10)), axis=1)
+    np.savez(recorded, **{"mlp-wine/val_accuracy": curves})
+    args = ["pfn", "eval", "--curves", "50", "--lcbench", str(missing), "--recorded", str(recorded)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "foreseer: final-value forecast error" in result.output and "lcbench" not in result.output

@@ -171,9 +171,25 @@ def export_command(run_dir: Path, out: Path) -> None:
     default=None,
     help="Checkpoint to evaluate (default: the shipped one).",
 )
-@click.option("--curves", type=int, default=10_000, show_default=True, help="Fresh prior curves.")
+@click.option(
+    "--curves", type=int, default=10_000, show_default=True, help="Fresh prior curves (jobs: a 50th of it)."
+)
 @click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
 @click.option("--real/--no-real", default=True, show_default=True, help="Also forecast the real curve sets.")
+@click.option(
+    "--lcbench",
+    type=click.Path(path_type=Path),
+    default=Path("../shared/data/lcbench_surrogate/curves.npz"),
+    show_default=True,
+    help="LCBench's curves (YAHPO surrogate); skipped when missing.",
+)
+@click.option(
+    "--recorded",
+    type=click.Path(path_type=Path),
+    default=Path("benchmarks/data/foreseer_curves.npz"),
+    show_default=True,
+    help="Foreseer's recorded curves; skipped when missing.",
+)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option(
     "--quantize/--no-quantize",
@@ -187,6 +203,8 @@ def eval_command(
     curves: int,
     prior: str,
     real: bool,
+    lcbench: Path,
+    recorded: Path,
     threads: int,
     quantize: bool,
     markdown: Path | None,
@@ -194,19 +212,36 @@ def eval_command(
     """Prior log-likelihood beside the paper's, inference time, and forecasts of real curve sets.
 
     Everything goes through the forecaster's inference path, so ``--no-quantize`` changes all
-    three tables.
+    three tables. An in-context checkpoint (``--prior jobs``) gets its own tables instead: the
+    likelihood of fresh prior jobs and of LCBench's curves beside the shipped per-curve model's,
+    and the time of one freeze-thaw tick.
     """
     import numpy as np
     import torch
     from rich.console import Console
 
-    from foreseer.predictors.pfn.evaluate import forecast_table, inference_ms, prior_log_likelihood
+    from foreseer.predictors.pfn.checkpoint import read_metadata
+    from foreseer.predictors.pfn.evaluate import (
+        forecast_table,
+        in_context_tables,
+        inference_ms,
+        load_curve_sets,
+        prior_log_likelihood,
+    )
+    from foreseer.predictors.pfn.in_context import JobForecaster
     from foreseer.predictors.pfn.predictor import CurveForecaster
     from foreseer.predictors.pfn.prior import sample_curves
     from foreseer.predictors.pfn.train import EVAL_CUTOFFS
 
     torch.set_num_threads(threads)
     console = Console()
+    if checkpoint is not None and read_metadata(checkpoint)[0].features:
+        job_forecaster = JobForecaster.load(checkpoint, quantize=quantize)
+        per_curve = CurveForecaster.load(quantize=quantize)
+        jobs = max(1, curves // 50)
+        tables = in_context_tables(job_forecaster, per_curve, jobs, lcbench=lcbench if real else None)
+        _write_tables(console, tables, markdown)
+        return
     forecaster = CurveForecaster.load(checkpoint, quantize=quantize)
     # the same fresh curves as train.evaluate_prior (seed 2024)
     prior_curves = sample_curves(curves, np.random.default_rng(2024), prior)  # type: ignore[arg-type]
@@ -225,12 +260,18 @@ def eval_command(
     ]
     tables.append((f"one forward pass for 32 running trials ({threads} thread)", timing))
     if real:
-        tables += list(forecast_table(forecaster))
+        tables += list(forecast_table(forecaster, load_curve_sets(lcbench, recorded, per_set=100)))
+    _write_tables(console, tables, markdown)
+
+
+def _write_tables(
+    console: object, tables: list[tuple[str, list[dict[str, object]]]], markdown: Path | None
+) -> None:
     for title, table_rows in tables:
         _print_table(console, title, table_rows)
     if markdown is not None:
         markdown.write_text("\n".join(_markdown(title, table_rows) for title, table_rows in tables))
-        console.print(f"wrote {markdown}")
+        console.print(f"wrote {markdown}")  # type: ignore[attr-defined]
 
 
 def _print_table(console: object, title: str, rows: list[dict[str, object]]) -> None:

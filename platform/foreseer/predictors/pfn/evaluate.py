@@ -115,10 +115,10 @@ def forecast_errors(forecaster: CurveForecaster, curves: np.ndarray, pct: int) -
 
 
 def forecast_table(
-    forecaster: CurveForecaster, per_group: int = 100, sets: dict[str, dict[str, np.ndarray]] | None = None
+    forecaster: CurveForecaster, sets: dict[str, dict[str, np.ndarray]]
 ) -> Iterator[tuple[str, list[dict[str, object]]]]:
-    """One table per curve set: rows per cutoff, errors averaged over the set's groups."""
-    sets = sets if sets is not None else load_curve_sets(per_set=per_group)
+    """One table per curve set (from :func:`load_curve_sets`): rows per cutoff, errors averaged
+    over the set's groups."""
     for name, groups in sets.items():
         rows: list[dict[str, object]] = []
         for pct in CUTOFFS:
@@ -231,3 +231,59 @@ def job_log_likelihood(
         for k, total in totals.items():
             out[k][pct] = total / len(draws)
     return out
+
+
+def in_context_ms(job_forecaster: JobForecaster, trials: int, observations: int, repeats: int = 20) -> float:
+    """Median milliseconds of one freeze-thaw tick's forecast: ``trials`` running and paused trials
+    with ``observations`` epochs observed among them (of a 100-epoch budget), each asked about two
+    epochs, plus eight drawn new configurations, and the ``prob_above`` of the result."""
+    rng = np.random.default_rng(0)
+    lengths = np.maximum(1, rng.multinomial(observations - trials, np.ones(trials) / trials) + 1)
+    features = rng.uniform(size=(trials + 8, 7))
+    observed = [(features[i], np.sort(rng.uniform(size=k))) for i, k in enumerate(lengths)]
+    queries = [[min(int(k) + 5, 100), 100] for k in lengths] + [[5, 100]] * 8
+    threshold = np.full(trials + 8, 0.9)
+    job_forecaster.forecast(observed, features, 100, queries).prob_above(threshold)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        job_forecaster.forecast(observed, features, 100, queries).prob_above(threshold)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def in_context_tables(
+    job_forecaster: JobForecaster, per_curve: CurveForecaster, jobs: int = 200, lcbench: Path | None = None
+) -> list[tuple[str, list[dict[str, object]]]]:
+    """The in-context model's tables: log-likelihood on fresh prior jobs and (given its file) on
+    LCBench's real curves, each beside the per-curve model on the same curves, and the time of one
+    tick."""
+    from foreseer.predictors.pfn.job_train import evaluate_jobs
+
+    def rows(ll: dict[str, dict[int, float]]) -> list[dict[str, object]]:
+        return [{"model": name, **{f"{p}%": v for p, v in by_cut.items()}} for name, by_cut in ll.items()]
+
+    prior = evaluate_jobs(job_forecaster.model, per_curve.model, n_jobs=jobs)
+    title = f"log-likelihood on {jobs} fresh prior jobs of 16 configurations, all observed to the cutoff"
+    tables = [(title, rows(prior))]
+    if lcbench is not None and lcbench.exists():
+        data = np.load(lcbench)
+        features = lcbench_features(data["configs"], data["hp_names"])
+        accuracy = data["val_accuracy"] / 100.0
+        per_task = [
+            job_log_likelihood(job_forecaster, per_curve, accuracy[i], features[i], jobs=5)
+            for i in range(len(features))
+        ]
+        mean = {
+            model: {cut: float(np.mean([t[model][cut] for t in per_task])) for cut in cuts}
+            for model, cuts in per_task[0].items()
+        }
+        title = f"log-likelihood on LCBench's curves ({len(features)} tasks, 5 draws of 16 configurations)"
+        tables.append((title, rows(mean)))
+    timing = [
+        {"trials": trials, "observations": n, "ms per tick": in_context_ms(job_forecaster, trials, n)}
+        for trials, n in ((16, 200), (64, 1000))
+    ]
+    title = "one freeze-thaw tick's forecast, in-context, one thread (target <= 20 ms at 64 / 1,000)"
+    tables.append((title, timing))
+    return tables
