@@ -137,3 +137,20 @@ def test_pfn_eval_forecasts_the_real_curve_sets_it_is_given(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "foreseer: final-value forecast error" in result.output and "lcbench" not in result.output
+
+
+def test_an_in_context_model_warm_starts_from_a_binned_per_curve_checkpoint(tmp_path):
+    from foreseer.predictors.pfn.checkpoint import save_checkpoint
+    from foreseer.predictors.pfn.train import _warm_start
+
+    binned = PFNConfig(n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, context_bins=4)
+    per_curve = CurvePFN(binned, torch.linspace(0, 1, 51))
+    save_checkpoint(per_curve, tmp_path / "per_curve.safetensors")
+    model = CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51))
+    _warm_start(model, {k: v.clone() for k, v in per_curve.state_dict().items()})
+    assert not model.embed.x.weight.any(), "it starts as the per-curve model"
+    assert torch.equal(model.blocks[0].attn.qkv.weight, per_curve.blocks[0].attn.qkv.weight)
+    config = TrainConfig(prior="jobs", curves=32, batch_size=16, n_targets=8, max_tokens=50,
+                         init_from=str(tmp_path / "per_curve.safetensors"))  # fmt: skip
+    trained = train(tmp_path / "warm", TINY_JOBS, config)
+    assert trained.embed.x.weight.abs().sum() > 0, "and learns to read configurations"

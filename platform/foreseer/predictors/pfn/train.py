@@ -242,20 +242,28 @@ def _init_state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+#: Embeddings a warm start may add (they start at zero, so the model's outputs are kept): the
+#: summary embedding of a binned model, the configuration embedding of an in-context one.
+_NEW_EMBEDDINGS = {"embed.stats.weight", "embed.x.weight"}
+
+
 def _warm_start(model: CurvePFN, state: dict[str, torch.Tensor]) -> None:
-    """Load ``state`` into ``model``; only the summary embedding a binned model adds may be new."""
+    """Load ``state`` into ``model``. Only the embeddings of ``_NEW_EMBEDDINGS`` may differ: one the
+    model adds starts at zero, one it lacks is dropped (an in-context model warm-started from a
+    binned per-curve one sees every observation, so it has no summary embedding)."""
     own = model.state_dict()
     missing = set(own) - set(state)
+    state = {k: v for k, v in state.items() if k in own or k not in _NEW_EMBEDDINGS}
     other = sorted(k for k in state if k not in own or state[k].shape != own[k].shape)
-    if other or missing - {"embed.stats.weight"}:
+    if other or missing - _NEW_EMBEDDINGS:
         raise ValueError(
             f"the warm-start checkpoint has another shape (differing {other}, missing {sorted(missing)}); "
             "warm-start from a model of the same size."
         )
     model.load_state_dict(state, strict=False)
-    if missing:  # a new summary embedding starts at zero: the warm-started model's outputs are kept
-        with torch.no_grad():
-            model.embed.stats.weight.zero_()
+    with torch.no_grad():
+        for name in missing:
+            own[name].zero_()
 
 
 def _save_state(out_dir, model, optimizer, model_config, config, step, seconds) -> None:  # type: ignore[no-untyped-def]
