@@ -12,6 +12,7 @@ imports Ray.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -298,7 +299,8 @@ class SearchDriver:
         decisions: dict[str, Decision] = {}
         if asked or paused:
             best = self.ledger.best()
-            extra = {"capacity": self._capacity(plan)} if self.policy.schedules else {}
+            in_play = [r.trial_id for r in asked] + sorted(self._paused)
+            extra = {"capacity": self._capacity(plan, in_play)} if self.policy.schedules else {}
             for decision in self.policy.decide(
                 [self.ledger.curve(r) for r in asked],
                 self.ledger.oriented(best[2]) if best else None,
@@ -326,10 +328,13 @@ class SearchDriver:
                     "trial %d resumed after epoch %d: %s", record.number, record.epochs, decision.reason
                 )
 
-    def _capacity(self, plan: LoopPlan) -> Capacity:
-        """What the search has room for besides the trials waiting for an answer."""
+    def _capacity(self, plan: LoopPlan, in_play: Sequence[str]) -> Capacity:
+        """What the search has room for besides the trials waiting for an answer, and what the
+        checkpoints of the trials ``in_play`` weigh."""
         new = 0 if self.exhausted is not None else max(0, plan.trials - len(self.ledger))
-        return Capacity(free=max(0, plan.max_concurrent - len(self._active) - len(self._starts)), new=new)
+        free = max(0, plan.max_concurrent - len(self._active) - len(self._starts))
+        sizes = {t: _dir_bytes(self._checkpoint[t]) for t in in_play if t in self._checkpoint}
+        return Capacity(free=free, new=new, checkpoint_bytes=sizes)
 
     def _act(self, backend: Backend, record: TrialRecord, decision: Decision | None) -> None:
         """Carry out the decision for a trial that reported; its event is journaled first."""
@@ -372,6 +377,13 @@ class SearchDriver:
             reason = f"paused after epoch {record.epochs} and not resumed before the search ended"
             self._end(ev.Stopped(record.number, by=self.policy.name, reason=reason))
         self._paused.clear()
+
+
+@functools.lru_cache(maxsize=4096)
+def _dir_bytes(path: str) -> int:
+    """Bytes of the files in a checkpoint directory (one per trial and epoch, so cached by path)."""
+    root = Path(path)
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
 
 
 class BestKeeper:

@@ -29,7 +29,8 @@ def curves():
 
 
 class Recording:
-    """Wraps a policy and records every call: what it was shown and what it answered."""
+    """Wraps a policy and records every call: what it was shown (the slots, not the checkpoints'
+    sizes: replay writes none) and what it answered."""
 
     def __init__(self, policy):
         self.policy, self.name, self.schedules, self.calls = policy, policy.name, policy.schedules, []
@@ -40,7 +41,7 @@ class Recording:
             (
                 [(c.trial_id, c.epoch) for c in running],
                 sorted(c.trial_id for c in paused),
-                capacity,
+                {k: (c.free, c.new) for k, c in capacity.items()},
                 [(d.trial_id, d.action.value, d.reason) for d in decisions],
             )
         )

@@ -68,6 +68,29 @@ def test_beyond_max_paused_the_least_promising_are_stopped():
     assert "beyond max_paused 1" in decisions[0].reason
 
 
+def test_beyond_max_paused_mb_the_least_promising_checkpoints_are_stopped():
+    policy = FreezeThawPolicy(max_paused_mb=5)
+    paused = [curve("p1", 0.1, 0.12, 0.13), curve("p2", 0.3, 0.5, 0.6)]
+    sizes = {"bad": 3_000_000, "p1": 3_000_000, "p2": 3_000_000}
+    capacity = Capacity(0, 10, checkpoint_bytes=sizes)
+    decisions = policy.decide([BAD], 0.8, [GOOD, BAD, *paused], paused=paused, capacity=capacity)
+    assert actions(decisions) == {"bad": Action.STOP, "p2": Action.RESUME}, "p1's 3 MB fit in the cap"
+    assert "beyond max_paused_mb 5" in decisions[0].reason
+    roomy = Capacity(0, 10, checkpoint_bytes={k: 1_000_000 for k in sizes})
+    kept = policy.decide([BAD], 0.8, [GOOD, BAD, *paused], paused=paused, capacity=roomy)
+    assert actions(kept) == {"bad": Action.PAUSE, "p2": Action.RESUME}, "within the cap nothing is stopped"
+
+
+def test_the_driver_tells_a_scheduling_policy_what_each_checkpoint_weighs(tmp_path):
+    from foreseer.driver import _dir_bytes
+
+    folder = tmp_path / "epoch-0003"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"x" * 1000)
+    (folder / "sub" / "state.pt").write_bytes(b"x" * 24)
+    assert _dir_bytes(str(folder)) == 1024 and _dir_bytes(str(tmp_path / "gone")) == 0
+
+
 def test_the_same_curves_give_the_same_decisions(policy):
     args = ([BAD, RISING], 0.8, [GOOD, BAD, RISING]), {"capacity": Capacity(1, 4)}
     assert policy.decide(*args[0], **args[1]) == policy.decide(*args[0], **args[1])
@@ -86,15 +109,19 @@ def test_bad_settings_are_refused():
         FreezeThawPolicy(acquisition="ucb")
     with pytest.raises(ValueError, match="delta"):
         FreezeThawPolicy(delta=1.5)
+    with pytest.raises(ValueError, match="max_paused_mb must be positive"):
+        FreezeThawPolicy(max_paused_mb=0)
 
 
 def test_a_job_names_it_with_its_settings():
     job = SearchJob(
         name="ft", space="mlp", dataset="wine", max_epochs=10,
-        stopping={"name": "freeze_thaw", "step": 2, "acquisition": "ei_per_epoch", "max_paused": 4},
+        stopping={"name": "freeze_thaw", "step": 2, "acquisition": "ei_per_epoch", "max_paused": 4,
+                  "max_paused_mb": 500},
     )  # fmt: skip
     policy = job.stopping.build()
     assert (policy.step, policy.acquisition, policy.max_paused) == (2, "ei_per_epoch", 4)
+    assert policy.max_paused_mb == 500
 
 
 @pytest.fixture(scope="module")

@@ -181,10 +181,13 @@ class Capacity:
         free: slots no trial holds or is queued for (a trial that just reported still holds its own).
         new: candidates the searcher may still propose (0 once the job's ``trials`` are all asked
             or the space is exhausted).
+        checkpoint_bytes: the size on disk of the last checkpoint of each trial in play (asked
+            about or paused), where it has one: what keeping it paused costs.
     """
 
     free: int
     new: int
+    checkpoint_bytes: Mapping[str, int] = field(default_factory=dict)
 
 
 class StoppingPolicy(ABC):

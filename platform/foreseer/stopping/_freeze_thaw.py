@@ -82,6 +82,7 @@ class FreezeThawStopping(SpecModel):
     min_epoch: int = Field(1, ge=1)
     acquisition: Literal[ACQUISITIONS] = "mfpi_random"  # type: ignore[valid-type]
     max_paused: int = Field(32, ge=1, le=10_000)
+    max_paused_mb: float | None = Field(None, gt=0)
     delta: float = Field(0.05, gt=0, lt=1)
     checkpoint: str | None = None
 
@@ -91,6 +92,7 @@ class FreezeThawStopping(SpecModel):
             min_epoch=self.min_epoch,
             acquisition=self.acquisition,
             max_paused=self.max_paused,
+            max_paused_mb=self.max_paused_mb,
             delta=self.delta,
             checkpoint=self.checkpoint,
         )
@@ -121,6 +123,8 @@ class FreezeThawPolicy(StoppingPolicy):
         acquisition: ``"mfpi_random"`` or ``"ei_per_epoch"`` (see the module's notes).
         max_paused: paused trials kept (each keeps its checkpoint); beyond it the least promising
             are stopped.
+        max_paused_mb: the most disk the paused trials' checkpoints may take (``None``: no cap);
+            beyond it the least promising are stopped, the oldest among equals.
         delta: once no new candidate is left, thaw a paused trial only while P(final > best) > delta.
         checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
         forecaster: a loaded forecaster (overrides ``checkpoint``): a per-curve
@@ -149,6 +153,7 @@ class FreezeThawPolicy(StoppingPolicy):
         min_epoch: int = 1,
         acquisition: str = "mfpi_random",
         max_paused: int = 32,
+        max_paused_mb: float | None = None,
         delta: float = 0.05,
         checkpoint: str | Path | None = None,
         forecaster: CurveForecaster | JobForecaster | None = None,
@@ -162,13 +167,15 @@ class FreezeThawPolicy(StoppingPolicy):
             )
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition must be one of {list(ACQUISITIONS)}, but got {acquisition!r}.")
+        if max_paused_mb is not None and max_paused_mb <= 0:
+            raise ValueError(f"max_paused_mb must be positive or None, but got {max_paused_mb=}.")
         if not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), but got {delta=}.")
         self.in_context = forecaster is not None and _is_in_context(forecaster)
         if self.in_context and new_features is None:
             raise ValueError("an in-context forecaster needs new_features: draws of what the space proposes.")
         self.step, self.min_epoch, self.acquisition = step, min_epoch, acquisition
-        self.max_paused, self.delta, self.seed = max_paused, delta, seed
+        self.max_paused, self.max_paused_mb, self.delta, self.seed = max_paused, max_paused_mb, delta, seed
         self._checkpoint, self._forecaster, self.normalizer = checkpoint, forecaster, normalizer
         self.new_features = new_features
 
@@ -203,7 +210,7 @@ class FreezeThawPolicy(StoppingPolicy):
         firsts = [c.values[0] for c in seen if c.values and math.isfinite(c.values[0])]
         options = self._options(stepped, paused, firsts, best, seen, capacity.new > 0)
         chosen = self._allocate(options, len(stepped) + capacity.free, capacity.new)
-        answers = {d.trial_id: d for d in [*going, *self._answer(options, chosen, capacity.new, best)]}
+        answers = {d.trial_id: d for d in [*going, *self._answer(options, chosen, capacity, best)]}
         order = [c.trial_id for c in running] + [c.trial_id for c in paused]
         return [answers[t] for t in order if t in answers]
 
@@ -300,19 +307,37 @@ class FreezeThawPolicy(StoppingPolicy):
             slots -= 1
         return chosen
 
-    def _answer(self, options: list[_Option], chosen: set[str], new: int, best: float) -> list[Decision]:
+    def _answer(
+        self, options: list[_Option], chosen: set[str], capacity: Capacity, best: float
+    ) -> list[Decision]:
         """Continue or resume the chosen; pause the other stepped trials; stop what is hopeless or
-        beyond ``max_paused``."""
+        beyond ``max_paused`` or ``max_paused_mb``."""
+        new = capacity.new
         fresh = next((o.value for o in options if o.curve is None), None)
         top = max((o.value for o in options), default=0.0)
-        kept = [o for o in options if o.curve is not None and o.curve.trial_id not in chosen]
-        stop: set[str] = set()
+        # the trials without a slot, by trial id, the least promising first (the oldest among equals)
+        kept = sorted(
+            (
+                (o.curve.trial_id, o)
+                for o in options
+                if o.curve is not None and o.curve.trial_id not in chosen
+            ),
+            key=lambda item: (item[1].p_final, item[0]),
+        )
+        stop: dict[str, str] = {}  # trial -> why, appended to its reason
         if new == 0:  # nothing new to try: a trial that will not beat the best is done
-            stop |= {o.curve.trial_id for o in kept if o.p_final <= self.delta}  # type: ignore[union-attr]
-        left = [o for o in kept if o.curve.trial_id not in stop]  # type: ignore[union-attr]
-        if len(left) > self.max_paused:  # the least promising first, the oldest among equals
-            left.sort(key=lambda o: (o.p_final, o.curve.trial_id))  # type: ignore[union-attr]
-            stop |= {o.curve.trial_id for o in left[: len(left) - self.max_paused]}  # type: ignore[union-attr]
+            stop = {
+                t: f" <= delta {self.delta}, nothing new left" for t, o in kept if o.p_final <= self.delta
+            }
+        left = [t for t, _ in kept if t not in stop]
+        while len(left) > self.max_paused:
+            stop[left.pop(0)] = f", one of the least promising beyond max_paused {self.max_paused}"
+        if self.max_paused_mb is not None:
+            sizes = capacity.checkpoint_bytes
+            while left and sum(sizes.get(t, 0) for t in left) > self.max_paused_mb * 1e6:
+                stop[left.pop(0)] = (
+                    f", one of the least promising beyond max_paused_mb {self.max_paused_mb:g}"
+                )
         out = []
         for o in options:
             if o.curve is None:
@@ -329,9 +354,8 @@ class FreezeThawPolicy(StoppingPolicy):
                 action = Action.STOP
                 reason = (
                     f"freeze-thaw: P(final better than best {m(best):.4g}) = {o.p_final:.3g} at epoch "
-                    f"{c.epoch}" + (f" <= delta {self.delta}, nothing new left" if new == 0 else
-                                    f", one of the least promising beyond max_paused {self.max_paused}")
-                )  # fmt: skip
+                    f"{c.epoch}{stop[trial_id]}"
+                )
             elif o.rank == 0:
                 action = Action.PAUSE
                 rival = "a new candidate" if fresh is not None and fresh >= top else "another trial"

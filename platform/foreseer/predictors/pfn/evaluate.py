@@ -287,3 +287,52 @@ def in_context_tables(
     title = "one freeze-thaw tick's forecast, in-context, one thread (target <= 20 ms at 64 / 1,000)"
     tables.append((title, timing))
     return tables
+
+
+#: Epochs observed at which :func:`coverage_table` checks the forecast's 90% interval.
+COVERAGE_EPOCHS = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+def coverage_table(
+    forecaster: CurveForecaster,
+    sets: dict[str, dict[str, np.ndarray]],
+    job_forecaster: JobForecaster | None = None,
+    features: dict[str, dict[str, np.ndarray]] | None = None,
+    epochs: Sequence[int] = COVERAGE_EPOCHS,
+    configs: int = 16,
+) -> list[dict[str, object]]:
+    """How often a curve's final value lies inside the forecast's 90% interval (5% to 95%
+    quantile), by epochs observed: calibrated is 0.90. One row per curve set (the per-curve
+    forecaster on each curve alone) and, with ``job_forecaster``, one per set with ``features``
+    (the in-context forecaster, groups of ``configs`` curves of a task observed together).
+    Epochs at or past a set's budget are left blank."""
+    rows: list[dict[str, object]] = []
+    for name, groups in sets.items():
+        models = [("per-curve", None)]
+        if job_forecaster is not None and features is not None and name in features:
+            models.append(("in-context", job_forecaster))
+        for label, model in models:
+            row: dict[str, object] = {"set": name, "model": label}
+            for e in epochs:
+                inside: list[bool] = []
+                for group, curves in groups.items():
+                    n, budget = curves.shape
+                    if e >= budget:
+                        continue
+                    norm = CurveNormalizer.fit(list(curves))
+                    scaled = [norm(c) for c in curves]
+                    if model is None:
+                        fc = forecaster.forecast([c[:e] for c in scaled], budget)
+                        low, high = norm.inverse(fc.quantiles([0.05, 0.95])[:, -1].T)
+                    else:
+                        x = features[name][group]  # type: ignore[index]
+                        low, high = np.empty(n), np.empty(n)
+                        for rows_ in np.array_split(np.arange(n), max(1, n // configs)):
+                            observed = [(x[r], scaled[r][:e]) for r in rows_]
+                            fc = model.forecast(observed, x[rows_], budget, [[budget]] * len(rows_))
+                            low[rows_], high[rows_] = norm.inverse(fc.quantiles([0.05, 0.95])[:, -1].T)
+                    final = curves[:, -1]
+                    inside.extend(((final >= low) & (final <= high)).tolist())
+                row[f"epoch {e}"] = float(np.mean(inside)) if inside else ""
+            rows.append(row)
+    return rows
