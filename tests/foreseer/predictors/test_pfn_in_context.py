@@ -113,7 +113,8 @@ def test_pfn_eval_reports_an_in_context_checkpoint_beside_the_per_curve_model(tm
     rng = np.random.default_rng(0)
     configs = np.stack([rng.uniform(v[0], v[1], (2, 20)) for v in LCBENCH_FEATURES.values()], axis=-1)
     accuracy = 100 * np.sort(rng.uniform(0.3, 0.9, (2, 20, 12)), axis=-1)
-    np.savez(lcbench, val_accuracy=accuracy, configs=configs, hp_names=np.array(list(LCBENCH_FEATURES)))
+    names = np.array(list(LCBENCH_FEATURES))
+    np.savez(lcbench, val_accuracy=accuracy, configs=configs, hp_names=names, task_names=np.array(["a", "b"]))
     out = tmp_path / "tables.md"
     args = ["pfn", "eval", "--checkpoint", str(tmp_path / "run" / "model.safetensors"), "--curves", "100",
             "--lcbench", str(lcbench), "--markdown", str(out)]  # fmt: skip
@@ -121,7 +122,8 @@ def test_pfn_eval_reports_an_in_context_checkpoint_beside_the_per_curve_model(tm
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "fresh prior jobs" in text and "LCBench's curves (2 tasks" in text and "ms per tick" in text
-    assert text.count("| in-context |") == 2 and text.count("| per-curve |") == 2
+    assert text.count("\n| in-context |") == 2 and text.count("\n| per-curve |") == 2, "two likelihood tables"
+    assert "90% interval" in text and text.count("| lcbench | in-context |") == 1
 
 
 def test_pfn_eval_forecasts_the_real_curve_sets_it_is_given(tmp_path):
@@ -137,6 +139,7 @@ def test_pfn_eval_forecasts_the_real_curve_sets_it_is_given(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "foreseer: final-value forecast error" in result.output and "lcbench" not in result.output
+    assert "90% interval" in result.output
 
 
 def test_an_in_context_model_warm_starts_from_a_binned_per_curve_checkpoint(tmp_path):

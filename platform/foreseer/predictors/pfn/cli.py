@@ -222,6 +222,8 @@ def eval_command(
 
     from foreseer.predictors.pfn.checkpoint import read_metadata
     from foreseer.predictors.pfn.evaluate import (
+        COVERAGE_TITLE,
+        coverage_table,
         forecast_table,
         in_context_tables,
         inference_ms,
@@ -260,7 +262,9 @@ def eval_command(
     ]
     tables.append((f"one forward pass for 32 running trials ({threads} thread)", timing))
     if real:
-        tables += list(forecast_table(forecaster, load_curve_sets(lcbench, recorded, per_set=100)))
+        sets = load_curve_sets(lcbench, recorded, per_set=100)
+        tables += list(forecast_table(forecaster, sets))
+        tables.append((COVERAGE_TITLE, coverage_table(forecaster, sets)))
     _write_tables(console, tables, markdown)
 
 

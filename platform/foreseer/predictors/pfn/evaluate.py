@@ -25,9 +25,14 @@ if TYPE_CHECKING:
     from foreseer.predictors.pfn.in_context import JobForecaster
 
 __all__ = [
+    "COVERAGE_EPOCHS",
+    "COVERAGE_TITLE",
     "LCBENCH_FEATURES",
+    "coverage_table",
     "forecast_errors",
     "forecast_table",
+    "in_context_ms",
+    "in_context_tables",
     "inference_ms",
     "job_log_likelihood",
     "lcbench_features",
@@ -280,6 +285,13 @@ def in_context_tables(
         }
         title = f"log-likelihood on LCBench's curves ({len(features)} tasks, 5 draws of 16 configurations)"
         tables.append((title, rows(mean)))
+    if lcbench is not None and lcbench.exists():
+        rng = np.random.default_rng(0)
+        names = [str(n) for n in data["task_names"]]
+        pick = {name: rng.permutation(accuracy.shape[1])[:96] for name in names}
+        sets = {"lcbench": {name: accuracy[i][pick[name]] for i, name in enumerate(names)}}
+        known = {"lcbench": {name: features[i][pick[name]] for i, name in enumerate(names)}}
+        tables.append((COVERAGE_TITLE, coverage_table(per_curve, sets, job_forecaster, known)))
     timing = [
         {"trials": trials, "observations": n, "ms per tick": in_context_ms(job_forecaster, trials, n)}
         for trials, n in ((16, 200), (64, 1000))
@@ -291,6 +303,7 @@ def in_context_tables(
 
 #: Epochs observed at which :func:`coverage_table` checks the forecast's 90% interval.
 COVERAGE_EPOCHS = (1, 2, 3, 4, 6, 8, 12, 16)
+COVERAGE_TITLE = "final value inside the forecast's 90% interval, by epochs observed (calibrated: 0.90)"
 
 
 def coverage_table(
