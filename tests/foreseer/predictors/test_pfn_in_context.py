@@ -14,7 +14,9 @@ from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
 from foreseer.predictors.pfn.prior import HORIZON
 from foreseer.predictors.pfn.train import TrainConfig, train
 
-TINY_JOBS = PFNConfig(n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, features=FEATURES)
+TINY_JOBS = PFNConfig(
+    n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, features=FEATURES, trial_code=4
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,6 +25,8 @@ def test_a_batch_is_observations_of_each_job_and_later_queries_of_its_configurat
     batch = job_batch(np.random.default_rng(0), batch_size=6, n_targets=12, max_tokens=200)
     assert batch.ctx_t.shape[0] == 6 and batch.qry_t.shape == (6, 12)
     assert batch.qry_x.shape == (6, 12, FEATURES)
+    coded = job_batch(np.random.default_rng(0), batch_size=2, n_targets=5, max_tokens=50, trial_code=3)
+    assert coded.ctx_x.shape[2] == coded.qry_x.shape[2] == FEATURES + 3
     assert int(batch.ctx_len.max()) <= 200 and batch.ctx_t.shape[1] == max(1, int(batch.ctx_len.max()))
     for b in range(6):
         n = int(batch.ctx_len[b])
@@ -38,8 +42,9 @@ def test_a_token_is_told_its_configuration_and_the_model_refuses_to_go_without()
     torch.manual_seed(0)
     model = CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)).eval()
     t, y = torch.arange(1, 5.0)[None], torch.rand(1, 4)
-    x = torch.rand(1, 4, FEATURES)
-    q, qx = torch.tensor([[50.0, 50.0]]), torch.stack([x[:, 0], torch.rand(1, FEATURES)], dim=1)
+    width = FEATURES + TINY_JOBS.trial_code  # features, then the trial's code
+    x = torch.rand(1, 4, width)
+    q, qx = torch.tensor([[50.0, 50.0]]), torch.stack([x[:, 0], torch.rand(1, width)], dim=1)
     with torch.no_grad():
         out = model(t, y, q, None, None, x, qx)
         assert not torch.allclose(out[:, 0], out[:, 1]), "same epoch, another configuration"
@@ -157,3 +162,24 @@ def test_an_in_context_model_warm_starts_from_a_binned_per_curve_checkpoint(tmp_
                          init_from=str(tmp_path / "per_curve.safetensors"))  # fmt: skip
     trained = train(tmp_path / "warm", TINY_JOBS, config)
     assert trained.embed.x.weight.abs().sum() > 0, "and learns to read configurations"
+
+
+def test_a_trial_keeps_its_code_and_a_new_configuration_gets_its_own():
+    torch.manual_seed(0)
+    f = JobForecaster(CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)))
+    seen = []
+    original = f.model.forward
+
+    def spy(*args):
+        seen.append((args[5], args[6]))  # ctx_x, qry_x
+        return original(*args)
+
+    f.model.forward = spy
+    a, b = np.full(7, 0.3), np.full(7, 0.3000001)  # nearly equal configurations: the code tells them apart
+    f.forecast([(a, [0.2, 0.4]), (b, [0.1])], [a, b, np.zeros(7)], 20, [[20], [20], [20]])
+    ctx_x, qry_x = seen[0]
+    code = slice(FEATURES, None)
+    assert torch.equal(qry_x[0, 0, code], ctx_x[0, 0, code]), "a's query has a's code"
+    assert torch.equal(qry_x[0, 1, code], ctx_x[0, 2, code]), "b's query has b's code"
+    assert not torch.equal(ctx_x[0, 0, code], ctx_x[0, 2, code]), "two trials, two codes"
+    assert not any(torch.equal(qry_x[0, 2, code], ctx_x[0, i, code]) for i in range(3)), "a new one, its own"

@@ -6,6 +6,8 @@ epoch and value) in one context, and asks about any configuration at any epoch: 
 paused trial's later epochs, or a configuration not yet tried. Epochs are mapped onto the prior's
 horizon as the per-curve forecaster maps them (``e -> e * H / E``). A context longer than
 ``max_context`` observations is thinned per trial, evenly, always keeping each trial's last epoch.
+A model with trial codes gets one per observed trial (a configuration asked about is that trial
+when its features are the trial's, exactly) and a fresh one per configuration not yet tried.
 
 Example:
     >>> import numpy as np, torch
@@ -54,6 +56,7 @@ class JobForecaster:
         self.model = model.eval()
         self.meta = meta or {}
         self.features = model.config.features
+        self.code = model.config.trial_code
         self.horizon = model.config.horizon
         self.max_context = max_context
 
@@ -98,19 +101,25 @@ class JobForecaster:
             raise ValueError(f"{len(features)} configurations but {len(query_epochs)} rows of query epochs.")
         scale = self.horizon / max_epochs
         keep = self._thinned([len(v) for _, v in observed])
+        seen, asked = self._padded([x for x, _ in observed]), self._padded(features)
+        codes = np.random.default_rng(0).standard_normal((len(seen) + len(asked), self.code), np.float32)
+        whose = {row.tobytes(): i for i, row in enumerate(seen)}
+        asked_codes = codes[[whose.get(row.tobytes(), len(seen) + b) for b, row in enumerate(asked)]]
+        seen, asked = np.hstack([seen, codes[: len(seen)]]), np.hstack([asked, asked_codes])
         ctx_t, ctx_y, ctx_x = [], [], []
-        for (x, values), epochs in zip(observed, keep, strict=True):
+        for (_, values), epochs, x in zip(observed, keep, seen, strict=True):
             ctx_t.append((epochs + 1) * scale)
             ctx_y.append(np.asarray(values, dtype=np.float32)[epochs])
-            ctx_x.append(np.repeat(self._padded([x]), len(epochs), axis=0))
+            ctx_x.append(np.repeat(x[None], len(epochs), axis=0))
         n = sum(len(t) for t in ctx_t)
+        width = self.features + self.code
         t = torch.from_numpy(np.concatenate(ctx_t).astype(np.float32) if n else np.zeros(1, np.float32))
         y = torch.from_numpy(np.concatenate(ctx_y) if n else np.zeros(1, np.float32))
-        x = torch.from_numpy(np.concatenate(ctx_x) if n else np.zeros((1, self.features), np.float32))
+        x = torch.from_numpy(np.concatenate(ctx_x) if n else np.zeros((1, width), np.float32))
         queries = np.asarray(query_epochs, dtype=np.float64)  # (B, Q)
         B, Q = queries.shape
         qry_t = torch.from_numpy((queries * scale).astype(np.float32).reshape(1, B * Q))
-        qry_x = torch.from_numpy(np.repeat(self._padded(features), Q, axis=0))[None]
+        qry_x = torch.from_numpy(np.repeat(asked, Q, axis=0))[None]
         with torch.inference_mode():
             logits = self.model(t[None], y[None], qry_t, torch.tensor([n]), None, x[None], qry_x)
         return Forecast(self.model, logits.reshape(B, Q, -1), queries)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from foreseer.predictors.pfn.context import bin_context
-from foreseer.predictors.pfn.job_prior import FEATURES, sample_job
+from foreseer.predictors.pfn.job_prior import sample_job
 from foreseer.predictors.pfn.model import CurvePFN
 from foreseer.predictors.pfn.prior import HORIZON
 
-__all__ = ["JobBatch", "evaluate_jobs", "job_batch"]
+__all__ = ["JobBatch", "evaluate_jobs", "job_batch", "with_codes"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,10 @@ class JobBatch:
 
     Attributes:
         ctx_t, ctx_y: ``(B, L)`` epoch and value of each observation.
-        ctx_x: ``(B, L, FEATURES)`` its configuration.
+        ctx_x: ``(B, L, FEATURES + code)`` its configuration, and its trial's random code.
         ctx_len: ``(B,)`` observations per job (may be 0).
         qry_t, qry_y: ``(B, Q)`` query epochs and their observed values.
-        qry_x: ``(B, Q, FEATURES)`` the configuration asked about.
+        qry_x: ``(B, Q, FEATURES + code)`` the configuration asked about, and its code.
     """
 
     ctx_t: torch.Tensor
@@ -64,13 +64,18 @@ def _observed(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
     return seen
 
 
+def with_codes(features: np.ndarray, code: int, rng: np.random.Generator) -> np.ndarray:
+    """``features`` ``(n, F)`` with a random standard-normal code of width ``code`` per row."""
+    return np.concatenate([features, rng.standard_normal((len(features), code))], axis=1).astype(np.float32)
+
+
 def _pack(
     rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], width: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad per-job ``(t, y, x)`` rows to ``width``."""
     B = len(rows)
     t, y = np.zeros((B, width), np.float32), np.zeros((B, width), np.float32)
-    x = np.zeros((B, width, FEATURES), np.float32)
+    x = np.zeros((B, width, rows[0][2].shape[1]), np.float32)
     length = np.zeros(B, np.int64)
     for b, (rt, ry, rx) in enumerate(rows):
         k = len(rt)
@@ -79,21 +84,28 @@ def _pack(
 
 
 def job_batch(
-    rng: np.random.Generator, batch_size: int, n_targets: int, max_tokens: int, max_configs: int = 64
+    rng: np.random.Generator,
+    batch_size: int,
+    n_targets: int,
+    max_tokens: int,
+    max_configs: int = 64,
+    trial_code: int = 0,
 ) -> JobBatch:
-    """A training batch of ``batch_size`` prior jobs of 2..``max_configs`` configurations each."""
+    """A training batch of ``batch_size`` prior jobs of 2..``max_configs`` configurations each,
+    each configuration with a random code of width ``trial_code``."""
     budget = int(rng.integers(1, max_tokens + 1))
     contexts, queries = [], []
     for _ in range(batch_size):
         n = int(rng.integers(2, max_configs + 1))
         job = sample_job(n, rng)
+        x = with_codes(job.features, trial_code, rng)
         seen = _observed(n, budget, rng)
         configs = np.repeat(np.arange(n), seen)
         epochs = np.concatenate([np.arange(1, s + 1) for s in seen]) if seen.sum() else np.zeros(0, int)
-        contexts.append((epochs, job.curves[configs, epochs - 1], job.features[configs]))
+        contexts.append((epochs, job.curves[configs, epochs - 1], x[configs]))
         asked = rng.integers(0, n, n_targets)
         later = seen[asked] + 1 + np.floor(rng.uniform(size=n_targets) * (HORIZON - seen[asked])).astype(int)
-        queries.append((later, job.curves[asked, later - 1], job.features[asked]))
+        queries.append((later, job.curves[asked, later - 1], x[asked]))
     ctx_t, ctx_y, ctx_x, ctx_len = _pack(contexts, max(1, max(len(c[0]) for c in contexts)))
     qry_t, qry_y, qry_x, _ = _pack(queries, n_targets)
     return JobBatch(ctx_t, ctx_y, ctx_x, ctx_len, qry_t, qry_y, qry_x)
@@ -118,6 +130,7 @@ def evaluate_jobs(
     model.eval()
     rng = np.random.default_rng(seed)
     jobs = [sample_job(configs, rng) for _ in range(n_jobs)]
+    codes = [with_codes(job.features, model.config.trial_code, rng) for job in jobs]
     out: dict[str, dict[int, float]] = {"in-context": {}}
     if per_curve is not None:
         out["per-curve"] = {}
@@ -125,10 +138,10 @@ def evaluate_jobs(
         cut = pct * HORIZON // 100
         later = torch.arange(cut + 1, HORIZON + 1, dtype=torch.float32)
         total = {k: 0.0 for k in out}
-        for job in jobs:
+        for job, x in zip(jobs, codes, strict=True):
             t = np.tile(np.arange(1, cut + 1), configs)
-            ctx = _pack([(t, job.curves[:, :cut].ravel(), np.repeat(job.features, cut, axis=0))], len(t))
-            qry_x = torch.from_numpy(np.repeat(job.features, len(later), axis=0).astype(np.float32))[None]
+            ctx = _pack([(t, job.curves[:, :cut].ravel(), np.repeat(x, cut, axis=0))], len(t))
+            qry_x = torch.from_numpy(np.repeat(x, len(later), axis=0))[None]
             qry_t = later.repeat(configs)[None]
             target = torch.from_numpy(job.curves[:, cut:].ravel())[None]
             logits = model(ctx[0], ctx[1], qry_t, ctx[3], None, ctx[2], qry_x)

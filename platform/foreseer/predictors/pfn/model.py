@@ -11,6 +11,8 @@ The in-context model (``features > 0``, after ifBO's FT-PFN, Rakotoarison et al.
 the same network whose tokens also embed a configuration, ``+ Linear(x)``: its context is every
 (configuration, epoch, value) observed in a job, its queries are (configuration, epoch) pairs, so
 one pass forecasts every trial, and configurations never trained, from all the job has seen.
+With ``trial_code > 0`` each trial's tokens also carry a random code of that width, drawn per
+job: configurations can be nearly equal, and the code tells whose curve a token is.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class PFNConfig:
             runs of consecutive points (``context.bin_context``). 0: one token per observed epoch.
         features: width of the configuration features every token embeds (the in-context model);
             0: a model of one curve at a time.
+        trial_code: width of the random per-trial code appended to the features (in-context only).
     """
 
     n_layer: int = 3
@@ -52,10 +55,14 @@ class PFNConfig:
     horizon: int = 100
     context_bins: int = 0
     features: int = 0
+    trial_code: int = 0
 
     def __post_init__(self) -> None:
-        if self.features < 0:
-            raise ValueError(f"features must be 0 or positive, but got features={self.features}.")
+        if self.features < 0 or self.trial_code < 0 or (self.trial_code and not self.features):
+            raise ValueError(
+                "features and trial_code must be 0 or positive, and a trial code needs features, but got "
+                f"features={self.features}, trial_code={self.trial_code}."
+            )
         if self.context_bins < 0:
             raise ValueError(f"context_bins must be 0 or positive, but got context_bins={self.context_bins}.")
         if self.n_embd % self.n_head:
@@ -76,7 +83,8 @@ class TokenEmbedding(nn.Module):
         self.t = nn.Linear(1, config.n_embd)
         self.y = nn.Linear(1, config.n_embd)
         self.stats = nn.Linear(2, config.n_embd, bias=False) if config.context_bins else None
-        self.x = nn.Linear(config.features, config.n_embd, bias=False) if config.features else None
+        width = config.features + config.trial_code
+        self.x = nn.Linear(width, config.n_embd, bias=False) if config.features else None
         self.horizon = config.horizon
 
     def forward(
@@ -199,9 +207,9 @@ class CurvePFN(nn.Module):
             ctx_len: valid context length per curve, ``(B,)``, at least 1; ``None`` = all ``L``.
             ctx_stats: ``(B, L, 2)`` spread and log count behind each context token (see
                 ``context.bin_context``); ``None`` = raw points. Ignored when ``context_bins`` is 0.
-            ctx_x: the configuration of each context token, ``(B, L, features)`` (the in-context
-                model only; a job's context may then be empty, ``ctx_len`` 0).
-            qry_x: the configuration of each query, ``(B, Q, features)``.
+            ctx_x: the configuration of each context token, ``(B, L, features + trial_code)``
+                (the in-context model only; a job's context may then be empty, ``ctx_len`` 0).
+            qry_x: the configuration of each query, ``(B, Q, features + trial_code)``.
 
         Returns:
             Logits of shape ``(B, Q, n_buckets)``.

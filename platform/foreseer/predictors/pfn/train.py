@@ -190,7 +190,8 @@ def train(
     while step < config.steps:
         rng = np.random.default_rng([config.seed, step])  # resuming replays the same stream
         if jobs:
-            batch = job_batch(rng, config.batch_size, config.n_targets, config.max_tokens)
+            code = model_config.trial_code
+            batch = job_batch(rng, config.batch_size, config.n_targets, config.max_tokens, trial_code=code)
             logits, target = batch.logits(model), batch.qry_y
         else:
             ctx, qry_t, target = _batch(rng, config, model_config.context_bins)
