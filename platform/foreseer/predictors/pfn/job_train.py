@@ -1,11 +1,11 @@
 """Batches and measures for the in-context PFN, which is trained on the prior over jobs.
 
-A training example is one job (``job_prior.sample_job``) as a freeze-thaw search would have seen
-it part-way: each configuration observed for its own number of epochs (many for a few, few for
-many, none for some), at most ``max_tokens`` observations in all; the queries are later epochs of
-the observed configurations and any epoch of the unobserved ones. One observation budget per
-batch, drawn in ``1..max_tokens``, so a batch pads little (the per-curve model draws one cutoff
-per batch for the same reason).
+A training example is one job (``job_prior.sample_job``) as a search would have seen it part-way:
+each configuration observed for its own number of epochs (freeze-thaw-like: many for a few, few
+for many, none for some; or all to one cutoff), at most ``max_tokens`` observations in all; the
+queries are later epochs of the observed configurations and any epoch of the unobserved ones.
+One observation budget per batch, drawn in ``1..max_tokens``, so a batch pads little (the
+per-curve model draws one cutoff per batch for the same reason).
 
 :func:`evaluate_jobs` is the issue's likelihood table: on fresh prior jobs whose configurations are
 all observed up to a cutoff, the mean log-likelihood of every later epoch, for the in-context model
@@ -54,10 +54,14 @@ class JobBatch:
 
 
 def _observed(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
-    """Epochs observed per configuration: a freeze-thaw-like spread, at most ``budget`` in all,
-    each below the horizon."""
-    skew = rng.uniform(1.0, 4.0)
-    seen = np.floor((HORIZON - 1) * rng.uniform(size=n) ** skew).astype(int)
+    """Epochs observed per configuration, at most ``budget`` in all, each below the horizon: half
+    the jobs a freeze-thaw-like spread (many short, a few long, some not started), half every
+    configuration to one cutoff (what a search that runs its trials side by side has seen)."""
+    if rng.uniform() < 0.5:
+        seen = np.full(n, int(rng.integers(1, HORIZON)))
+    else:
+        skew = rng.uniform(1.0, 4.0)
+        seen = np.floor((HORIZON - 1) * rng.uniform(size=n) ** skew).astype(int)
     seen[rng.uniform(size=n) < rng.uniform(0, 0.3)] = 0  # configurations not started yet
     if seen.sum() > budget:
         seen = np.floor(seen * budget / seen.sum()).astype(int)
