@@ -11,6 +11,7 @@ from foreseer.predictors.pfn.in_context import JobForecaster
 from foreseer.predictors.pfn.job_prior import FEATURES
 from foreseer.predictors.pfn.job_train import evaluate_jobs, job_batch
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.predictors.pfn.prior import HORIZON
 from foreseer.predictors.pfn.train import TrainConfig, train
 
@@ -67,6 +68,8 @@ def test_seconds_long_training_on_jobs_learns_and_writes_an_in_context_checkpoin
     assert all(after[c] > before[c] + 0.1 for c in (10, 40)), (before, after)
     loaded, meta = load_checkpoint(tmp_path / "jobs" / "model.safetensors")
     assert loaded.config.features == FEATURES and meta["prior"] == "jobs"
+    with pytest.raises(ValueError, match="load it with JobForecaster.load"):
+        CurveForecaster.load(tmp_path / "jobs" / "model.safetensors")
 
 
 def test_the_prior_and_the_model_must_agree():

@@ -106,11 +106,17 @@ class CurveForecaster:
 
         Raises:
             FileNotFoundError: when the file does not exist.
+            ValueError: when it holds an in-context model (load it with ``JobForecaster.load``).
         """
         path = Path(path) if path is not None else SHIPPED_CHECKPOINT
         if not path.exists():
             raise FileNotFoundError(f"no PFN checkpoint at {path}; pass an existing .safetensors file.")
         model, meta = load_checkpoint(path)
+        if model.config.features:
+            raise ValueError(
+                f"{path} holds an in-context PFN, which forecasts whole jobs: load it with "
+                "JobForecaster.load, or pass a per-curve checkpoint."
+            )
         if quantize:
             from foreseer.predictors.pfn.quantize import quantize_int8
 
