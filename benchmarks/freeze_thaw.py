@@ -43,6 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the stopping benchmark's curve sets and baselines (this script's folder is on sys.path when run)
+from stopping import FULL_RUNS, LCBENCH, RECORDED, PatiencePolicy, recorded_losses
+
 from foreseer.backends.replay import simulate
 from foreseer.predictors.pfn.cache import PrefixCache
 from foreseer.predictors.pfn.evaluate import lcbench_features, load_curve_sets
@@ -59,9 +62,6 @@ from foreseer.stopping import (
     PFNPolicy,
     StoppingPolicy,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stopping import FULL_RUNS, LCBENCH, RECORDED, PatiencePolicy, recorded_losses  # noqa: E402
 
 #: Grace periods of the asynchronous Hyperband brackets (η = 3).
 HYPERBAND_GRACE = (1, 3, 9, 27)

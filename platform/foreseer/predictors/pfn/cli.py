@@ -184,20 +184,17 @@ def export_command(run_dir: Path, out: Path) -> None:
     "--curves", type=int, default=10_000, show_default=True, help="Fresh prior curves (jobs: a 50th of it)."
 )
 @click.option("--prior", type=click.Choice(["reference", "extended"]), default="reference", show_default=True)
-@click.option("--real/--no-real", default=True, show_default=True, help="Also forecast the real curve sets.")
 @click.option(
     "--lcbench",
-    type=click.Path(path_type=Path),
-    default=Path("../shared/data/lcbench_surrogate/curves.npz"),
-    show_default=True,
-    help="LCBench's curves (YAHPO surrogate); skipped when missing.",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Also forecast LCBench's curves (the YAHPO surrogate's curves.npz).",
 )
 @click.option(
     "--recorded",
-    type=click.Path(path_type=Path),
-    default=Path("benchmarks/data/foreseer_curves.npz"),
-    show_default=True,
-    help="Foreseer's recorded curves; skipped when missing.",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Also forecast Foreseer's recorded curves (benchmarks/data/foreseer_curves.npz).",
 )
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option(
@@ -211,9 +208,8 @@ def eval_command(
     checkpoint: Path | None,
     curves: int,
     prior: str,
-    real: bool,
-    lcbench: Path,
-    recorded: Path,
+    lcbench: Path | None,
+    recorded: Path | None,
     threads: int,
     quantize: bool,
     markdown: Path | None,
@@ -250,7 +246,7 @@ def eval_command(
         job_forecaster = JobForecaster.load(checkpoint, quantize=quantize)
         per_curve = CurveForecaster.load(quantize=quantize)
         jobs = max(1, curves // 50)
-        tables = in_context_tables(job_forecaster, per_curve, jobs, lcbench=lcbench if real else None)
+        tables = in_context_tables(job_forecaster, per_curve, jobs, lcbench=lcbench)
         _write_tables(console, tables, markdown)
         return
     forecaster = CurveForecaster.load(checkpoint, quantize=quantize)
@@ -270,7 +266,7 @@ def eval_command(
         for e in (5, 20, 50)
     ]
     tables.append((f"one forward pass for 32 running trials ({threads} thread)", timing))
-    if real:
+    if lcbench is not None or recorded is not None:
         sets = load_curve_sets(lcbench, recorded, per_set=100)
         tables += list(forecast_table(forecaster, sets))
         tables.append((COVERAGE_TITLE, coverage_table(forecaster, sets)))
