@@ -105,10 +105,9 @@ def methods(
 ) -> dict[str, StoppingPolicy]:
     extra: dict[str, StoppingPolicy] = {}
     if in_context is not None and features is not None:
-        pool = features
 
         def drawn(rng: np.random.Generator, k: int) -> np.ndarray:
-            return pool[rng.integers(0, len(pool), k)]
+            return features[rng.integers(0, len(features), k)]
 
         extra["freeze-thaw in-context mfpi_random"] = FreezeThawPolicy(
             forecaster=in_context, normalizer=norm, new_features=drawn

@@ -4,6 +4,7 @@ break the protocol in each way a user's can."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -81,16 +82,12 @@ class _Paced:
     """A trial context whose ``report`` waits out the rest of the epoch's ``PACED_EPOCH_S``."""
 
     def __init__(self, ctx: TrialContext) -> None:
-        import time
-
         self._ctx, self._since = ctx, time.monotonic()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx, name)
 
     def report(self, epoch: int, **metrics: float) -> None:
-        import time
-
         time.sleep(max(0.0, self._since + PACED_EPOCH_S - time.monotonic()))
         self._since = time.monotonic()
         self._ctx.report(epoch, **metrics)

@@ -285,7 +285,6 @@ def in_context_tables(
         }
         title = f"log-likelihood on LCBench's curves ({len(features)} tasks, 5 draws of 16 configurations)"
         tables.append((title, rows(mean)))
-    if lcbench is not None and lcbench.exists():
         rng = np.random.default_rng(0)
         names = [str(n) for n in data["task_names"]]
         pick = {name: rng.permutation(accuracy.shape[1])[:96] for name in names}
@@ -324,6 +323,8 @@ def coverage_table(
         models = [("per-curve", None)]
         if job_forecaster is not None and features is not None and name in features:
             models.append(("in-context", job_forecaster))
+        norms = {group: CurveNormalizer.fit(list(curves)) for group, curves in groups.items()}
+        scaled = {group: [norms[group](c) for c in curves] for group, curves in groups.items()}
         for label, model in models:
             row: dict[str, object] = {"set": name, "model": label}
             for e in epochs:
@@ -332,18 +333,17 @@ def coverage_table(
                     n, budget = curves.shape
                     if e >= budget:
                         continue
-                    norm = CurveNormalizer.fit(list(curves))
-                    scaled = [norm(c) for c in curves]
+                    norm, values = norms[group], scaled[group]
                     if model is None:
-                        fc = forecaster.forecast([c[:e] for c in scaled], budget)
+                        fc = forecaster.forecast([c[:e] for c in values], budget)
                         low, high = norm.inverse(fc.quantiles([0.05, 0.95])[:, -1].T)
                     else:
                         x = features[name][group]  # type: ignore[index]
                         low, high = np.empty(n), np.empty(n)
-                        for rows_ in np.array_split(np.arange(n), max(1, n // configs)):
-                            observed = [(x[r], scaled[r][:e]) for r in rows_]
-                            fc = model.forecast(observed, x[rows_], budget, [[budget]] * len(rows_))
-                            low[rows_], high[rows_] = norm.inverse(fc.quantiles([0.05, 0.95])[:, -1].T)
+                        for job in np.array_split(np.arange(n), max(1, n // configs)):
+                            observed = [(x[r], values[r][:e]) for r in job]
+                            fc = model.forecast(observed, x[job], budget, [[budget]] * len(job))
+                            low[job], high[job] = norm.inverse(fc.quantiles([0.05, 0.95])[:, -1].T)
                     final = curves[:, -1]
                     inside.extend(((final >= low) & (final <= high)).tolist())
                 row[f"epoch {e}"] = float(np.mean(inside)) if inside else ""
