@@ -284,7 +284,8 @@ class FreezeThawPolicy(StoppingPolicy):
             raise ValueError("the in-context forecaster needs every trial's features (CurveView.features).")
         known = [c for c in seen if c.values]
         observed = list(zip([c.features for c in known], norm.curves([c.values for c in known]), strict=True))
-        asked = [c.features for c in curves] + starts
+        index = {c.trial_id: i for i, c in enumerate(known)}
+        asked = [index.get(c.trial_id, c.features) for c in curves] + starts
         return self.forecaster.forecast(observed, asked, int(budgets.max()), queries.tolist())  # type: ignore[call-arg]
 
     # -- slots ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from foreseer.predictors.pfn.checkpoint import load_checkpoint
+from foreseer.predictors.pfn.context import JobContext
 from foreseer.predictors.pfn.evaluate import LCBENCH_FEATURES, lcbench_features
 from foreseer.predictors.pfn.in_context import JobForecaster
 from foreseer.predictors.pfn.job_prior import FEATURES
@@ -16,43 +17,104 @@ from foreseer.predictors.pfn.prior import HORIZON
 from foreseer.predictors.pfn.train import TrainConfig, train
 
 TINY_JOBS = PFNConfig(
-    n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, features=FEATURES, trial_code=4
+    n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, context_bins=4, features=FEATURES, job_layers=1
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_a_batch_is_observations_of_each_job_and_later_queries_of_its_configurations():
-    batch = job_batch(np.random.default_rng(0), batch_size=6, n_targets=12, max_tokens=200)
-    assert batch.ctx_t.shape[0] == 6 and batch.qry_t.shape == (6, 12)
-    assert batch.qry_x.shape == (6, 12, FEATURES)
-    coded = job_batch(np.random.default_rng(0), batch_size=2, n_targets=5, max_tokens=50, trial_code=3)
-    assert coded.ctx_x.shape[2] == coded.qry_x.shape[2] == FEATURES + 3
-    assert int(batch.ctx_len.max()) <= 200 and batch.ctx_t.shape[1] == max(1, int(batch.ctx_len.max()))
-    for b in range(6):
-        n = int(batch.ctx_len[b])
-        seen = {}  # configuration -> epochs observed
-        for t, x in zip(batch.ctx_t[b, :n].tolist(), batch.ctx_x[b, :n], strict=True):
-            seen.setdefault(tuple(x.tolist()), []).append(int(t))
-        assert all(sorted(e) == list(range(1, len(e) + 1)) for e in seen.values()), "prefixes 1..k"
-        for t, x in zip(batch.qry_t[b].tolist(), batch.qry_x[b], strict=True):
-            assert len(seen.get(tuple(x.tolist()), [])) < t <= HORIZON, "a query lies past what was seen"
+def test_a_batch_is_every_observed_trial_and_later_queries_of_its_configurations():
+    batch = job_batch(np.random.default_rng(0), batch_size=6, n_targets=12, max_tokens=200, bins=4)
+    B, C, F = batch.context.x.shape
+    tokens = batch.context.tokens
+    assert (B, F) == (6, FEATURES) and batch.qry_t.shape == batch.qry_trial.shape == (6, 12)
+    assert tokens.t.shape == (B * C, 4) and int(tokens.length.max()) <= 4, "each trial binned as at inference"
+    valid = torch.arange(4) < tokens.length[:, None]
+    observed = (tokens.stats[..., 1].exp() * valid).sum(-1).round().reshape(B, C)  # epochs behind each trial
+    assert int(observed.sum(1).max()) <= 200
+    for b in range(B):
+        for q in range(12):
+            slot = int(batch.qry_trial[b, q])
+            if slot < 0:
+                assert not any(torch.equal(batch.qry_x[b, q], batch.context.x[b, c]) for c in range(C))
+                continue
+            assert torch.equal(batch.qry_x[b, q], batch.context.x[b, slot]), (
+                "a query is its trial's configuration"
+            )
+            assert observed[b, slot] < batch.qry_t[b, q] <= HORIZON, "and lies past what was seen"
 
 
-def test_a_token_is_told_its_configuration_and_the_model_refuses_to_go_without():
-    torch.manual_seed(0)
-    model = CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)).eval()
-    t, y = torch.arange(1, 5.0)[None], torch.rand(1, 4)
-    width = FEATURES + TINY_JOBS.trial_code  # features, then the trial's code
-    x = torch.rand(1, 4, width)
-    q, qx = torch.tensor([[50.0, 50.0]]), torch.stack([x[:, 0], torch.rand(1, width)], dim=1)
+def tiny(config=TINY_JOBS, seed=0):
+    torch.manual_seed(seed)
+    return CurvePFN(config, torch.linspace(0, 1, 51)).eval()
+
+
+def _job(*curves, features=None):
+    """A JobContext of one job with ``curves`` and a query of each trial's epoch 50."""
+    rng = np.random.default_rng(0)
+    x = features if features is not None else rng.uniform(size=(len(curves), FEATURES))
+    trials = [(x[i], np.arange(1.0, len(c) + 1), np.asarray(c)) for i, c in enumerate(curves)]
+    context = JobContext.of([trials], FEATURES, TINY_JOBS.context_bins)
+    qry_x = torch.from_numpy(x[None].astype(np.float32))
+    return context, torch.full((1, len(curves)), 50.0), qry_x, torch.arange(len(curves))[None]
+
+
+def test_warm_started_from_a_per_curve_model_it_begins_as_exactly_that_model(tmp_path):
+    from foreseer.predictors.pfn.checkpoint import save_checkpoint
+    from foreseer.predictors.pfn.context import bin_context
+    from foreseer.predictors.pfn.train import _warm_start
+
+    per_curve = tiny(PFNConfig(n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, context_bins=4))
+    model = tiny()
+    _warm_start(model, {k: v.clone() for k, v in per_curve.state_dict().items()})
+    curves = [np.linspace(0.1, 0.5, 7), np.array([0.3, 0.2]), np.linspace(0.2, 0.9, 12)]
     with torch.no_grad():
-        out = model(t, y, q, None, None, x, qx)
+        together = model.forecast_jobs(*_job(*curves))  # (1, 3, K)
+        alone = per_curve.predict(bin_context([np.arange(1.0, len(c) + 1) for c in curves], curves, 4),
+                                  torch.full((3, 1), 50.0))  # fmt: skip
+    torch.testing.assert_close(together[0], alone[:, 0], rtol=1e-5, atol=1e-5)
+    save_checkpoint(per_curve, tmp_path / "per_curve.safetensors")
+    config = TrainConfig(prior="jobs", curves=32, batch_size=16, n_targets=8, max_tokens=50,
+                         init_from=str(tmp_path / "per_curve.safetensors"))  # fmt: skip
+    trained = train(tmp_path / "warm", TINY_JOBS, config)
+    assert trained.embed.x.weight.abs().sum() > 0, "it learns to read configurations"
+    assert trained.job_blocks[0].attn.proj.weight.abs().sum() > 0, "and other trials"
+
+
+def test_a_query_reads_other_trials_only_through_the_job_blocks():
+    model = tiny()
+    for p in [model.embed.x.weight, *model.job_blocks.parameters()]:
+        torch.nn.init.normal_(p, std=0.3)  # a trained model's, not the identity it starts as
+    local = tiny(PFNConfig(**{**TINY_JOBS.to_dict(), "job_layers": 0}))
+    local.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("job_blocks")})
+    a, b = np.linspace(0.1, 0.5, 7), np.linspace(0.2, 0.3, 5)
+    with torch.no_grad():
+        for m, reads_b in ((model, True), (local, False)):
+            before = m.forecast_jobs(*_job(a, b))[0, 0]
+            after = m.forecast_jobs(*_job(a, b[::-1] + 0.4))[0, 0]
+            assert torch.allclose(before, after) != reads_b, "trial a's forecast hears trial b's curve"
+
+
+def test_a_token_is_told_its_configuration_and_the_models_refuse_the_other_call():
+    model = tiny()
+    torch.nn.init.normal_(model.embed.x.weight)
+    context, t, x, _ = _job(np.linspace(0.1, 0.5, 7))
+    unseen = torch.tensor([[-1, -1]])
+    with torch.no_grad():
+        out = model.forecast_jobs(
+            context, t.expand(1, 2), torch.cat([x, torch.rand(1, 1, FEATURES)], 1), unseen
+        )
         assert not torch.allclose(out[:, 0], out[:, 1]), "same epoch, another configuration"
-        empty = model(torch.zeros(1, 1), torch.zeros(1, 1), q, torch.tensor([0]), None, x[:, :1], qx)
-        assert torch.isfinite(empty).all(), "a job with nothing observed yet still has a forecast"
-    with pytest.raises(ValueError, match="configurations of its tokens"):
-        model(t, y, q)
+        empty = JobContext.of([[]], FEATURES, 4)
+        assert torch.isfinite(model.forecast_jobs(empty, t, x, torch.tensor([[-1]]))).all(), (
+            "nothing seen yet"
+        )
+    with pytest.raises(ValueError, match="call forecast_jobs"):
+        model(torch.arange(1, 5.0)[None], torch.rand(1, 4), t)
+    with pytest.raises(ValueError, match="call predict"):
+        tiny(PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50)).forecast_jobs(
+            context, t, x, unseen
+        )
 
 
 def test_seconds_long_training_on_jobs_learns_and_writes_an_in_context_checkpoint(tmp_path):
@@ -80,24 +142,40 @@ def test_the_prior_and_the_model_must_agree():
         train(None, TINY_JOBS, TrainConfig(prior="extended", curves=16, batch_size=16))  # type: ignore[arg-type]
 
 
-def test_the_job_forecaster_asks_about_any_configuration_from_one_context_of_every_trial():
-    torch.manual_seed(0)
-    f = JobForecaster(CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)), max_context=10)
+def test_the_job_forecaster_asks_about_any_trial_or_configuration_from_one_context_of_every_trial():
+    f = JobForecaster(tiny())
     rng = np.random.default_rng(0)
     trials = [(rng.uniform(size=7), np.sort(rng.uniform(size=k))) for k in (6, 3, 1)]
-    asked = [trials[0][0], rng.uniform(size=7)]  # a trial that ran, a configuration never tried
-    fc = f.forecast(trials, asked, max_epochs=20, query_epochs=[[10, 20], [10, 20]])
+    fc = f.forecast(trials, [0, rng.uniform(size=7)], max_epochs=20, query_epochs=[[10, 20], [10, 20]])
     assert fc.logits.shape == (2, 2, 50) and fc.epochs.tolist() == [[10, 20], [10, 20]]
-    assert [len(e) for e in f._thinned([6, 3, 1])] == [6, 3, 1]
-    kept = f._thinned([30, 10, 1])
-    assert sum(map(len, kept)) <= 12 and all(e.max() == k - 1 for e, k in zip(kept, (30, 10, 1), strict=True))
-    nothing_yet = f.forecast([], asked, max_epochs=20, query_epochs=[[20], [20]])
+    nothing_yet = f.forecast([], [np.zeros(3), np.ones(3)], max_epochs=20, query_epochs=[[20], [20]])
     assert torch.isfinite(nothing_yet.logits).all()
     with pytest.raises(ValueError, match="more than the model's 16 features"):
         f.forecast(trials, [np.zeros(17)], max_epochs=20, query_epochs=[[20]])
+    with pytest.raises(ValueError, match="not one of the 3 observed trials"):
+        f.forecast(trials, [3], max_epochs=20, query_epochs=[[20]])
+    with pytest.raises(ValueError, match="at least one value"):
+        f.forecast([(np.zeros(3), [])], [0], max_epochs=20, query_epochs=[[20]])
     with pytest.raises(ValueError, match="in-context model"):
-        JobForecaster(CurvePFN(PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50),
-                               torch.linspace(0, 1, 51)))  # fmt: skip
+        JobForecaster(tiny(PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50)))
+
+
+def test_two_trials_of_equal_configurations_keep_their_own_curves():
+    from safetensors.torch import load_file
+
+    from foreseer.predictors.pfn.predictor import SHIPPED_CHECKPOINT
+    from foreseer.predictors.pfn.train import _warm_start
+
+    shipped, _ = load_checkpoint(SHIPPED_CHECKPOINT)
+    model = CurvePFN(
+        PFNConfig(**{**shipped.config.to_dict(), "features": FEATURES, "job_layers": 1}), shipped.bar.borders
+    )
+    _warm_start(model, load_file(str(SHIPPED_CHECKPOINT)))  # the shipped per-curve model, trial by trial
+    f = JobForecaster(model)
+    x = np.full(7, 0.3)
+    rising, falling = np.linspace(0.1, 0.8, 8), np.linspace(0.8, 0.1, 8)
+    fc = f.forecast([(x, rising), (x, falling)], [0, 1], max_epochs=20, query_epochs=[[12], [12]])
+    assert fc.quantiles([0.5])[0, 0, 0] > fc.quantiles([0.5])[1, 0, 0] + 0.1, "each trial is its own curve"
 
 
 def test_lcbench_configurations_become_features_in_the_unit_cube():
@@ -147,41 +225,3 @@ def test_pfn_eval_forecasts_the_real_curve_sets_it_is_given(tmp_path):
     assert result.exit_code == 0, result.output
     assert "foreseer: final-value forecast error" in result.output and "lcbench" not in result.output
     assert "90% interval" in result.output
-
-
-def test_an_in_context_model_warm_starts_from_a_binned_per_curve_checkpoint(tmp_path):
-    from foreseer.predictors.pfn.checkpoint import save_checkpoint
-    from foreseer.predictors.pfn.train import _warm_start
-
-    binned = PFNConfig(n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, context_bins=4)
-    per_curve = CurvePFN(binned, torch.linspace(0, 1, 51))
-    save_checkpoint(per_curve, tmp_path / "per_curve.safetensors")
-    model = CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51))
-    _warm_start(model, {k: v.clone() for k, v in per_curve.state_dict().items()})
-    assert not model.embed.x.weight.any(), "it starts as the per-curve model"
-    assert torch.equal(model.blocks[0].attn.qkv.weight, per_curve.blocks[0].attn.qkv.weight)
-    config = TrainConfig(prior="jobs", curves=32, batch_size=16, n_targets=8, max_tokens=50,
-                         init_from=str(tmp_path / "per_curve.safetensors"))  # fmt: skip
-    trained = train(tmp_path / "warm", TINY_JOBS, config)
-    assert trained.embed.x.weight.abs().sum() > 0, "and learns to read configurations"
-
-
-def test_a_trial_keeps_its_code_and_a_new_configuration_gets_its_own():
-    torch.manual_seed(0)
-    f = JobForecaster(CurvePFN(TINY_JOBS, torch.linspace(0, 1, 51)))
-    seen = []
-    original = f.model.forward
-
-    def spy(*args):
-        seen.append((args[5], args[6]))  # ctx_x, qry_x
-        return original(*args)
-
-    f.model.forward = spy
-    a, b = np.full(7, 0.3), np.full(7, 0.3000001)  # nearly equal configurations: the code tells them apart
-    f.forecast([(a, [0.2, 0.4]), (b, [0.1])], [a, b, np.zeros(7)], 20, [[20], [20], [20]])
-    ctx_x, qry_x = seen[0]
-    code = slice(FEATURES, None)
-    assert torch.equal(qry_x[0, 0, code], ctx_x[0, 0, code]), "a's query has a's code"
-    assert torch.equal(qry_x[0, 1, code], ctx_x[0, 2, code]), "b's query has b's code"
-    assert not torch.equal(ctx_x[0, 0, code], ctx_x[0, 2, code]), "two trials, two codes"
-    assert not any(torch.equal(qry_x[0, 2, code], ctx_x[0, i, code]) for i in range(3)), "a new one, its own"

@@ -103,7 +103,7 @@ def test_last_block_computes_only_the_query_rows_and_matches_the_full_pass():
     ctx_t, ctx_y = torch.arange(1, 8.0).expand(3, -1), torch.rand(3, 7)
     q, ctx_len = torch.tensor([[20.0, 100.0]]).expand(3, -1), torch.tensor([7, 4, 1])
     with torch.no_grad():
-        x = model.embed(ctx_t, ctx_y, q, None)
+        x = torch.cat([model.embed.context(ctx_t, ctx_y, None), model.embed.query(q)], dim=1)
         mask = attention_mask(ctx_len, 7, 2)
         for block in model.blocks:
             x = block(x, mask)  # every row, as before the shortcut

@@ -45,11 +45,11 @@ def pfn() -> None:
     "--max-tokens", type=int, default=500, show_default=True, help="Most observations in a job's context."
 )
 @click.option(
-    "--trial-code",
+    "--job-layers",
     type=click.IntRange(min=0),
-    default=8,
+    default=2,
     show_default=True,
-    help="Width of the random per-trial code the in-context model's tokens carry (--prior jobs only).",
+    help="Blocks in which the in-context model's queries attend to every trial (--prior jobs only).",
 )
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--layers", type=int, default=3, show_default=True)
@@ -83,7 +83,7 @@ def train_command(
     batch_size: int,
     n_targets: int,
     max_tokens: int,
-    trial_code: int,
+    job_layers: int,
     lr: float,
     layers: int,
     width: int,
@@ -116,7 +116,7 @@ def train_command(
             n_buckets=buckets,
             context_bins=context_bins,
             features=FEATURES if prior == "jobs" else 0,
-            trial_code=trial_code if prior == "jobs" else 0,
+            job_layers=job_layers if prior == "jobs" else 0,
         )
         config = TrainConfig(
             prior=prior,

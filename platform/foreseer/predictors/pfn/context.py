@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Context", "bin_context"]
+__all__ = ["Context", "JobContext", "bin_context"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,45 @@ def bin_context(epochs: Sequence[np.ndarray], values: Sequence[np.ndarray], bins
     return Context(
         torch.from_numpy(out_t), torch.from_numpy(out_y), torch.from_numpy(stats), torch.from_numpy(tokens)
     )
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Every trial's context tokens of a batch of jobs, ``C`` trial slots per job.
+
+    Attributes:
+        tokens: the tokens of ``B * C`` curves, row ``b * C + c`` trial ``c`` of job ``b``; a slot
+            no trial fills has length 0.
+        x: ``(B, C, F)`` each trial's configuration features.
+    """
+
+    tokens: Context
+    x: torch.Tensor
+
+    @classmethod
+    def of(
+        cls, jobs: Sequence[Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]], features: int, bins: int
+    ) -> JobContext:
+        """The context of ``jobs``: per job, its trials' ``(features, epochs, values)`` (at least one
+        epoch each; a job may have none)."""
+        C = max(1, max((len(trials) for trials in jobs), default=0))
+        rows = [b * C + c for b, trials in enumerate(jobs) for c in range(len(trials))]
+        flat = [trial for trials in jobs for trial in trials]
+        x = np.zeros((len(jobs) * C, features), np.float32)
+        if not flat:
+            zeros = torch.zeros(len(jobs) * C, 1)
+            empty = Context(
+                zeros, zeros, torch.zeros(len(jobs) * C, 1, 2), torch.zeros(len(jobs) * C, dtype=torch.long)
+            )
+            return cls(empty, torch.from_numpy(x).view(len(jobs), C, features))
+        x[rows] = np.stack([np.asarray(f, np.float32) for f, _, _ in flat])
+        binned = bin_context([e for _, e, _ in flat], [v for _, _, v in flat], bins)
+        index = torch.tensor(rows)
+
+        def scatter(part: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros((len(jobs) * C, *part.shape[1:]), dtype=part.dtype)
+            out[index] = part
+            return out
+
+        tokens = Context(scatter(binned.t), scatter(binned.y), scatter(binned.stats), scatter(binned.length))
+        return cls(tokens, torch.from_numpy(x).view(len(jobs), C, features))

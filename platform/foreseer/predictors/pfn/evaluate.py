@@ -228,7 +228,7 @@ def job_log_likelihood(
             y = torch.from_numpy(np.ascontiguousarray(scaled[rows, cut:]))
             queries = np.broadcast_to(later, (len(rows), later.size))
             observed = [(features[r], scaled[r, :cut]) for r in rows]
-            fc = job_forecaster.forecast(observed, features[rows], horizon, queries)
+            fc = job_forecaster.forecast(observed, list(range(len(rows))), horizon, queries)
             pc = per_curve.forecast(list(scaled[rows, :cut]), horizon, query_epochs=queries)
             with torch.inference_mode():
                 totals["in-context"] += job_forecaster.model.bar.log_prob(fc.logits, y).mean().item()
@@ -246,13 +246,14 @@ def in_context_ms(job_forecaster: JobForecaster, trials: int, observations: int,
     lengths = np.maximum(1, rng.multinomial(observations - trials, np.ones(trials) / trials) + 1)
     features = rng.uniform(size=(trials + 8, 7))
     observed = [(features[i], np.sort(rng.uniform(size=k))) for i, k in enumerate(lengths)]
+    asked = [*range(trials), *features[trials:]]
     queries = [[min(int(k) + 5, 100), 100] for k in lengths] + [[5, 100]] * 8
     threshold = np.full(trials + 8, 0.9)
-    job_forecaster.forecast(observed, features, 100, queries).prob_above(threshold)
+    job_forecaster.forecast(observed, asked, 100, queries).prob_above(threshold)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        job_forecaster.forecast(observed, features, 100, queries).prob_above(threshold)
+        job_forecaster.forecast(observed, asked, 100, queries).prob_above(threshold)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
 

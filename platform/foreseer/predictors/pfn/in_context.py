@@ -1,23 +1,20 @@
 """The in-context forecaster: every trial of a job forecast from all of the job, in one pass.
 
 Where :class:`~foreseer.predictors.pfn.predictor.CurveForecaster` reads one curve at a time, a
-:class:`JobForecaster` puts every observation of the job (each trial's configuration features,
-epoch and value) in one context, and asks about any configuration at any epoch: a running or
-paused trial's later epochs, or a configuration not yet tried. Epochs are mapped onto the prior's
-horizon as the per-curve forecaster maps them (``e -> e * H / E``). A context longer than
-``max_context`` observations is thinned per trial, evenly, always keeping each trial's last epoch.
-A model with trial codes gets one per observed trial (a configuration asked about is that trial
-when its features are the trial's, exactly) and a fresh one per configuration not yet tried.
+:class:`JobForecaster` puts every trial of the job (its configuration features and its curve,
+summarised into the model's context bins) in one context, and asks about any trial at any epoch:
+a running or paused trial's later epochs, or a configuration not yet tried. Epochs are mapped onto
+the prior's horizon as the per-curve forecaster maps them (``e -> e * H / E``).
 
 Example:
     >>> import numpy as np, torch
     >>> from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
     >>> model = CurvePFN(PFNConfig(n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=20,
-    ...                            features=16), torch.linspace(0, 1, 21))
+    ...                            context_bins=4, features=16, job_layers=1), torch.linspace(0, 1, 21))
     >>> f = JobForecaster(model)
     >>> x = np.zeros(16)
-    >>> f.forecast([(x, [0.3, 0.5])], [x], max_epochs=20, query_epochs=[[20]]).logits.shape
-    torch.Size([1, 1, 20])
+    >>> f.forecast([(x, [0.3, 0.5])], [0, np.ones(16)], max_epochs=20, query_epochs=[[20], [20]]).logits.shape
+    torch.Size([2, 1, 20])
 """
 
 from __future__ import annotations
@@ -30,13 +27,11 @@ import numpy as np
 import torch
 
 from foreseer.predictors.pfn.checkpoint import load_checkpoint
+from foreseer.predictors.pfn.context import JobContext
 from foreseer.predictors.pfn.model import CurvePFN
 from foreseer.predictors.pfn.predictor import Forecast
 
-__all__ = ["MAX_CONTEXT", "JobForecaster"]
-
-#: Observations a forecast's context holds at most (the issue's budget: 1,000 in one tick).
-MAX_CONTEXT = 1000
+__all__ = ["JobForecaster"]
 
 
 class JobForecaster:
@@ -45,20 +40,15 @@ class JobForecaster:
     Args:
         model: the in-context network, float32 or quantised.
         meta: the checkpoint's training metadata.
-        max_context: most observations in one context.
     """
 
-    def __init__(
-        self, model: CurvePFN, meta: dict[str, Any] | None = None, max_context: int = MAX_CONTEXT
-    ) -> None:
+    def __init__(self, model: CurvePFN, meta: dict[str, Any] | None = None) -> None:
         if not model.config.features:
             raise ValueError("a JobForecaster needs an in-context model (features > 0), not a per-curve one.")
         self.model = model.eval()
         self.meta = meta or {}
         self.features = model.config.features
-        self.code = model.config.trial_code
         self.horizon = model.config.horizon
-        self.max_context = max_context
 
     @classmethod
     def load(cls, path: str | Path, *, quantize: bool = True) -> JobForecaster:
@@ -81,47 +71,53 @@ class JobForecaster:
     def forecast(
         self,
         observed: Sequence[tuple[Sequence[float], Sequence[float]]],
-        features: Sequence[Sequence[float]],
+        asked: Sequence[int | Sequence[float]],
         max_epochs: int,
         query_epochs: Sequence[Sequence[float]],
     ) -> Forecast:
-        """Forecast configuration ``features[b]`` at ``query_epochs[b]``, for every ``b`` at once.
+        """Forecast ``asked[b]`` at ``query_epochs[b]``, for every ``b`` at once.
 
         Args:
-            observed: ``(features, values)`` of every trial with epochs so far, values on the
-                prior's scale (see :class:`CurveNormalizer`), epochs ``1..len(values)``.
-            features: the configurations asked about, ``(B, <= features)`` (zero-padded).
+            observed: ``(features, values)`` of every trial with epochs so far (features in
+                ``[0, 1]``, at most the model's width, zero-padded), values on the prior's scale
+                (see :class:`CurveNormalizer`), epochs ``1..len(values)``.
+            asked: per row, the index of a trial in ``observed`` (its later epochs), or the
+                features of a configuration not yet tried.
             max_epochs: the job's epoch budget.
-            query_epochs: epochs to forecast per configuration (the same count for each).
+            query_epochs: epochs to forecast per row (the same count for each).
 
         Raises:
-            ValueError: for a feature vector wider than the model's, or mismatched queries.
+            ValueError: for a feature vector wider than the model's, a trial index out of range,
+                mismatched queries or a trial without values.
         """
-        if len(features) != len(query_epochs):
-            raise ValueError(f"{len(features)} configurations but {len(query_epochs)} rows of query epochs.")
+        if len(asked) != len(query_epochs):
+            raise ValueError(f"{len(asked)} rows asked about but {len(query_epochs)} rows of query epochs.")
+        if any(len(values) == 0 for _, values in observed):
+            raise ValueError("every observed trial needs at least one value; leave out those without.")
         scale = self.horizon / max_epochs
-        keep = self._thinned([len(v) for _, v in observed])
-        seen, asked = self._padded([x for x, _ in observed]), self._padded(features)
-        codes = np.random.default_rng(0).standard_normal((len(seen) + len(asked), self.code), np.float32)
-        whose = {row.tobytes(): i for i, row in enumerate(seen)}
-        asked_codes = codes[[whose.get(row.tobytes(), len(seen) + b) for b, row in enumerate(asked)]]
-        seen, asked = np.hstack([seen, codes[: len(seen)]]), np.hstack([asked, asked_codes])
-        ctx_t, ctx_y, ctx_x = [], [], []
-        for (_, values), epochs, x in zip(observed, keep, seen, strict=True):
-            ctx_t.append((epochs + 1) * scale)
-            ctx_y.append(np.asarray(values, dtype=np.float32)[epochs])
-            ctx_x.append(np.repeat(x[None], len(epochs), axis=0))
-        n = sum(len(t) for t in ctx_t)
-        width = self.features + self.code
-        t = torch.from_numpy(np.concatenate(ctx_t).astype(np.float32) if n else np.zeros(1, np.float32))
-        y = torch.from_numpy(np.concatenate(ctx_y) if n else np.zeros(1, np.float32))
-        x = torch.from_numpy(np.concatenate(ctx_x) if n else np.zeros((1, width), np.float32))
+        seen = self._padded([x for x, _ in observed])
+        trials = [
+            (x, np.arange(1, len(values) + 1) * scale, np.asarray(values, dtype=np.float64))
+            for x, (_, values) in zip(seen, observed, strict=True)
+        ]
+        slot = np.array([a if _is_index(a) else -1 for a in asked], dtype=np.int64)
+        if ((slot < -1) | (slot >= len(observed))).any():
+            raise ValueError(f"a trial index asked about is not one of the {len(observed)} observed trials.")
+        new = self._padded([a for a in asked if not _is_index(a)])
+        qry_x = np.zeros((len(asked), self.features), np.float32)
+        qry_x[slot >= 0] = seen[slot[slot >= 0]]
+        qry_x[slot < 0] = new
         queries = np.asarray(query_epochs, dtype=np.float64)  # (B, Q)
         B, Q = queries.shape
+        context = JobContext.of([trials], self.features, self.model.config.context_bins)
         qry_t = torch.from_numpy((queries * scale).astype(np.float32).reshape(1, B * Q))
-        qry_x = torch.from_numpy(np.repeat(asked, Q, axis=0))[None]
         with torch.inference_mode():
-            logits = self.model(t[None], y[None], qry_t, torch.tensor([n]), None, x[None], qry_x)
+            logits = self.model.forecast_jobs(
+                context,
+                qry_t,
+                torch.from_numpy(np.repeat(qry_x, Q, axis=0))[None],
+                torch.from_numpy(np.repeat(slot, Q))[None],
+            )
         return Forecast(self.model, logits.reshape(B, Q, -1), queries)
 
     def _padded(self, features: Sequence[Sequence[float]]) -> np.ndarray:
@@ -133,14 +129,6 @@ class JobForecaster:
             out[i, : len(r)] = r
         return out
 
-    def _thinned(self, lengths: Sequence[int]) -> list[np.ndarray]:
-        """The epochs (0-based) kept of each trial: all of them, or an even share with the last."""
-        total = sum(lengths)
-        if total <= self.max_context:
-            return [np.arange(k) for k in lengths]
-        ratio = self.max_context / total
-        out = []
-        for k in lengths:
-            m = max(1, int(k * ratio))
-            out.append(np.unique(np.round(np.linspace(k - 1, 0, m)).astype(int)))
-        return out
+
+def _is_index(asked: int | Sequence[float]) -> bool:
+    return isinstance(asked, int | np.integer)

@@ -4,8 +4,8 @@ A training example is one job (``job_prior.sample_job``) as a search would have 
 each configuration observed for its own number of epochs (freeze-thaw-like: many for a few, few
 for many, none for some; or all to one cutoff), at most ``max_tokens`` observations in all; the
 queries are later epochs of the observed configurations and any epoch of the unobserved ones.
-One observation budget per batch, drawn in ``1..max_tokens``, so a batch pads little (the
-per-curve model draws one cutoff per batch for the same reason).
+Each observed trial's curve is summarised into the model's context bins, exactly as at inference.
+One observation budget per batch, drawn in ``1..max_tokens``.
 
 :func:`evaluate_jobs` is the issue's likelihood table: on fresh prior jobs whose configurations are
 all observed up to a cutoff, the mean log-likelihood of every later epoch, for the in-context model
@@ -20,37 +20,34 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from foreseer.predictors.pfn.context import bin_context
-from foreseer.predictors.pfn.job_prior import sample_job
+from foreseer.predictors.pfn.context import JobContext, bin_context
+from foreseer.predictors.pfn.job_prior import FEATURES, sample_job
 from foreseer.predictors.pfn.model import CurvePFN
 from foreseer.predictors.pfn.prior import HORIZON
 
-__all__ = ["JobBatch", "evaluate_jobs", "job_batch", "with_codes"]
+__all__ = ["JobBatch", "evaluate_jobs", "job_batch"]
 
 
 @dataclass(frozen=True)
 class JobBatch:
-    """Right-padded observations and queries of a batch of jobs.
+    """The observed trials and the queries of a batch of jobs.
 
     Attributes:
-        ctx_t, ctx_y: ``(B, L)`` epoch and value of each observation.
-        ctx_x: ``(B, L, FEATURES + code)`` its configuration, and its trial's random code.
-        ctx_len: ``(B,)`` observations per job (may be 0).
+        context: every observed trial's tokens and configuration.
         qry_t, qry_y: ``(B, Q)`` query epochs and their observed values.
-        qry_x: ``(B, Q, FEATURES + code)`` the configuration asked about, and its code.
+        qry_x: ``(B, Q, FEATURES)`` the configuration asked about.
+        qry_trial: ``(B, Q)`` its trial slot in ``context``, or -1 for one not observed.
     """
 
-    ctx_t: torch.Tensor
-    ctx_y: torch.Tensor
-    ctx_x: torch.Tensor
-    ctx_len: torch.Tensor
+    context: JobContext
     qry_t: torch.Tensor
     qry_y: torch.Tensor
     qry_x: torch.Tensor
+    qry_trial: torch.Tensor
 
     def logits(self, model: CurvePFN) -> torch.Tensor:
         """The model's bucket logits ``(B, Q, n_buckets)`` for the batch's queries."""
-        return model(self.ctx_t, self.ctx_y, self.qry_t, self.ctx_len, None, self.ctx_x, self.qry_x)
+        return model.forecast_jobs(self.context, self.qry_t, self.qry_x, self.qry_trial)
 
 
 def _observed(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,23 +65,29 @@ def _observed(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
     return seen
 
 
-def with_codes(features: np.ndarray, code: int, rng: np.random.Generator) -> np.ndarray:
-    """``features`` ``(n, F)`` with a random standard-normal code of width ``code`` per row."""
-    return np.concatenate([features, rng.standard_normal((len(features), code))], axis=1).astype(np.float32)
-
-
-def _pack(
-    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], width: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-pad per-job ``(t, y, x)`` rows to ``width``."""
-    B = len(rows)
-    t, y = np.zeros((B, width), np.float32), np.zeros((B, width), np.float32)
-    x = np.zeros((B, width, rows[0][2].shape[1]), np.float32)
-    length = np.zeros(B, np.int64)
-    for b, (rt, ry, rx) in enumerate(rows):
-        k = len(rt)
-        t[b, :k], y[b, :k], x[b, :k], length[b] = rt, ry, rx, k
-    return torch.from_numpy(t), torch.from_numpy(y), torch.from_numpy(x), torch.from_numpy(length)
+def _batch(
+    jobs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]], bins: int
+) -> JobBatch:
+    """A batch of ``(features, curves, seen, asked, later)`` per job: configuration ``i`` observed
+    for ``seen[i]`` epochs, queries ``(asked[j], later[j])``."""
+    trials, slots = [], []
+    for x, curves, seen, _, _ in jobs:
+        observed = np.flatnonzero(seen)
+        trials.append([(x[i], np.arange(1.0, seen[i] + 1), curves[i, : seen[i]]) for i in observed])
+        slot = np.full(len(x), -1)
+        slot[observed] = np.arange(len(observed))
+        slots.append(slot)
+    qry_t = np.stack([later for *_, later in jobs]).astype(np.float32)
+    qry_y = np.stack([curves[asked, later - 1] for _, curves, _, asked, later in jobs])
+    qry_x = np.stack([x[asked] for x, _, _, asked, _ in jobs]).astype(np.float32)
+    qry_trial = np.stack([slot[asked] for slot, (*_, asked, _) in zip(slots, jobs, strict=True)])
+    return JobBatch(
+        JobContext.of(trials, FEATURES, bins),
+        torch.from_numpy(qry_t),
+        torch.from_numpy(qry_y.astype(np.float32)),
+        torch.from_numpy(qry_x),
+        torch.from_numpy(qry_trial),
+    )
 
 
 def job_batch(
@@ -92,27 +95,21 @@ def job_batch(
     batch_size: int,
     n_targets: int,
     max_tokens: int,
+    bins: int,
     max_configs: int = 64,
-    trial_code: int = 0,
 ) -> JobBatch:
     """A training batch of ``batch_size`` prior jobs of 2..``max_configs`` configurations each,
-    each configuration with a random code of width ``trial_code``."""
+    each trial's context summarised into at most ``bins`` tokens."""
     budget = int(rng.integers(1, max_tokens + 1))
-    contexts, queries = [], []
+    jobs = []
     for _ in range(batch_size):
         n = int(rng.integers(2, max_configs + 1))
         job = sample_job(n, rng)
-        x = with_codes(job.features, trial_code, rng)
         seen = _observed(n, budget, rng)
-        configs = np.repeat(np.arange(n), seen)
-        epochs = np.concatenate([np.arange(1, s + 1) for s in seen]) if seen.sum() else np.zeros(0, int)
-        contexts.append((epochs, job.curves[configs, epochs - 1], x[configs]))
         asked = rng.integers(0, n, n_targets)
         later = seen[asked] + 1 + np.floor(rng.uniform(size=n_targets) * (HORIZON - seen[asked])).astype(int)
-        queries.append((later, job.curves[asked, later - 1], x[asked]))
-    ctx_t, ctx_y, ctx_x, ctx_len = _pack(contexts, max(1, max(len(c[0]) for c in contexts)))
-    qry_t, qry_y, qry_x, _ = _pack(queries, n_targets)
-    return JobBatch(ctx_t, ctx_y, ctx_x, ctx_len, qry_t, qry_y, qry_x)
+        jobs.append((job.features, job.curves, seen, asked, later))
+    return _batch(jobs, bins)
 
 
 @torch.no_grad()
@@ -134,26 +131,24 @@ def evaluate_jobs(
     model.eval()
     rng = np.random.default_rng(seed)
     jobs = [sample_job(configs, rng) for _ in range(n_jobs)]
-    codes = [with_codes(job.features, model.config.trial_code, rng) for job in jobs]
     out: dict[str, dict[int, float]] = {"in-context": {}}
     if per_curve is not None:
         out["per-curve"] = {}
     for pct in cutoffs:
         cut = pct * HORIZON // 100
-        later = torch.arange(cut + 1, HORIZON + 1, dtype=torch.float32)
+        later = np.arange(cut + 1, HORIZON + 1)
         total = {k: 0.0 for k in out}
-        for job, x in zip(jobs, codes, strict=True):
-            t = np.tile(np.arange(1, cut + 1), configs)
-            ctx = _pack([(t, job.curves[:, :cut].ravel(), np.repeat(x, cut, axis=0))], len(t))
-            qry_x = torch.from_numpy(np.repeat(x, len(later), axis=0))[None]
-            qry_t = later.repeat(configs)[None]
-            target = torch.from_numpy(job.curves[:, cut:].ravel())[None]
-            logits = model(ctx[0], ctx[1], qry_t, ctx[3], None, ctx[2], qry_x)
-            total["in-context"] += model.bar.log_prob(logits, target).mean().item()
+        for job in jobs:
+            seen = np.full(configs, cut)
+            asked = np.repeat(np.arange(configs), len(later))
+            batch = _batch(
+                [(job.features, job.curves, seen, asked, np.tile(later, configs))], model.config.context_bins
+            )
+            total["in-context"] += model.bar.log_prob(batch.logits(model), batch.qry_y).mean().item()
             if per_curve is not None:
                 epochs = [np.arange(1.0, cut + 1)] * configs
                 context = bin_context(epochs, list(job.curves[:, :cut]), per_curve.config.context_bins)
-                logits = per_curve.predict(context, later.expand(configs, -1))
+                logits = per_curve.predict(context, torch.from_numpy(later).float().expand(configs, -1))
                 target = torch.from_numpy(job.curves[:, cut:])
                 total["per-curve"] += per_curve.bar.log_prob(logits, target).mean().item()
         for k in out:

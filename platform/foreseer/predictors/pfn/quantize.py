@@ -106,7 +106,7 @@ def quantize_int8(model: CurvePFN) -> CurvePFN:
     if not int8_supported():
         logger.warning("torch %s has no torch._int_mm; the PFN stays in float32.", torch.__version__)
         return model
-    for block in model.blocks:
+    for block in [*model.blocks, *model.job_blocks]:
         for parent in (block.attn, block.ff):
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):

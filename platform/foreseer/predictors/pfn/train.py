@@ -174,8 +174,6 @@ def train(
             f"the prior over jobs trains the in-context model (features={FEATURES}) and only it; got "
             f"prior={config.prior!r} with features={model_config.features}."
         )
-    if jobs and model_config.context_bins:
-        raise ValueError("the in-context model sees every observation: context_bins must be 0.")
     out_dir.mkdir(parents=True, exist_ok=True)
     init = _init_state(Path(config.init_from)) if config.init_from else None
     borders = init["bar.borders"] if init is not None else make_borders(model_config.n_buckets, config.prior)
@@ -190,8 +188,8 @@ def train(
     while step < config.steps:
         rng = np.random.default_rng([config.seed, step])  # resuming replays the same stream
         if jobs:
-            code = model_config.trial_code
-            batch = job_batch(rng, config.batch_size, config.n_targets, config.max_tokens, trial_code=code)
+            bins = model_config.context_bins
+            batch = job_batch(rng, config.batch_size, config.n_targets, config.max_tokens, bins)
             logits, target = batch.logits(model), batch.qry_y
         else:
             ctx, qry_t, target = _batch(rng, config, model_config.context_bins)
@@ -243,27 +241,31 @@ def _init_state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-#: Embeddings a warm start may add (they start at zero, so the model's outputs are kept): the
-#: summary embedding of a binned model, the configuration embedding of an in-context one.
+#: Embeddings a warm start may add, at zero: the summary embedding of a binned model, the
+#: configuration embedding of an in-context one.
 _NEW_EMBEDDINGS = {"embed.stats.weight", "embed.x.weight"}
 
 
+def _is_new(name: str) -> bool:
+    """Whether a warm start may add parameter ``name``: a new embedding, or a job block (which
+    starts as the identity, ``Block.zero_``)."""
+    return name in _NEW_EMBEDDINGS or name.startswith("job_blocks.")
+
+
 def _warm_start(model: CurvePFN, state: dict[str, torch.Tensor]) -> None:
-    """Load ``state`` into ``model``. Only the embeddings of ``_NEW_EMBEDDINGS`` may differ: one the
-    model adds starts at zero, one it lacks is dropped (an in-context model warm-started from a
-    binned per-curve one sees every observation, so it has no summary embedding)."""
+    """Load ``state`` into ``model``, which may add what :func:`_is_new` allows; what it adds
+    computes nothing yet, so the warm-started model begins as the one it starts from."""
     own = model.state_dict()
     missing = set(own) - set(state)
-    state = {k: v for k, v in state.items() if k in own or k not in _NEW_EMBEDDINGS}
     other = sorted(k for k in state if k not in own or state[k].shape != own[k].shape)
-    if other or missing - _NEW_EMBEDDINGS:
+    if other or any(not _is_new(k) for k in missing):
         raise ValueError(
             f"the warm-start checkpoint has another shape (differing {other}, missing {sorted(missing)}); "
             "warm-start from a model of the same size."
         )
     model.load_state_dict(state, strict=False)
     with torch.no_grad():
-        for name in missing:
+        for name in missing & _NEW_EMBEDDINGS:
             own[name].zero_()
 
 
