@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from foreseer.spec import SearchJob
     from foreseer.store.journal import JobJournal
     from foreseer.tracking import Tracker
-    from foreseer_spaces import SearchSpace
+    from foreseer_spaces import SearchSpace, SpaceFeatures
     from foreseer_workers import DataBundle
     from foreseer_workers.streaming import StreamedData
 
@@ -95,6 +95,20 @@ def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
         directory=Path(job.workdir).resolve() / job.name / job_id,
         ledger=Ledger(job.objectives, job.max_epochs),
         study=study,
+    )
+
+
+def job_features(prepared: PreparedJob) -> SpaceFeatures:
+    """The features of the job's candidates (``foreseer_spaces.SpaceFeatures``), probed with the
+    job's own constrained sampling and seed, so a resumed job gets the same."""
+    from foreseer_spaces import SpaceFeatures, constrain
+
+    space, task, overrides = prepared.space, prepared.data.task, prepared.overrides
+    return SpaceFeatures.of(
+        space,
+        task,
+        sample=lambda trial: space.sample(constrain(trial, overrides), task),
+        seed=prepared.job.seed,
     )
 
 
@@ -288,8 +302,13 @@ def run_prepared(prepared: PreparedJob, *, started_ray: bool = False) -> str:
     )
     ghn = job_ghn(prepared, backend)  # the graph hypernetwork, when the job screens or warm-starts
     searcher = ghn.screened(searcher, prepared.tracker) if ghn is not None else searcher
+    policy = job.stopping.build()
+    if policy.reads_features:  # the in-context PFN reads every trial's configuration
+        features = job_features(prepared)
+        prepared.ledger.featurize = features
+        policy.use_features(features.draw)
     driver = SearchDriver(
-        prepared.ledger, searcher, job.stopping.build(), prepared.tracker, prepared.best_dir, journal,
+        prepared.ledger, searcher, policy, prepared.tracker, prepared.best_dir, journal,
         warm_start=ghn.init_weights if ghn is not None and ghn.warm else None,
     )  # fmt: skip
     driver.restore(prepared.history)

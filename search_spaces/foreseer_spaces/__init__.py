@@ -18,6 +18,7 @@ from foreseer_spaces._base import ArchGraph, GraphNode, SearchSpace, TrialLike
 from foreseer_spaces._candidate import TASK_KINDS, Candidate, JsonScalar, Task
 from foreseer_spaces._declarative import ParamOverride, constrain, parse_overrides
 from foreseer_spaces._discovery import check_override_names, discover_param_names, discover_params
+from foreseer_spaces._features import FEATURE_NAMES, SpaceFeatures
 from foreseer_spaces._function_space import FunctionSpace, search_space
 from foreseer_spaces._hparams import HPARAM_NAMES, sample_hparams
 from foreseer_spaces._registry import ENTRY_POINT_GROUP, available_spaces, get_space, register_space
@@ -34,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FEATURE_NAMES",
     "HPARAM_NAMES",
     "TASK_KINDS",
     "ArchGraph",
@@ -43,6 +45,7 @@ __all__ = [
     "JsonScalar",
     "ParamOverride",
     "SearchSpace",
+    "SpaceFeatures",
     "Task",
     "TrialLike",
     "available_spaces",

@@ -206,3 +206,37 @@ def test_accuracy_against_latency_measured_in_the_trial(ray_runtime, tmp_path):
     latency = {t.number: t.values[1] for t in handle.study.trials}
     assert all(latency[r.trial_number] == r.latency_ms for r in board.itertuples())
     assert_pareto_front_shown(handle)
+
+
+@pytest.mark.parametrize("stopping", ["freeze_thaw", "pfn"])
+def test_an_in_context_checkpoint_reads_every_trials_configuration(ray_runtime, tmp_path, stopping):
+    """The plumbing of a live job on the in-context PFN (an untrained one: not its quality)."""
+    import torch
+
+    from foreseer.predictors.pfn.checkpoint import save_checkpoint
+    from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
+    from foreseer.runner import job_features
+
+    torch.manual_seed(0)
+    config = PFNConfig(
+        n_layer=1, n_embd=16, n_head=2, n_hidden=32, n_buckets=50, context_bins=4, features=16, job_layers=1
+    )
+    checkpoint = tmp_path / "in_context.safetensors"
+    save_checkpoint(CurvePFN(config, torch.linspace(-0.2, 1.2, 51)), checkpoint)
+    handle = run_job(
+        tmp_path,
+        name=f"wine-{stopping}",
+        space={"name": "mlp", "params": {"depth": 1}},
+        dataset="wine",
+        trials=4,
+        max_epochs=4,
+        stopping={"name": stopping, "checkpoint": str(checkpoint), "min_epoch": 1},
+        max_concurrent=2,
+        sampler="random",
+    )
+    assert handle.status().state == "succeeded"
+    ledger = handle._prepared.ledger
+    featurize = job_features(handle._prepared)
+    for record, view in zip(ledger.records(), ledger.curves(), strict=True):
+        assert view.features == pytest.approx(featurize(record.candidate)), "each trial's own configuration"
+        assert len(view.features) == 16

@@ -189,4 +189,35 @@ def test_with_an_in_context_forecaster_every_option_is_forecast_from_the_whole_j
     with pytest.raises(ValueError, match="every trial's features"):
         simulate(curves, range(len(curves)), policy, budget=2 * E)
     with pytest.raises(ValueError, match="needs new_features"):
-        FreezeThawPolicy(forecaster=tiny_in_context())
+        simulate(
+            curves,
+            range(len(curves)),
+            FreezeThawPolicy(forecaster=tiny_in_context()),
+            2 * E,
+            features=features,
+        )
+
+
+def test_pfn_stopping_on_an_in_context_forecaster_reads_every_trial_of_the_job(curves):
+    from foreseer.stopping import PFNPolicy
+
+    features = np.random.default_rng(2).uniform(size=(len(curves), 3))
+    policy = PFNPolicy(delta=0.05, min_epoch=2, forecaster=tiny_in_context())
+    assert policy.reads_features
+    run = simulate(curves, range(len(curves)), policy, budget=6 * E, max_concurrent=2, features=features)
+    assert all("p_improve" in m for ms in run.policy_metrics.values() for m in ms) and run.policy_metrics
+    with pytest.raises(ValueError, match="every trial's features"):
+        simulate(curves, range(len(curves)), policy, budget=2 * E)
+
+
+def test_a_job_refuses_a_checkpoint_that_is_not_a_pfn_one(tmp_path):
+    from foreseer.errors import SpecError
+
+    missing = str(tmp_path / "nope.safetensors")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    for name in ("pfn", "freeze_thaw"):
+        with pytest.raises((SpecError, ValueError), match="no PFN checkpoint at"):
+            SearchJob(name="x", space="mlp", dataset="wine", stopping={"name": name, "checkpoint": missing})
+        with pytest.raises((SpecError, ValueError), match="is not a Foreseer PFN checkpoint"):
+            SearchJob(name="x", space="mlp", dataset="wine",
+                      stopping={"name": name, "checkpoint": str(tmp_path / "notes.txt")})  # fmt: skip

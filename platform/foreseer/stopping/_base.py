@@ -5,10 +5,13 @@ from __future__ import annotations
 import bisect
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import overload
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,14 @@ class StoppingPolicy(ABC):
     #: True for a policy that decides which trials use the job's slots (freeze-thaw): the driver
     #: then also passes ``capacity=`` (a :class:`Capacity`) and takes ``stop`` for paused trials.
     schedules: bool = False
+    #: True for a policy whose forecaster reads each trial's configuration (the in-context PFN):
+    #: the job then gives every :class:`CurveView` its ``features`` and calls :meth:`use_features`.
+    reads_features: bool = False
+
+    def use_features(self, draw: Callable[[np.random.Generator, int], np.ndarray]) -> None:
+        """Given, before the first decision, to a policy that :attr:`reads_features`:
+        ``draw(rng, k)`` gives the features of ``k`` configurations the search may propose next."""
+        return None
 
     @abstractmethod
     def decide(

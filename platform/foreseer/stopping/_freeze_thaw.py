@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import (
@@ -50,6 +50,13 @@ from foreseer.stopping._base import (
     CurveView,
     Decision,
     StoppingPolicy,
+)
+from foreseer.stopping._forecasting import (
+    checkpoint_file,
+    holds_in_context,
+    is_in_context,
+    load_forecaster,
+    observed_trials,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +93,8 @@ class FreezeThawStopping(SpecModel):
     delta: float = Field(0.05, gt=0, lt=1)
     checkpoint: str | None = None
 
+    _checkpoint = field_validator("checkpoint")(checkpoint_file)
+
     def build(self) -> FreezeThawPolicy:
         return FreezeThawPolicy(
             step=self.step,
@@ -96,12 +105,6 @@ class FreezeThawStopping(SpecModel):
             delta=self.delta,
             checkpoint=self.checkpoint,
         )
-
-
-def _is_in_context(forecaster: object) -> bool:
-    from foreseer.predictors.pfn.in_context import JobForecaster
-
-    return isinstance(forecaster, JobForecaster)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ class FreezeThawPolicy(StoppingPolicy):
         max_paused_mb: the most disk the paused trials' checkpoints may take (``None``: no cap);
             beyond it the least promising are stopped, the oldest among equals.
         delta: once no new candidate is left, thaw a paused trial only while P(final > best) > delta.
-        checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
+        checkpoint: a PFN checkpoint (per-curve or in-context), or ``None`` for the per-curve one
+            shipped in the package.
         forecaster: a loaded forecaster (overrides ``checkpoint``): a per-curve
             :class:`CurveForecaster`, or an in-context :class:`JobForecaster`, which reads
             ``CurveView.features``.
@@ -134,7 +138,8 @@ class FreezeThawPolicy(StoppingPolicy):
             the curves seen (what a live job does).
         seed: seeds the acquisition's random draws (with the epochs observed so far).
         new_features: ``(rng, k) -> (k, F)`` features of ``k`` configurations the search space may
-            propose next; required with an in-context forecaster.
+            propose next; needed with an in-context forecaster (a job gives it through
+            :meth:`use_features`).
 
     Example:
         >>> from foreseer.stopping import Capacity
@@ -171,9 +176,9 @@ class FreezeThawPolicy(StoppingPolicy):
             raise ValueError(f"max_paused_mb must be positive or None, but got {max_paused_mb=}.")
         if not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), but got {delta=}.")
-        self.in_context = forecaster is not None and _is_in_context(forecaster)
-        if self.in_context and new_features is None:
-            raise ValueError("an in-context forecaster needs new_features: draws of what the space proposes.")
+        self.in_context = self.reads_features = (
+            is_in_context(forecaster) if forecaster is not None else holds_in_context(checkpoint)
+        )
         self.step, self.min_epoch, self.acquisition = step, min_epoch, acquisition
         self.max_paused, self.max_paused_mb, self.delta, self.seed = max_paused, max_paused_mb, delta, seed
         self._checkpoint, self._forecaster, self.normalizer = checkpoint, forecaster, normalizer
@@ -183,10 +188,11 @@ class FreezeThawPolicy(StoppingPolicy):
     def forecaster(self) -> CurveForecaster | JobForecaster:
         """The forecaster, loaded on first use (so building a policy stays cheap)."""
         if self._forecaster is None:
-            from foreseer.predictors.pfn.predictor import CurveForecaster
-
-            self._forecaster = CurveForecaster.load(self._checkpoint)
+            self._forecaster = load_forecaster(self._checkpoint, self.in_context)
         return self._forecaster
+
+    def use_features(self, draw: Callable[[np.random.Generator, int], np.ndarray]) -> None:
+        self.new_features = draw
 
     def at_step(self, curve: CurveView) -> bool:
         """Whether ``curve`` just finished a step, so its slot is in play."""
@@ -243,7 +249,11 @@ class FreezeThawPolicy(StoppingPolicy):
         threshold = best_n + max(1.0 - best_n, 1e-3) * 10 ** rng.uniform(-4, -1)
         starts: list
         if self.in_context:
-            starts = list(self.new_features(rng, _NEW_QUANTILES)) if new_allowed else []  # type: ignore[misc]
+            if self.new_features is None:
+                raise ValueError(
+                    "an in-context forecaster needs new_features: draws of what the space proposes."
+                )
+            starts = list(self.new_features(rng, _NEW_QUANTILES)) if new_allowed else []
         else:
             quantiles = (np.arange(_NEW_QUANTILES) + 0.5) / _NEW_QUANTILES
             starts = np.quantile(firsts, quantiles).tolist() if new_allowed and firsts else []
@@ -280,11 +290,7 @@ class FreezeThawPolicy(StoppingPolicy):
         if not self.in_context:
             values = norm.curves([c.values for c in curves]) + [[v] for v in norm(starts).tolist()]
             return self.forecaster.forecast(values, budgets.tolist(), query_epochs=queries.tolist())  # type: ignore[call-arg]
-        if any(not c.features for c in seen):
-            raise ValueError("the in-context forecaster needs every trial's features (CurveView.features).")
-        known = [c for c in seen if c.values]
-        observed = list(zip([c.features for c in known], norm.curves([c.values for c in known]), strict=True))
-        index = {c.trial_id: i for i, c in enumerate(known)}
+        observed, index = observed_trials([*seen, *curves], norm)
         asked = [index.get(c.trial_id, c.features) for c in curves] + starts
         return self.forecaster.forecast(observed, asked, int(budgets.max()), queries.tolist())  # type: ignore[call-arg]
 

@@ -14,14 +14,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import Action, CurveHistory, CurveSummary, CurveView, Decision, StoppingPolicy
+from foreseer.stopping._forecasting import (
+    checkpoint_file,
+    holds_in_context,
+    is_in_context,
+    load_forecaster,
+    observed_trials,
+)
 
 if TYPE_CHECKING:
+    from foreseer.predictors.pfn.in_context import JobForecaster
     from foreseer.predictors.pfn.normalize import CurveNormalizer
-    from foreseer.predictors.pfn.predictor import CurveForecaster
+    from foreseer.predictors.pfn.predictor import CurveForecaster, Forecast
 
 __all__ = ["PFNPolicy", "PFNStopping"]
 
@@ -42,6 +50,8 @@ class PFNStopping(SpecModel):
     min_epoch: int = Field(2, ge=1)
     checkpoint: str | None = None
 
+    _checkpoint = field_validator("checkpoint")(checkpoint_file)
+
     def build(self) -> PFNPolicy:
         return PFNPolicy(self.delta, self.min_epoch, self.checkpoint)
 
@@ -52,8 +62,11 @@ class PFNPolicy(StoppingPolicy):
     Args:
         delta: stop when ``P(y_final > best) <= delta``; in (0, 1).
         min_epoch: first epoch at which a trial may be stopped; at least 1.
-        checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package.
-        forecaster: a loaded forecaster (overrides ``checkpoint``; lets callers share one).
+        checkpoint: a PFN checkpoint, or ``None`` for the one shipped in the package. An in-context
+            checkpoint forecasts each trial from every trial of the job and its configuration
+            (``CurveView.features``, which the job then gives).
+        forecaster: a loaded forecaster (overrides ``checkpoint``; lets callers share one): a
+            per-curve :class:`CurveForecaster` or an in-context :class:`JobForecaster`.
         normalizer: a fixed map onto the prior's scale; ``None`` chooses one at every decision
             from the summary of the curves seen (what a live job does; the driver's
             :class:`CurveHistory` carries that summary, kept up to date by the ledger).
@@ -72,7 +85,7 @@ class PFNPolicy(StoppingPolicy):
         delta: float,
         min_epoch: int,
         checkpoint: str | Path | None = None,
-        forecaster: CurveForecaster | None = None,
+        forecaster: CurveForecaster | JobForecaster | None = None,
         normalizer: CurveNormalizer | None = None,
     ) -> None:
         if not 0 < delta < 1:
@@ -84,14 +97,15 @@ class PFNPolicy(StoppingPolicy):
         self._checkpoint = checkpoint
         self._forecaster = forecaster
         self.normalizer = normalizer
+        self.reads_features = (
+            is_in_context(forecaster) if forecaster is not None else holds_in_context(checkpoint)
+        )
 
     @property
-    def forecaster(self) -> CurveForecaster:
+    def forecaster(self) -> CurveForecaster | JobForecaster:
         """The forecaster, loaded on first use (so building a policy stays cheap)."""
         if self._forecaster is None:
-            from foreseer.predictors.pfn.predictor import CurveForecaster
-
-            self._forecaster = CurveForecaster.load(self._checkpoint)
+            self._forecaster = load_forecaster(self._checkpoint, self.reads_features)
         return self._forecaster
 
     def decide(
@@ -113,9 +127,7 @@ class PFNPolicy(StoppingPolicy):
                 seen.summary if isinstance(seen, CurveHistory) else CurveSummary.of(c.values for c in seen)
             )
             norm = CurveNormalizer.from_bounds(summary.low, summary.high, summary.first_median)
-        forecast = self.forecaster.forecast(
-            norm.curves([c.values for c in eligible]), [c.max_epochs for c in eligible]
-        )
+        forecast = self._forecast(eligible, history, norm)
         threshold = float(norm([best])[0])  # type: ignore[list-item]
         p_improve = forecast.prob_above([threshold] * len(eligible))
         quantiles = norm.inverse(forecast.quantiles([0.05, 0.5, 0.95])[:, -1].T).tolist()
@@ -140,3 +152,17 @@ class PFNPolicy(StoppingPolicy):
                 curve.trial_id, Action.STOP if stop else Action.CONTINUE, reason, metrics
             )
         return [by_id[c.trial_id] if c.trial_id in by_id else Decision(c.trial_id) for c in running]
+
+    def _forecast(
+        self, eligible: list[CurveView], history: Sequence[CurveView], norm: CurveNormalizer
+    ) -> Forecast:
+        """The final epoch of each of ``eligible``, in one forward pass: each curve alone, or (the
+        in-context model) every trial of ``history`` and ``eligible`` in one context."""
+        if not self.reads_features:
+            return self.forecaster.forecast(  # type: ignore[call-arg]
+                norm.curves([c.values for c in eligible]), [c.max_epochs for c in eligible]
+            )
+        observed, index = observed_trials([*history, *eligible], norm)
+        finals = [[c.max_epochs] for c in eligible]
+        asked = [index[c.trial_id] for c in eligible]
+        return self.forecaster.forecast(observed, asked, max(c.max_epochs for c in eligible), finals)  # type: ignore[call-arg]

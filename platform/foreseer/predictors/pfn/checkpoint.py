@@ -8,6 +8,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from foreseer.predictors.pfn.header import read_header
 from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
 
 __all__ = ["load_checkpoint", "read_metadata", "save_checkpoint"]
@@ -25,13 +26,8 @@ def save_checkpoint(model: CurvePFN, path: Path, meta: dict[str, Any] | None = N
 
 def read_metadata(path: Path) -> tuple[PFNConfig, dict[str, Any]]:
     """The config and the training metadata stored in a checkpoint's header."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    if "config" not in header:
-        raise ValueError(f"{path} is not a Foreseer PFN checkpoint: its header has no 'config'.")
-    return PFNConfig(**json.loads(header["config"])), json.loads(header.get("meta", "{}"))
+    config, meta = read_header(path)
+    return PFNConfig(**config), meta
 
 
 def load_checkpoint(path: Path) -> tuple[CurvePFN, dict[str, Any]]:
