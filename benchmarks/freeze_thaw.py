@@ -6,9 +6,10 @@ replayed through Foreseer's search loop under a budget of ``FULL_RUNS`` full run
 time. Every method sees the same orders in the same run:
 
 - freeze-thaw (``stopping: freeze_thaw``) with each acquisition, on the shipped per-curve PFN;
-  with ``--in-context CHECKPOINT`` also MFPI-random on that in-context PFN, which reads every
-  trial's configuration (LCBench's seven hyperparameters; new candidates are forecast at
-  configurations drawn from the task's pool), on the sets whose configurations are known;
+  with ``--in-context CHECKPOINT`` also MFPI-random and LC-PFN stopping on that in-context PFN,
+  which reads every trial's configuration (LCBench's seven hyperparameters; Foreseer's recorded
+  candidates through ``foreseer_spaces.SpaceFeatures``, as a live job gives them; new candidates
+  are forecast at configurations drawn from the task's pool);
 - LC-PFN stopping (``stopping: pfn``, δ = 0.05), ASHA (grace 1, η 3), asynchronous Hyperband
   (ASHA brackets with grace periods 1, 3, 9, 27, trials dealt round-robin, as Ray Tune's
   ``AsyncHyperBandScheduler`` after Li et al., MLSys 2020), median stopping (grace 1, 3 samples),
@@ -26,7 +27,7 @@ Both PFN methods use one normaliser per task, fitted on the task's curves, so fo
 comparable across orders; a live job fits it from the curves seen so far.
 
 Run: ``.venv/bin/python benchmarks/freeze_thaw.py [--orders 40] [--tasks N] [--jobs 2] [--out DIR]
-[--in-context CHECKPOINT]``;
+[--in-context CHECKPOINT] [--methods NAME ...]`` (``--methods``: a subset, with none);
 ``--out benchmarks/results/freeze_thaw`` writes the tables the READMEs show and the plot.
 """
 
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 # the stopping benchmark's curve sets and baselines (this script's folder is on sys.path when run)
-from stopping import FULL_RUNS, LCBENCH, RECORDED, PatiencePolicy, recorded_losses
+from stopping import FULL_RUNS, LCBENCH, RECORDED, PatiencePolicy, recorded_losses, recorded_rows
 
 from foreseer.backends.replay import simulate
 from foreseer.predictors.pfn.cache import PrefixCache
@@ -112,6 +113,7 @@ def methods(
         extra["freeze-thaw in-context mfpi_random"] = FreezeThawPolicy(
             forecaster=in_context, normalizer=norm, new_features=drawn
         )
+        extra["in-context pfn δ=0.05"] = PFNPolicy(0.05, 2, forecaster=in_context, normalizer=norm)
     return extra | {
         "freeze-thaw mfpi_random": FreezeThawPolicy(forecaster=forecaster, normalizer=norm),
         "freeze-thaw ei_per_epoch": FreezeThawPolicy(
@@ -140,6 +142,29 @@ def _load(checkpoint: str | None, in_context: bool = False) -> CurveForecaster |
     return _LOADED[checkpoint]
 
 
+def recorded_features(rows: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The recorded candidates of ``rows`` (per group, as :func:`recorded_rows` picks them) as
+    the features a live job gives them (``foreseer_spaces.SpaceFeatures``, probed on the space and
+    fixed parameters each group was recorded with)."""
+    from record_curves import SETTINGS
+
+    from foreseer_spaces import Candidate, SpaceFeatures, constrain, get_space, parse_overrides
+    from foreseer_workers import load_dataset
+
+    data = np.load(RECORDED)
+    settings = {name: (space, dataset, params) for name, space, dataset, _, _, params in SETTINGS}
+    out = []
+    for group, index in rows.items():
+        space_name, dataset, params = settings[group]
+        space, task, overrides = get_space(space_name), load_dataset(dataset).task, parse_overrides(params)
+        features = SpaceFeatures.of(
+            space, task, sample=lambda t, s=space, k=task, o=overrides: s.sample(constrain(t, o), k)
+        )
+        candidates = data[f"{group}/candidates"][index]
+        out.append(np.array([features(Candidate.from_json(str(c))) for c in candidates]))
+    return out
+
+
 def run_task(
     curves: np.ndarray,
     orders: int,
@@ -147,6 +172,7 @@ def run_task(
     checkpoint: str | None,
     in_context: str | None = None,
     features: np.ndarray | None = None,
+    only: Sequence[str] | None = None,
 ) -> dict[str, dict[str, list]]:
     """Per method: per order, the final normalised regret, the epochs to reach none's final value
     (None if never), none's own first-reach epoch, and the anytime regret at ``ANYTIME``."""
@@ -163,6 +189,7 @@ def run_task(
     for _ in range(orders):
         order = rng.permutation(len(curves))
         policies = methods(forecaster, cache, norm, job_forecaster, features)  # type: ignore[arg-type]
+        policies = {k: p for k, p in policies.items() if not only or k in only or k == "none"}
         runs = {name: simulate(curves, order, p, budget, features=features) for name, p in policies.items()}
         target = runs["none"].best_so_far[-1]
         own = runs["none"].epochs_to_reach(target)
@@ -244,7 +271,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=["lcbench", "foreseer"])
     parser.add_argument("--jobs", type=int, default=1, help="tasks replayed at once, one process each")
     parser.add_argument("--out", type=Path, help="write <set>.md tables and anytime_regret.png here")
-    parser.add_argument("--in-context", default=None, help="also freeze-thaw on this in-context checkpoint")
+    parser.add_argument(
+        "--in-context", default=None, help="also freeze-thaw and pfn stopping on this in-context checkpoint"
+    )
+    parser.add_argument("--methods", nargs="*", help="only these methods (and none, the reference)")
     args = parser.parse_args()
     sets = load_curve_sets(LCBENCH, RECORDED)
     known: dict[str, list[np.ndarray]] = {}  # each set's configurations as features, task by task
@@ -253,6 +283,8 @@ def main() -> None:
         known["lcbench"] = list(lcbench_features(data["configs"], data["hp_names"]))
     if RECORDED.exists():  # the recorded curves' objective is the validation loss (accuracy saturates)
         sets["foreseer"] = recorded_losses(None)
+        if args.in_context and "foreseer" in args.sets:
+            known["foreseer"] = recorded_features(recorded_rows(None))
     texts, anytime = [], {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for set_name in args.sets:
@@ -263,7 +295,16 @@ def main() -> None:
             start = time.perf_counter()
             features = known.get(set_name, [None] * len(groups))
             futures = [
-                pool.submit(run_task, curves, args.orders, i, args.checkpoint, args.in_context, features[i])
+                pool.submit(
+                    run_task,
+                    curves,
+                    args.orders,
+                    i,
+                    args.checkpoint,
+                    args.in_context,
+                    features[i],
+                    args.methods,
+                )
                 for i, curves in enumerate(groups.values())
             ]
             results = [f.result() for f in futures]

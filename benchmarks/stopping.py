@@ -134,16 +134,22 @@ def summarise(results: list[dict]) -> list[dict[str, object]]:
     return rows
 
 
-def recorded_losses(pool: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-    """The recorded curves' validation loss, negated (higher is better), complete curves only."""
+def recorded_rows(pool: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per recorded group, the rows :func:`recorded_losses` keeps: complete curves, a random
+    ``pool`` of them (all with ``None``), in a random order."""
     data = np.load(RECORDED)
     rng = np.random.default_rng(seed)
     out = {}
     for group in sorted({k.split("/")[0] for k in data.files}):
-        loss = data[f"{group}/val_loss"]
-        loss = loss[np.isfinite(loss).all(axis=1)]
-        out[group] = -loss[rng.permutation(len(loss))[:pool]]
+        complete = np.flatnonzero(np.isfinite(data[f"{group}/val_loss"]).all(axis=1))
+        out[group] = complete[rng.permutation(len(complete))[:pool]]
     return out
+
+
+def recorded_losses(pool: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+    """The recorded curves' validation loss, negated (higher is better), complete curves only."""
+    data = np.load(RECORDED)
+    return {group: -data[f"{group}/val_loss"][rows] for group, rows in recorded_rows(pool, seed).items()}
 
 
 def print_table(console: Console, title: str, rows: list[dict[str, object]]) -> None:

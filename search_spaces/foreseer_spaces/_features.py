@@ -132,7 +132,12 @@ class SpaceFeatures:
         if probe < 1:
             raise ValueError(f"probe must be at least 1, but got {probe=}.")
         sample = sample or (lambda trial: space.sample(trial, task))
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a probe, not a study to announce
+        try:
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         candidates, distributions = [], {}
         for _ in range(probe):
             trial = study.ask()
