@@ -23,8 +23,10 @@ TINY_JOBS = PFNConfig(
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_a_batch_is_every_observed_trial_and_later_queries_of_its_configurations():
-    batch = job_batch(np.random.default_rng(0), batch_size=6, n_targets=12, max_tokens=200, bins=4)
+@pytest.mark.parametrize("independent", [0.0, 1.0])
+def test_a_batch_is_every_observed_trial_and_later_queries_of_its_configurations(independent):
+    rng = np.random.default_rng(0)
+    batch = job_batch(rng, batch_size=6, n_targets=12, max_tokens=200, bins=4, independent=independent)
     B, C, F = batch.context.x.shape
     tokens = batch.context.tokens
     assert (B, F) == (6, FEATURES) and batch.qry_t.shape == batch.qry_trial.shape == (6, 12)

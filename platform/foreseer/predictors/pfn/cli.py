@@ -45,6 +45,13 @@ def pfn() -> None:
     "--max-tokens", type=int, default=500, show_default=True, help="Most observations in a job's context."
 )
 @click.option(
+    "--independent-jobs",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of prior jobs whose curves come one by one from the extended prior (--prior jobs only).",
+)
+@click.option(
     "--job-layers",
     type=click.IntRange(min=0),
     default=2,
@@ -83,6 +90,7 @@ def train_command(
     batch_size: int,
     n_targets: int,
     max_tokens: int,
+    independent_jobs: float,
     job_layers: int,
     lr: float,
     layers: int,
@@ -124,6 +132,7 @@ def train_command(
             batch_size=batch_size,
             n_targets=n_targets,
             max_tokens=max_tokens,
+            independent_jobs=independent_jobs,
             lr=lr,
             seed=seed,
             eval_every=eval_every,

@@ -343,7 +343,9 @@ def coverage_table(
                         low, high = np.empty(n), np.empty(n)
                         for job in np.array_split(np.arange(n), max(1, n // configs)):
                             observed = [(x[r], values[r][:e]) for r in job]
-                            fc = model.forecast(observed, x[job], budget, [[budget]] * len(job))
+                            fc = model.forecast(
+                                observed, list(range(len(job))), budget, [[budget]] * len(job)
+                            )
                             low[job], high[job] = norm.inverse(fc.quantiles([0.05, 0.95])[:, -1].T)
                     final = curves[:, -1]
                     inside.extend(((final >= low) & (final <= high)).tolist())

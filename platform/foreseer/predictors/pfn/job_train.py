@@ -23,7 +23,7 @@ import torch
 from foreseer.predictors.pfn.context import JobContext, bin_context
 from foreseer.predictors.pfn.job_prior import FEATURES, sample_job
 from foreseer.predictors.pfn.model import CurvePFN
-from foreseer.predictors.pfn.prior import HORIZON
+from foreseer.predictors.pfn.prior import HORIZON, sample_curves
 
 __all__ = ["JobBatch", "evaluate_jobs", "job_batch"]
 
@@ -97,18 +97,23 @@ def job_batch(
     max_tokens: int,
     bins: int,
     max_configs: int = 64,
+    independent: float = 0.0,
 ) -> JobBatch:
     """A training batch of ``batch_size`` prior jobs of 2..``max_configs`` configurations each,
-    each trial's context summarised into at most ``bins`` tokens."""
+    each trial's context summarised into at most ``bins`` tokens. A share ``independent`` of the
+    jobs have curves drawn one by one from the per-curve model's (extended) prior, which their
+    configurations do not inform: what the model must still forecast as well as the per-curve
+    model does, from each curve alone."""
     budget = int(rng.integers(1, max_tokens + 1))
     jobs = []
     for _ in range(batch_size):
         n = int(rng.integers(2, max_configs + 1))
         job = sample_job(n, rng)
+        curves = sample_curves(n, rng, "extended") if rng.uniform() < independent else job.curves
         seen = _observed(n, budget, rng)
         asked = rng.integers(0, n, n_targets)
         later = seen[asked] + 1 + np.floor(rng.uniform(size=n_targets) * (HORIZON - seen[asked])).astype(int)
-        jobs.append((job.features, job.curves, seen, asked, later))
+        jobs.append((job.features, curves, seen, asked, later))
     return _batch(jobs, bins)
 
 

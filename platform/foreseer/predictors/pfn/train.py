@@ -52,6 +52,8 @@ class TrainConfig:
         batch_size: curves (jobs) per step.
         n_targets: query epochs sampled per curve (per job).
         max_tokens: most observations in a job's context (``"jobs"`` only).
+        independent_jobs: share of a batch's jobs whose curves come one by one from the extended
+            per-curve prior, uninformed by their configurations (``"jobs"`` only).
         lr: peak learning rate.
         warmup: fraction of steps of linear warm-up.
         weight_decay: AdamW weight decay.
@@ -67,6 +69,7 @@ class TrainConfig:
     batch_size: int = 64
     n_targets: int = 20
     max_tokens: int = 500
+    independent_jobs: float = 0.0
     lr: float = 1e-3
     warmup: float = 0.02
     weight_decay: float = 0.0
@@ -189,7 +192,10 @@ def train(
         rng = np.random.default_rng([config.seed, step])  # resuming replays the same stream
         if jobs:
             bins = model_config.context_bins
-            batch = job_batch(rng, config.batch_size, config.n_targets, config.max_tokens, bins)
+            batch = job_batch(
+                rng, config.batch_size, config.n_targets, config.max_tokens, bins,
+                independent=config.independent_jobs,
+            )  # fmt: skip
             logits, target = batch.logits(model), batch.qry_y
         else:
             ctx, qry_t, target = _batch(rng, config, model_config.context_bins)
