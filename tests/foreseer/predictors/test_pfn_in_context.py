@@ -227,3 +227,26 @@ def test_pfn_eval_forecasts_the_real_curve_sets_it_is_given(tmp_path):
     assert result.exit_code == 0, result.output
     assert "foreseer: final-value forecast error" in result.output and "lcbench" not in result.output
     assert "90% interval" in result.output
+
+
+def test_pfn_train_refuses_a_device_it_cannot_use(tmp_path):
+    from click.testing import CliRunner
+
+    from foreseer.cli import main
+
+    for device, says in (("tpu:0", "is not a torch device"), ("cuda", "no CUDA device")):
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        args = ["pfn", "train", "--out", str(tmp_path / "run"), "--curves", "16", "--device", device]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_a_gpu_writes_a_checkpoint_the_cpu_loads(tmp_path):
+    config = TrainConfig(prior="jobs", curves=64, batch_size=16, n_targets=8, max_tokens=50, save_every=2)
+    model = train(tmp_path / "run", TINY_JOBS, config, device="cuda")
+    assert next(model.parameters()).device.type == "cpu"
+    loaded, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert torch.equal(loaded.embed.x.weight, model.embed.x.weight)

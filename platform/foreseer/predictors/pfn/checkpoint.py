@@ -17,7 +17,7 @@ __all__ = ["load_checkpoint", "read_metadata", "save_checkpoint"]
 def save_checkpoint(model: CurvePFN, path: Path, meta: dict[str, Any] | None = None) -> None:
     """Write ``model`` to ``path``; ``meta`` (JSON-serialisable) travels in the file's header."""
     header = {"config": json.dumps(model.config.to_dict()), "meta": json.dumps(meta or {})}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=header)

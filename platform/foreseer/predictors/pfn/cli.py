@@ -78,6 +78,12 @@ def pfn() -> None:
 @click.option("--eval-every", type=int, default=1000, show_default=True, help="Steps between evaluations.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where the training steps run: cpu, cuda or cuda:N (a run may resume on another device).",
+)
+@click.option(
     "--init-from",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
@@ -102,6 +108,7 @@ def train_command(
     seed: int,
     eval_every: int,
     threads: int,
+    device: str,
     init_from: str | None,
 ) -> None:
     """Fit a PFN to the prior; resumable; writes OUT/model.safetensors."""
@@ -116,6 +123,7 @@ def train_command(
     torch.set_num_threads(threads)
     console = Console()
     try:
+        _check_device(device)
         model_config = PFNConfig(
             n_layer=layers,
             n_embd=width,
@@ -156,11 +164,23 @@ def train_command(
                 seen = f"{step * batch_size} {'jobs' if prior == 'jobs' else 'curves'}"
                 bar.console.print(f"step {step} ({seen}): prior log-likelihood {cells}")
 
-            train(out_dir, model_config, config, progress=progress, on_eval=on_eval)
+            train(out_dir, model_config, config, progress=progress, on_eval=on_eval, device=device)
     except ValueError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
     console.print(f"wrote {out_dir / 'model.safetensors'}")
+
+
+def _check_device(device: str) -> None:
+    """Refuse a ``--device`` that is not a torch device, or CUDA where there is none."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as e:
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N.") from e
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu.")
 
 
 @pfn.command("export")

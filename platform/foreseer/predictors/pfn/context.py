@@ -44,6 +44,10 @@ class Context:
     stats: torch.Tensor
     length: torch.Tensor
 
+    def to(self, device: torch.device | str) -> Context:
+        """The same tokens on ``device``."""
+        return Context(self.t.to(device), self.y.to(device), self.stats.to(device), self.length.to(device))
+
 
 def bin_context(epochs: Sequence[np.ndarray], values: Sequence[np.ndarray], bins: int) -> Context:
     """Summarise each curve (``epochs[b]``, ``values[b]``, at least one point) into at most
@@ -93,6 +97,10 @@ class JobContext:
 
     tokens: Context
     x: torch.Tensor
+
+    def to(self, device: torch.device | str) -> JobContext:
+        """The same context on ``device``."""
+        return JobContext(self.tokens.to(device), self.x.to(device))
 
     @classmethod
     def of(

@@ -49,6 +49,16 @@ class JobBatch:
         """The model's bucket logits ``(B, Q, n_buckets)`` for the batch's queries."""
         return model.forecast_jobs(self.context, self.qry_t, self.qry_x, self.qry_trial)
 
+    def to(self, device: torch.device | str) -> JobBatch:
+        """The same batch on ``device``."""
+        return JobBatch(
+            self.context.to(device),
+            self.qry_t.to(device),
+            self.qry_y.to(device),
+            self.qry_x.to(device),
+            self.qry_trial.to(device),
+        )
+
 
 def _observed(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
     """Epochs observed per configuration, at most ``budget`` in all, each below the horizon: half

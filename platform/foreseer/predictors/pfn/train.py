@@ -161,6 +161,7 @@ def train(
     config: TrainConfig,
     progress: Callable[[int, int, float], None] | None = None,
     on_eval: Callable[[int, dict[int, float]], None] | None = None,
+    device: str = "cpu",
 ) -> CurvePFN:
     """Train (or resume training in ``out_dir``) and write ``out_dir/model.safetensors``.
 
@@ -169,7 +170,10 @@ def train(
         model_config: the model's shape (must match a state being resumed).
         config: the training settings (must match a state being resumed).
         progress: called after each step with ``(step, steps, loss)``.
-        on_eval: called with ``(step, log-likelihood by cutoff)`` at each periodic evaluation.
+        on_eval: called with ``(step, log-likelihood by cutoff)`` at each periodic evaluation
+            (which runs on the CPU).
+        device: where the steps run (``"cuda"`` on a GPU); the prior is drawn on the CPU and a
+            run may resume on another device.
     """
     jobs = config.prior == "jobs"
     if jobs != (model_config.features > 0) or (jobs and model_config.features != FEATURES):
@@ -181,10 +185,12 @@ def train(
     init = _init_state(Path(config.init_from)) if config.init_from else None
     borders = init["bar.borders"] if init is not None else make_borders(model_config.n_buckets, config.prior)
     model = CurvePFN(model_config, borders)
+    if init is not None:
+        _warm_start(model, init)  # replaced by the saved state when a run resumes
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step, seconds = _resume(out_dir, model, optimizer, model_config, config)
+    step, seconds = _resume(out_dir, model, optimizer, model_config, config, device)
     if step == 0 and init is not None:
-        _warm_start(model, init)
         logger.info("warm start from %s", config.init_from)
     started = time.monotonic() - seconds
     model.train()
@@ -195,11 +201,12 @@ def train(
             batch = job_batch(
                 rng, config.batch_size, config.n_targets, config.max_tokens, bins,
                 independent=config.independent_jobs,
-            )  # fmt: skip
+            ).to(device)  # fmt: skip
             logits, target = batch.logits(model), batch.qry_y
         else:
             ctx, qry_t, target = _batch(rng, config, model_config.context_bins)
-            logits = model.predict(ctx, qry_t)
+            target = target.to(device)
+            logits = model.predict(ctx.to(device), qry_t.to(device))
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
         loss = -model.bar.log_prob(logits, target).mean()
@@ -213,12 +220,14 @@ def train(
         if step % config.save_every == 0 or step == config.steps:
             _save_state(out_dir, model, optimizer, model_config, config, step, time.monotonic() - started)
         if on_eval is not None and (step % config.eval_every == 0 or step == config.steps):
+            model.cpu()
             ll = evaluate_jobs(model, n_jobs=50)["in-context"] if jobs else evaluate_prior(model, 1000)
+            model.to(device)
             on_eval(step, ll)
     save_checkpoint(
         model, out_dir / "model.safetensors", _meta(asdict(config), step, time.monotonic() - started)
     )
-    return model
+    return model.cpu()
 
 
 def _meta(config: dict[str, Any], step: int, seconds: float) -> dict[str, Any]:
@@ -290,7 +299,7 @@ def _save_state(out_dir, model, optimizer, model_config, config, step, seconds) 
     logger.info("saved state at step %d", step)
 
 
-def _resume(out_dir, model, optimizer, model_config, config) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+def _resume(out_dir, model, optimizer, model_config, config, device="cpu") -> tuple[int, float]:  # type: ignore[no-untyped-def]
     info_path = out_dir / "train_state.json"
     if not (out_dir / STATE_FILE).exists() or not info_path.exists():
         return 0, 0.0
@@ -300,7 +309,7 @@ def _resume(out_dir, model, optimizer, model_config, config) -> tuple[int, float
             f"{out_dir} holds a training run with other settings ({info['model_config']}, {info['config']}); "
             "use a new output directory or the same settings to resume."
         )
-    state = torch.load(out_dir / STATE_FILE, weights_only=True)
+    state = torch.load(out_dir / STATE_FILE, weights_only=True, map_location=device)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     logger.info("resumed at step %d", info["step"])
@@ -313,7 +322,7 @@ def export_run(run_dir: Path, path: Path) -> dict[str, object]:
     if not info_path.exists():
         raise ValueError(f"{run_dir} holds no training state (no train_state.json); train into it first.")
     info = json.loads(info_path.read_text())
-    state = torch.load(run_dir / STATE_FILE, weights_only=True)["model"]
+    state = torch.load(run_dir / STATE_FILE, weights_only=True, map_location="cpu")["model"]
     model = CurvePFN(PFNConfig(**info["model_config"]), state["bar.borders"])
     model.load_state_dict(state)
     meta = _meta(info["config"], info["step"], info["seconds"])
