@@ -28,7 +28,7 @@ comparable across orders; a live job fits it from the curves seen so far.
 
 Run: ``.venv/bin/python benchmarks/freeze_thaw.py [--orders 40] [--tasks N] [--jobs 2] [--out DIR]
 [--in-context CHECKPOINT] [--methods NAME ...]`` (``--methods``: a subset, with none);
-``--out benchmarks/results/freeze_thaw`` writes the tables the READMEs show and the plot.
+``--out benchmarks/results/freeze_thaw`` writes the tables the READMEs show and one plot per set.
 """
 
 from __future__ import annotations
@@ -242,24 +242,23 @@ def _cell(column: str, value: object) -> str:
     return f"{value:.4f}" if column == "final normalised regret" else f"{value:.2f}"
 
 
-def plot(anytime: dict[str, dict[str, np.ndarray]], path: Path) -> None:
-    """Mean normalised regret against the share of the budget spent, one panel per curve set."""
+def plot(set_name: str, curves: dict[str, np.ndarray], path: Path) -> None:
+    """Mean normalised regret of each method against the budget spent, on one curve set."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.5 * len(anytime), 4.2), layout="constrained")
+    figure = Figure(figsize=(5.5, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
-    for i, (set_name, curves) in enumerate(anytime.items()):
-        ax = figure.add_subplot(1, len(anytime), i + 1)
-        for name, curve in curves.items():
-            style = "-" if name.startswith("freeze-thaw") else "--" if name in ("pfn δ=0.05", "none") else ":"
-            ax.plot(ANYTIME * FULL_RUNS, curve, style, label=name, linewidth=1.6 if style == "-" else 1.2)
-        ax.set_yscale("log")
-        ax.set_xlabel("epochs spent, in full runs")
-        ax.set_ylabel("normalised regret (mean)")
-        ax.set_title(set_name)
-        ax.grid(alpha=0.3)
-    figure.axes[0].legend(fontsize=7)
+    ax = figure.add_subplot(1, 1, 1)
+    for name, curve in curves.items():
+        style = "-" if name.startswith("freeze-thaw") else "--" if name in ("pfn δ=0.05", "none") else ":"
+        ax.plot(ANYTIME * FULL_RUNS, curve, style, label=name, linewidth=1.6 if style == "-" else 1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs spent, in full runs")
+    ax.set_ylabel("normalised regret (mean)")
+    ax.set_title(set_name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     figure.savefig(path, dpi=110)
 
 
@@ -270,7 +269,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=40, help="random orders per task")
     parser.add_argument("--sets", nargs="*", default=["lcbench", "foreseer"])
     parser.add_argument("--jobs", type=int, default=1, help="tasks replayed at once, one process each")
-    parser.add_argument("--out", type=Path, help="write <set>.md tables and anytime_regret.png here")
+    parser.add_argument("--out", type=Path, help="write <set>.md and anytime_regret_<set>.png here")
     parser.add_argument(
         "--in-context", default=None, help="also freeze-thaw and pfn stopping on this in-context checkpoint"
     )
@@ -325,7 +324,7 @@ def main() -> None:
         for set_name, text in zip(anytime, texts, strict=True):
             note = f"Measured with `.venv/bin/python {command}`."
             (args.out / f"{set_name}.md").write_text(f"{text}\n\n{note}\n")
-        plot(anytime, args.out / "anytime_regret.png")
+            plot(set_name, anytime[set_name], args.out / f"anytime_regret_{set_name}.png")
 
 
 if __name__ == "__main__":

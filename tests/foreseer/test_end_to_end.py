@@ -210,7 +210,8 @@ def test_accuracy_against_latency_measured_in_the_trial(ray_runtime, tmp_path):
 
 @pytest.mark.parametrize("stopping", ["freeze_thaw", "pfn"])
 def test_an_in_context_checkpoint_reads_every_trials_configuration(ray_runtime, tmp_path, stopping):
-    """The plumbing of a live job on the in-context PFN (an untrained one: not its quality)."""
+    """The plumbing of a live job on the in-context PFN: freeze-thaw on an untrained checkpoint of
+    the test's own, LC-PFN stopping on the shipped one (``model: in_context``)."""
     import torch
 
     from foreseer.predictors.pfn.checkpoint import save_checkpoint
@@ -230,7 +231,8 @@ def test_an_in_context_checkpoint_reads_every_trials_configuration(ray_runtime, 
         dataset="wine",
         trials=4,
         max_epochs=4,
-        stopping={"name": stopping, "checkpoint": str(checkpoint), "min_epoch": 1},
+        stopping={"name": stopping, "min_epoch": 1}
+        | ({"checkpoint": str(checkpoint)} if stopping == "freeze_thaw" else {"model": "in_context"}),
         max_concurrent=2,
         sampler="random",
     )

@@ -7,13 +7,25 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from foreseer.predictors.pfn.header import read_header
+from foreseer.predictors.pfn.header import SHIPPED, read_header
 from foreseer.stopping._base import CurveView
 
 if TYPE_CHECKING:
     from foreseer.predictors.pfn.in_context import JobForecaster
     from foreseer.predictors.pfn.normalize import CurveNormalizer
     from foreseer.predictors.pfn.predictor import CurveForecaster
+
+
+#: The shipped PFNs a stopping spec's ``model`` may name.
+MODELS = tuple(SHIPPED)
+
+
+def shipped_or(checkpoint: str | None, model: str) -> str | Path | None:
+    """The checkpoint a spec asks for: its own file, or the shipped ``model`` (``None`` for the
+    per-curve one, which the forecaster loads by default)."""
+    if checkpoint is not None or model == "per_curve":
+        return checkpoint
+    return SHIPPED[model]
 
 
 def checkpoint_file(value: str | None) -> str | None:

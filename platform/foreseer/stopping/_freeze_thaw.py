@@ -52,11 +52,13 @@ from foreseer.stopping._base import (
     StoppingPolicy,
 )
 from foreseer.stopping._forecasting import (
+    MODELS,
     checkpoint_file,
     holds_in_context,
     is_in_context,
     load_forecaster,
     observed_trials,
+    shipped_or,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +81,9 @@ class FreezeThawStopping(SpecModel):
     slots to the trials (running, paused or new) the PFN's forecast favours (after ifBO,
     Rakotoarison et al., ICML 2024).
 
-    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
+    ``model`` picks the shipped PFN: ``per_curve`` (each trial's curve alone) or ``in_context``
+    (every trial's curve and configuration at once); ``checkpoint``, a PFN ``.safetensors`` file of
+    either kind, replaces it.
     """
 
     name: Literal["freeze_thaw"] = "freeze_thaw"
@@ -91,6 +95,7 @@ class FreezeThawStopping(SpecModel):
     max_paused: int = Field(32, ge=1, le=10_000)
     max_paused_mb: float | None = Field(None, gt=0)
     delta: float = Field(0.05, gt=0, lt=1)
+    model: Literal[MODELS] = "per_curve"  # type: ignore[valid-type]
     checkpoint: str | None = None
 
     _checkpoint = field_validator("checkpoint")(checkpoint_file)
@@ -103,7 +108,7 @@ class FreezeThawStopping(SpecModel):
             max_paused=self.max_paused,
             max_paused_mb=self.max_paused_mb,
             delta=self.delta,
-            checkpoint=self.checkpoint,
+            checkpoint=shipped_or(self.checkpoint, self.model),
         )
 
 

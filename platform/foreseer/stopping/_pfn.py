@@ -19,11 +19,13 @@ from pydantic import Field, field_validator
 from foreseer.spec_parts import SpecModel
 from foreseer.stopping._base import Action, CurveHistory, CurveSummary, CurveView, Decision, StoppingPolicy
 from foreseer.stopping._forecasting import (
+    MODELS,
     checkpoint_file,
     holds_in_context,
     is_in_context,
     load_forecaster,
     observed_trials,
+    shipped_or,
 )
 
 if TYPE_CHECKING:
@@ -40,7 +42,9 @@ class PFNStopping(SpecModel):
     """``stopping: pfn``: learning-curve PFN stopping (Adriaensen et al., NeurIPS 2023): stop when
     P(final value > best so far) <= ``delta``, from ``min_epoch`` on.
 
-    ``checkpoint`` is a PFN ``.safetensors`` file; ``None`` uses the one shipped in the package.
+    ``model`` picks the shipped PFN: ``per_curve`` (each trial's curve alone) or ``in_context``
+    (each trial forecast from every trial's curve and configuration); ``checkpoint``, a PFN
+    ``.safetensors`` file of either kind, replaces it.
     """
 
     name: Literal["pfn"] = "pfn"
@@ -48,12 +52,13 @@ class PFNStopping(SpecModel):
     first_epoch_field: ClassVar[str] = "min_epoch"
     delta: float = Field(0.05, gt=0, lt=1)
     min_epoch: int = Field(2, ge=1)
+    model: Literal[MODELS] = "per_curve"  # type: ignore[valid-type]
     checkpoint: str | None = None
 
     _checkpoint = field_validator("checkpoint")(checkpoint_file)
 
     def build(self) -> PFNPolicy:
-        return PFNPolicy(self.delta, self.min_epoch, self.checkpoint)
+        return PFNPolicy(self.delta, self.min_epoch, shipped_or(self.checkpoint, self.model))
 
 
 class PFNPolicy(StoppingPolicy):

@@ -250,3 +250,17 @@ def test_training_on_a_gpu_writes_a_checkpoint_the_cpu_loads(tmp_path):
     assert next(model.parameters()).device.type == "cpu"
     loaded, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert torch.equal(loaded.embed.x.weight, model.embed.x.weight)
+
+
+def test_the_shipped_in_context_checkpoint_is_small_documented_and_loads():
+    from foreseer.predictors.pfn.checkpoint import read_metadata
+    from foreseer.predictors.pfn.header import SHIPPED
+
+    path = SHIPPED["in_context"]
+    assert path.stat().st_size < 10 * 2**20
+    config, meta = read_metadata(path)
+    assert config.features == FEATURES and config.job_layers > 0 and meta["prior"] == "jobs"
+    f = JobForecaster.load()
+    assert f.model.config == config
+    card = (path.parent / "MODEL_CARD.md").read_text()
+    assert path.name in card and "--prior jobs" in card

@@ -1,5 +1,5 @@
-"""A checkpoint's header (its model config and training metadata), read without torch, so a job
-spec can check a checkpoint up front and cheaply.
+"""The shipped checkpoints, and a checkpoint's header (its model config and training metadata)
+read without torch, so a job spec can check a checkpoint up front and cheaply.
 
 A safetensors file starts with an 8-byte little-endian header length and a JSON header whose
 ``__metadata__`` holds string entries; a Foreseer PFN checkpoint keeps ``config`` and ``meta``
@@ -13,7 +13,14 @@ import struct
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_header"]
+__all__ = ["SHIPPED", "read_header"]
+
+_CHECKPOINTS = Path(__file__).parent / "checkpoints"
+#: The checkpoints shipped in the package, by the model a stopping spec names (``model:``).
+SHIPPED = {
+    "per_curve": _CHECKPOINTS / "lcpfn_3x128.safetensors",
+    "in_context": _CHECKPOINTS / "jobpfn_3x128.safetensors",
+}
 
 #: A header longer than this is not a PFN checkpoint's (its models have a few dozen tensors).
 _MAX_HEADER = 10_000_000

@@ -28,6 +28,7 @@ import torch
 
 from foreseer.predictors.pfn.checkpoint import load_checkpoint
 from foreseer.predictors.pfn.context import JobContext
+from foreseer.predictors.pfn.header import SHIPPED
 from foreseer.predictors.pfn.model import CurvePFN
 from foreseer.predictors.pfn.predictor import Forecast
 
@@ -51,14 +52,15 @@ class JobForecaster:
         self.horizon = model.config.horizon
 
     @classmethod
-    def load(cls, path: str | Path, *, quantize: bool = True) -> JobForecaster:
-        """Load an in-context checkpoint (``foreseer pfn train --prior jobs``).
+    def load(cls, path: str | Path | None = None, *, quantize: bool = True) -> JobForecaster:
+        """Load an in-context checkpoint (``foreseer pfn train --prior jobs``); ``None``: the one
+        shipped in the package.
 
         Raises:
             FileNotFoundError: when the file does not exist.
             ValueError: when it holds a model of one curve at a time.
         """
-        path = Path(path)
+        path = Path(path) if path is not None else SHIPPED["in_context"]
         if not path.exists():
             raise FileNotFoundError(f"no PFN checkpoint at {path}; pass an existing .safetensors file.")
         model, meta = load_checkpoint(path)

@@ -26,6 +26,7 @@ import torch
 
 from foreseer.predictors.pfn.checkpoint import load_checkpoint
 from foreseer.predictors.pfn.context import Context, bin_context
+from foreseer.predictors.pfn.header import SHIPPED
 from foreseer.predictors.pfn.model import CurvePFN
 
 __all__ = ["SHIPPED_CHECKPOINT", "CurveForecaster", "Forecast"]
@@ -37,7 +38,7 @@ __all__ = ["SHIPPED_CHECKPOINT", "CurveForecaster", "Forecast"]
 _CALL_TOKENS = 170
 
 #: The model shipped inside the package (see ``checkpoints/MODEL_CARD.md``).
-SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "lcpfn_3x128.safetensors"
+SHIPPED_CHECKPOINT = SHIPPED["per_curve"]
 
 
 @dataclass(frozen=True)
