@@ -189,6 +189,11 @@ def run_task(
     for _ in range(orders):
         order = rng.permutation(len(curves))
         policies = methods(forecaster, cache, norm, job_forecaster, features)  # type: ignore[arg-type]
+        unknown = sorted(set(only or ()) - set(policies))
+        if unknown:
+            raise ValueError(
+                f"no method {unknown} (the in-context ones need --in-context); methods: {list(policies)}"
+            )
         policies = {k: p for k, p in policies.items() if not only or k in only or k == "none"}
         runs = {name: simulate(curves, order, p, budget, features=features) for name, p in policies.items()}
         target = runs["none"].best_so_far[-1]
