@@ -34,6 +34,7 @@ Run: ``.venv/bin/python benchmarks/freeze_thaw.py [--orders 40] [--tasks N] [--j
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from collections import defaultdict
@@ -325,7 +326,7 @@ def main() -> None:
             }
     if args.out is not None and texts:
         args.out.mkdir(parents=True, exist_ok=True)
-        command = " ".join(["benchmarks/freeze_thaw.py", *sys.argv[1:]])
+        command = shlex.join(["benchmarks/freeze_thaw.py", *sys.argv[1:]])
         for set_name, text in zip(anytime, texts, strict=True):
             note = f"Measured with `.venv/bin/python {command}`."
             (args.out / f"{set_name}.md").write_text(f"{text}\n\n{note}\n")
