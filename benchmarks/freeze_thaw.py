@@ -50,7 +50,7 @@ from stopping import FULL_RUNS, LCBENCH, RECORDED, PatiencePolicy, recorded_loss
 
 from foreseer.backends.replay import simulate
 from foreseer.predictors.pfn.cache import PrefixCache
-from foreseer.predictors.pfn.evaluate import lcbench_features, load_curve_sets
+from foreseer.predictors.pfn.evaluate import lcbench_features, load_curve_sets, recorded_configurations
 from foreseer.predictors.pfn.in_context import JobForecaster
 from foreseer.predictors.pfn.normalize import CurveNormalizer
 from foreseer.predictors.pfn.predictor import CurveForecaster
@@ -141,29 +141,6 @@ def _load(checkpoint: str | None, in_context: bool = False) -> CurveForecaster |
         kind = JobForecaster if in_context else CurveForecaster
         _LOADED[checkpoint] = kind.load(checkpoint)  # type: ignore[attr-defined]
     return _LOADED[checkpoint]
-
-
-def recorded_features(rows: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The recorded candidates of ``rows`` (per group, as :func:`recorded_rows` picks them) as
-    the features a live job gives them (``foreseer_spaces.SpaceFeatures``, probed on the space and
-    fixed parameters each group was recorded with)."""
-    from record_curves import SETTINGS
-
-    from foreseer_spaces import Candidate, SpaceFeatures, constrain, get_space, parse_overrides
-    from foreseer_workers import load_dataset
-
-    data = np.load(RECORDED)
-    settings = {name: (space, dataset, params) for name, space, dataset, _, _, params in SETTINGS}
-    out = []
-    for group, index in rows.items():
-        space_name, dataset, params = settings[group]
-        space, task, overrides = get_space(space_name), load_dataset(dataset).task, parse_overrides(params)
-        features = SpaceFeatures.of(
-            space, task, sample=lambda t, s=space, k=task, o=overrides: s.sample(constrain(t, o), k)
-        )
-        candidates = data[f"{group}/candidates"][index]
-        out.append(np.array([features(Candidate.from_json(str(c))) for c in candidates]))
-    return out
 
 
 def run_task(
@@ -289,7 +266,7 @@ def main() -> None:
     if RECORDED.exists():  # the recorded curves' objective is the validation loss (accuracy saturates)
         sets["foreseer"] = recorded_losses(None)
         if args.in_context and "foreseer" in args.sets:
-            known["foreseer"] = recorded_features(recorded_rows(None))
+            known["foreseer"] = list(recorded_configurations(RECORDED, recorded_rows(None)).values())
     texts, anytime = [], {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for set_name in args.sets:

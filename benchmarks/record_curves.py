@@ -4,8 +4,9 @@ Each setting samples candidates with Optuna's random sampler (seeded), trains ea
 ``foreseer_workers.run_trial`` on one thread for ``epochs`` epochs, and keeps every epoch's
 ``val_accuracy``, ``val_loss`` and ``train_loss``. The result is one compressed ``.npz`` (no
 pickles): for setting ``S``, arrays ``S/val_accuracy``, ``S/val_loss``, ``S/train_loss`` of shape
-``(candidates, epochs)`` and ``S/candidates`` (JSON lines). A diverged trial's remaining epochs are
-NaN.
+``(candidates, epochs)``, ``S/candidates`` (JSON lines) and ``S/setting`` (JSON: the space, the
+dataset and the fixed parameters, so a reader can featurize the candidates as a live job does). A
+diverged trial's remaining epochs are NaN.
 
 Run (about 25 minutes on one busy core, and the cells-digits setting's 216 candidates about as long
 again): ``.venv/bin/python benchmarks/record_curves.py --out benchmarks/data/foreseer_curves.npz``;
@@ -90,6 +91,7 @@ def main() -> None:
             continue
         start = time.perf_counter()
         out = record(space, dataset, max(2, int(n * args.scale)), epochs, params)
+        out["setting"] = np.array(json.dumps({"space": space, "dataset": dataset, "params": params}))
         arrays.update({f"{name}/{k}": v for k, v in out.items()})
         print(
             f"{name}: {len(out['candidates'])} curves x {epochs} epochs "

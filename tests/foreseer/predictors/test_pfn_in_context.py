@@ -1,7 +1,10 @@
 """The in-context PFN: tokens that carry their configuration, job batches, a seconds-long training
 run on the prior over jobs."""
 
+import json
+
 import numpy as np
+import optuna
 import pytest
 import torch
 
@@ -15,6 +18,7 @@ from foreseer.predictors.pfn.model import CurvePFN, PFNConfig
 from foreseer.predictors.pfn.predictor import CurveForecaster
 from foreseer.predictors.pfn.prior import HORIZON
 from foreseer.predictors.pfn.train import TrainConfig, train
+from foreseer_spaces import Task, get_space
 
 TINY_JOBS = PFNConfig(
     n_layer=2, n_embd=32, n_head=2, n_hidden=64, n_buckets=50, context_bins=4, features=FEATURES, job_layers=1
@@ -203,14 +207,24 @@ def test_pfn_eval_reports_an_in_context_checkpoint_beside_the_per_curve_model(tm
     accuracy = 100 * np.sort(rng.uniform(0.3, 0.9, (2, 20, 12)), axis=-1)
     names = np.array(list(LCBENCH_FEATURES))
     np.savez(lcbench, val_accuracy=accuracy, configs=configs, hp_names=names, task_names=np.array(["a", "b"]))
+    recorded = tmp_path / "recorded.npz"  # as benchmarks/record_curves.py writes it
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    candidates = [get_space("mlp").sample(study.ask(), Task((13,), 3)).to_json() for _ in range(18)]
+    setting = json.dumps({"space": "mlp", "dataset": "wine", "params": {}})
+    curves = np.sort(rng.uniform(0.3, 0.9, (18, 10)), axis=-1)
+    np.savez(recorded, **{"mlp-wine/val_accuracy": curves, "mlp-wine/candidates": np.array(candidates),
+                          "mlp-wine/setting": np.array(setting)})  # fmt: skip
     out = tmp_path / "tables.md"
     args = ["pfn", "eval", "--checkpoint", str(tmp_path / "run" / "model.safetensors"), "--curves", "100",
-            "--lcbench", str(lcbench), "--markdown", str(out)]  # fmt: skip
+            "--lcbench", str(lcbench), "--recorded", str(recorded), "--markdown", str(out)]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "fresh prior jobs" in text and "LCBench's curves (2 tasks" in text and "ms per tick" in text
-    assert text.count("\n| in-context |") == 2 and text.count("\n| per-curve |") == 2, "two likelihood tables"
+    assert "Foreseer's recorded curves (1 groups, 18 curves" in text
+    assert text.count("\n| in-context |") == 3 and text.count("\n| per-curve |") == 3, (
+        "three likelihood tables"
+    )
     assert "90% interval" in text and text.count("| lcbench | in-context |") == 1
 
 

@@ -247,8 +247,8 @@ def eval_command(
 
     Everything goes through the forecaster's inference path, so ``--no-quantize`` changes all
     three tables. An in-context checkpoint (``--prior jobs``) gets its own tables instead: the
-    likelihood of fresh prior jobs and of LCBench's curves beside the shipped per-curve model's,
-    and the time of one freeze-thaw tick.
+    likelihood of fresh prior jobs, of LCBench's and of Foreseer's recorded curves beside the
+    shipped per-curve model's, and the time of one freeze-thaw tick.
     """
     import numpy as np
     import torch
@@ -275,7 +275,7 @@ def eval_command(
         job_forecaster = JobForecaster.load(checkpoint, quantize=quantize)
         per_curve = CurveForecaster.load(quantize=quantize)
         jobs = max(1, curves // 50)
-        tables = in_context_tables(job_forecaster, per_curve, jobs, lcbench=lcbench)
+        tables = in_context_tables(job_forecaster, per_curve, jobs, lcbench=lcbench, recorded=recorded)
         _write_tables(console, tables, markdown)
         return
     forecaster = CurveForecaster.load(checkpoint, quantize=quantize)

@@ -196,6 +196,29 @@ def lcbench_features(configs: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def recorded_configurations(path: Path, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The features of recorded candidates, as a live job gives them (``SpaceFeatures`` probed on
+    the space, dataset and fixed parameters each group was recorded with, its ``/setting``):
+    ``rows[group]`` are the rows wanted of each group."""
+    import json
+
+    from foreseer_spaces import Candidate, SpaceFeatures, constrain, get_space, parse_overrides
+    from foreseer_workers import load_dataset
+
+    out = {}
+    with np.load(path) as data:
+        for group, index in rows.items():
+            setting = json.loads(str(data[f"{group}/setting"]))
+            space, task = get_space(setting["space"]), load_dataset(setting["dataset"]).task
+            overrides = parse_overrides(setting["params"])
+            features = SpaceFeatures.of(
+                space, task, sample=lambda t, s=space, k=task, o=overrides: s.sample(constrain(t, o), k)
+            )
+            candidates = data[f"{group}/candidates"][index]
+            out[group] = np.array([features(Candidate.from_json(str(c))) for c in candidates])
+    return out
+
+
 def job_log_likelihood(
     job_forecaster: JobForecaster,
     per_curve: CurveForecaster,
@@ -259,11 +282,15 @@ def in_context_ms(job_forecaster: JobForecaster, trials: int, observations: int,
 
 
 def in_context_tables(
-    job_forecaster: JobForecaster, per_curve: CurveForecaster, jobs: int = 200, lcbench: Path | None = None
+    job_forecaster: JobForecaster,
+    per_curve: CurveForecaster,
+    jobs: int = 200,
+    lcbench: Path | None = None,
+    recorded: Path | None = None,
 ) -> list[tuple[str, list[dict[str, object]]]]:
-    """The in-context model's tables: log-likelihood on fresh prior jobs and (given its file) on
-    LCBench's real curves, each beside the per-curve model on the same curves, and the time of one
-    tick."""
+    """The in-context model's tables: log-likelihood on fresh prior jobs and (given their files) on
+    LCBench's and Foreseer's recorded real curves, each beside the per-curve model on the same
+    curves, and the time of one tick."""
     from foreseer.predictors.pfn.job_train import evaluate_jobs
 
     def rows(ll: dict[str, dict[int, float]]) -> list[dict[str, object]]:
@@ -292,6 +319,25 @@ def in_context_tables(
         sets = {"lcbench": {name: accuracy[i][pick[name]] for i, name in enumerate(names)}}
         known = {"lcbench": {name: features[i][pick[name]] for i, name in enumerate(names)}}
         tables.append((COVERAGE_TITLE, coverage_table(per_curve, sets, job_forecaster, known)))
+    if recorded is not None and recorded.exists():
+        with np.load(recorded) as data:
+            groups = sorted({k.split("/")[0] for k in data.files})
+            curves = {g: data[f"{g}/val_accuracy"] for g in groups}
+        complete = {g: np.flatnonzero(np.isfinite(c).all(axis=1)) for g, c in curves.items()}
+        features = recorded_configurations(recorded, complete)
+        per_group = [
+            job_log_likelihood(job_forecaster, per_curve, curves[g][complete[g]], features[g], jobs=5)
+            for g in groups
+        ]
+        mean = {
+            model: {cut: float(np.mean([t[model][cut] for t in per_group])) for cut in cuts}
+            for model, cuts in per_group[0].items()
+        }
+        n = sum(len(r) for r in complete.values())
+        title = (
+            f"log-likelihood on Foreseer's recorded curves ({len(groups)} groups, {n} curves, 5 draws of 16)"
+        )
+        tables.append((title, rows(mean)))
     timing = [
         {"trials": trials, "observations": n, "ms per tick": in_context_ms(job_forecaster, trials, n)}
         for trials, n in ((16, 200), (64, 1000))
