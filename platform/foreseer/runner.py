@@ -100,16 +100,10 @@ def prepare(job: SearchJob, job_id: str | None = None) -> PreparedJob:
 
 def job_features(prepared: PreparedJob) -> SpaceFeatures:
     """The features of the job's candidates (``foreseer_spaces.SpaceFeatures``), probed with the
-    job's own constrained sampling and seed, so a resumed job gets the same."""
-    from foreseer_spaces import SpaceFeatures, constrain
+    job's own overrides and seed, so a resumed job gets the same."""
+    from foreseer_spaces import SpaceFeatures
 
-    space, task, overrides = prepared.space, prepared.data.task, prepared.overrides
-    return SpaceFeatures.of(
-        space,
-        task,
-        sample=lambda trial: space.sample(constrain(trial, overrides), task),
-        seed=prepared.job.seed,
-    )
+    return SpaceFeatures.of(prepared.space, prepared.data.task, prepared.overrides, seed=prepared.job.seed)
 
 
 def _task_problems(job: SearchJob, kind: str) -> list[Problem]:

@@ -29,11 +29,12 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from foreseer_spaces._declarative import constrain
 from foreseer_spaces._hparams import HPARAM_NAMES
 
 if TYPE_CHECKING:
@@ -120,18 +121,16 @@ class SpaceFeatures:
         cls,
         space: SearchSpace,
         task: Task,
-        sample: Callable[[Any], Candidate] | None = None,
+        overrides: Mapping[str, Any] | None = None,
         probe: int = 64,
         seed: int = 0,
     ) -> SpaceFeatures:
-        """The features of ``space`` on ``task``, probed with ``probe`` candidates drawn by
-        ``sample(trial)`` (default ``space.sample(trial, task)``; a job passes its constrained
-        sampling) from a seeded random sampler."""
+        """The features of ``space`` on ``task``, probed with ``probe`` candidates of a seeded
+        random sampler, sampled under ``overrides`` (a job's ``space.params``) as the job samples."""
         import optuna
 
         if probe < 1:
             raise ValueError(f"probe must be at least 1, but got {probe=}.")
-        sample = sample or (lambda trial: space.sample(trial, task))
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # a probe, not a study to announce
         try:
@@ -141,7 +140,7 @@ class SpaceFeatures:
         candidates, distributions = [], {}
         for _ in range(probe):
             trial = study.ask()
-            candidates.append(sample(trial))
+            candidates.append(space.sample(constrain(trial, overrides), task))
             for name, distribution in trial.distributions.items():
                 distributions.setdefault(name, distribution)
         return cls(lambda c: space.build(c, task), distributions, candidates)

@@ -62,9 +62,7 @@ def test_a_bigger_network_has_bigger_network_features():
 
 def test_a_job_probes_its_own_constrained_space():
     space, task = MLP
-    features = SpaceFeatures.of(
-        space, task, sample=lambda t: space.sample(constrain(t, {"depth": 2}), task), probe=8
-    )
+    features = SpaceFeatures.of(space, task, {"depth": 2}, probe=8)
     assert all(c.arch["depth"] == 2 for c in features.probe)
     with pytest.raises(ValueError, match="probe must be at least 1"):
         SpaceFeatures.of(space, task, probe=0)

@@ -202,7 +202,7 @@ def recorded_configurations(path: Path, rows: dict[str, np.ndarray]) -> dict[str
     ``rows[group]`` are the rows wanted of each group."""
     import json
 
-    from foreseer_spaces import Candidate, SpaceFeatures, constrain, get_space, parse_overrides
+    from foreseer_spaces import Candidate, SpaceFeatures, get_space, parse_overrides
     from foreseer_workers import load_dataset
 
     out = {}
@@ -210,10 +210,7 @@ def recorded_configurations(path: Path, rows: dict[str, np.ndarray]) -> dict[str
         for group, index in rows.items():
             setting = json.loads(str(data[f"{group}/setting"]))
             space, task = get_space(setting["space"]), load_dataset(setting["dataset"]).task
-            overrides = parse_overrides(setting["params"])
-            features = SpaceFeatures.of(
-                space, task, sample=lambda t, s=space, k=task, o=overrides: s.sample(constrain(t, o), k)
-            )
+            features = SpaceFeatures.of(space, task, parse_overrides(setting["params"]))
             candidates = data[f"{group}/candidates"][index]
             out[group] = np.array([features(Candidate.from_json(str(c))) for c in candidates])
     return out
@@ -281,6 +278,14 @@ def in_context_ms(job_forecaster: JobForecaster, trials: int, observations: int,
     return float(np.median(times) * 1000)
 
 
+def _mean_by_cutoff(tables: Sequence[dict[str, dict[int, float]]]) -> dict[str, dict[int, float]]:
+    """The mean of per-task ``{model: {cutoff: log-likelihood}}`` tables."""
+    return {
+        model: {cut: float(np.mean([t[model][cut] for t in tables])) for cut in cuts}
+        for model, cuts in tables[0].items()
+    }
+
+
 def in_context_tables(
     job_forecaster: JobForecaster,
     per_curve: CurveForecaster,
@@ -307,10 +312,7 @@ def in_context_tables(
             job_log_likelihood(job_forecaster, per_curve, accuracy[i], features[i], jobs=5)
             for i in range(len(features))
         ]
-        mean = {
-            model: {cut: float(np.mean([t[model][cut] for t in per_task])) for cut in cuts}
-            for model, cuts in per_task[0].items()
-        }
+        mean = _mean_by_cutoff(per_task)
         title = f"log-likelihood on LCBench's curves ({len(features)} tasks, 5 draws of 16 configurations)"
         tables.append((title, rows(mean)))
         rng = np.random.default_rng(0)
@@ -329,10 +331,7 @@ def in_context_tables(
             job_log_likelihood(job_forecaster, per_curve, curves[g][complete[g]], features[g], jobs=5)
             for g in groups
         ]
-        mean = {
-            model: {cut: float(np.mean([t[model][cut] for t in per_group])) for cut in cuts}
-            for model, cuts in per_group[0].items()
-        }
+        mean = _mean_by_cutoff(per_group)
         n = sum(len(r) for r in complete.values())
         title = (
             f"log-likelihood on Foreseer's recorded curves ({len(groups)} groups, {n} curves, 5 draws of 16)"
