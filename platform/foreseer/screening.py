@@ -218,7 +218,37 @@ class ScreenedSearcher:
         self.scores[number] = score
         return number, candidate
 
-    def _refill(self) -> None:
+    def restore(self, event: TrialEvent) -> None:
+        """Follow an event recorded before a resume, as the wrapped searcher does, screening
+        included: a proposal refills the queue as the uninterrupted run did (asking and scoring
+        the same batch), so the queue, the Optuna study and the trust check end up as that run's.
+        Screened-out candidates are passed to ``on_screened`` again (the job's tracker records each
+        once, and so also those a crash kept it from recording); verdicts already given are not
+        passed to ``on_verdict`` again."""
+        if not isinstance(event, ev.Proposed):
+            self._observe(event, replayed=True)
+            return
+        searcher = self.searcher
+        if searcher.replaying and (self._queue or self.gate.active):
+            from foreseer.searcher import SearchExhausted
+
+            try:
+                if not self._queue:
+                    self._refill(replayed=True)
+            except SearchExhausted:
+                pass
+            head = self._queue[0] if self._queue else None
+            if head is not None and searcher.replays(event, head[0], head[1]):
+                self._queue.pop(0)
+                self.scores[head[0]] = head[2]
+                return
+            searcher.stop_replaying(event.number, [searcher.withdraw(n) for n, _, _ in self._queue])
+            self._queue = []
+            searcher.add_proposed(event)
+            return
+        searcher.restore(event)
+
+    def _refill(self, replayed: bool = False) -> None:
         from foreseer.searcher import SearchExhausted
 
         asked: list[tuple[int, Candidate]] = []
@@ -238,7 +268,8 @@ class ScreenedSearcher:
                 self.on_screened(number, candidate, scores[i])
         self._queue = [(*asked[i], scores[i]) for i in keep]
         logger.info(
-            "screened out %d of %d candidates (scores %s)",
+            "%s %d of %d candidates (scores %s)",
+            "replayed the screening of" if replayed else "screened out",
             len(drop),
             len(asked),
             [round(x, 3) for x in scores],
@@ -247,11 +278,14 @@ class ScreenedSearcher:
     def observe(self, event: TrialEvent) -> None:
         """Follow the job's events like the wrapped searcher; a completed trial also feeds the
         trust check."""
+        self._observe(event, replayed=False)
+
+    def _observe(self, event: TrialEvent, replayed: bool) -> None:
         self.searcher.observe(event)
         if isinstance(event, ev.Completed):
-            self._check_trust(self.searcher.ledger.get(ev.trial_key(event.number)))
+            self._check_trust(self.searcher.ledger.get(ev.trial_key(event.number)), replayed)
 
-    def _check_trust(self, record: TrialRecord) -> None:
+    def _check_trust(self, record: TrialRecord, replayed: bool) -> None:
         score = self.scores.get(record.number)
         ledger = self.searcher.ledger
         best = ledger.best_epoch(record)
@@ -259,5 +293,5 @@ class ScreenedSearcher:
             return
         num_params = float(record.metrics[-1].get("num_params", math.nan))
         verdict = self.gate.observe(score, num_params, ledger.oriented(best[1]))
-        if verdict is not None and self.on_verdict is not None:
+        if verdict is not None and self.on_verdict is not None and not replayed:
             self.on_verdict(verdict)

@@ -13,17 +13,18 @@ Trial numbers are the job's own (0, 1, 2, … in the order candidates were propo
 rebuilds the in-memory study by replaying the journal's events in their order: each recorded
 proposal is asked of the freshly seeded sampler again, each epoch reported and each end told as it
 was, so the sampler is left in the state an uninterrupted run would have, and the candidates
-proposed after the resume are the ones that run would have proposed. Should the sampler not
-reproduce a recorded proposal (a sampler that is not deterministic, another Optuna version, a
-screened job), the rest of the history is added as finished trials instead, and the dedupe still
-keeps every later candidate new.
+proposed after the resume are the ones that run would have proposed (a screened job replays its
+screening too, see :class:`~foreseer.screening.ScreenedSearcher`). Should the sampler not
+reproduce a recorded proposal (a sampler that is not deterministic, another Optuna version), the
+rest of the history is added as finished trials instead, and the dedupe still keeps every later
+candidate new.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from foreseer import events as ev
@@ -144,31 +145,55 @@ class CandidateSearcher:
         else:
             self.observe(event)
 
+    @property
+    def replaying(self) -> bool:
+        """Whether a resume is still replaying the sampler exactly (see the module's notes)."""
+        return self._replaying
+
     def _restore_proposed(self, event: ev.Proposed) -> None:
-        number, recorded = event.number, self._record(event).candidate.hash
         if self._replaying:
             try:
                 trial, candidate = self._sample_new()
             except SearchExhausted:
                 trial, candidate = None, None
-            if trial is not None and candidate.hash == recorded and number == self._next:
+            if trial is not None and self.replays(event, self._next, candidate):
                 self._next += 1
-                self._open_trial(number, trial, candidate)
+                self._open_trial(event.number, trial, candidate)
                 return
-            self._replaying = False
-            logger.warning(
-                "the sampler did not propose trial %d's candidate again on resume; the rest of the "
-                "history is added as finished trials (later candidates are still new to the job)",
-                number,
-            )
-            if trial is not None:
-                from optuna.trial import TrialState
+            self.stop_replaying(event.number, [trial] if trial is not None else [])
+        self.add_proposed(event)
 
-                trial.set_user_attr("status", CLOSED_UNSEEN[1])
-                self.study.tell(trial, state=TrialState.FAIL)
-        self._sampled[number] = dict(event.sampled)
-        self._hashes[recorded] = number
-        self._next = max(self._next, number + 1)
+    def replays(self, event: ev.Proposed, number: int, candidate: Candidate) -> bool:
+        """Whether proposing ``candidate`` as trial ``number`` is what ``event`` recorded."""
+        return number == event.number and candidate.hash == self._record(event).candidate.hash
+
+    def stop_replaying(self, number: int, asked: Sequence[optuna.Trial]) -> None:
+        """The sampler did not propose trial ``number``'s candidate again: close the trials it was
+        just asked (``asked``) and add the rest of the history as finished trials."""
+        from optuna.trial import TrialState
+
+        self._replaying = False
+        logger.warning(
+            "the sampler did not propose trial %d's candidate again on resume; the rest of the "
+            "history is added as finished trials (later candidates are still new to the job)",
+            number,
+        )
+        for trial in asked:
+            trial.set_user_attr("status", CLOSED_UNSEEN[1])
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def withdraw(self, number: int) -> optuna.Trial:
+        """Forget open trial ``number`` before it was proposed; returns its Optuna trial, still open."""
+        trial = self._open.pop(number)
+        self._hashes.pop(trial.user_attrs["candidate_hash"], None)
+        self._sampled.pop(number, None)
+        return trial
+
+    def add_proposed(self, event: ev.Proposed) -> None:
+        """Take over a recorded proposal without asking the sampler (it is told at its end)."""
+        self._sampled[event.number] = dict(event.sampled)
+        self._hashes[self._record(event).candidate.hash] = event.number
+        self._next = max(self._next, event.number + 1)
 
     def observe(self, event: TrialEvent) -> None:
         """Follow the job's events: report each epoch to Optuna, tell each ended trial."""

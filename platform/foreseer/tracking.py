@@ -77,6 +77,7 @@ class Tracker:
         self._pending: dict[str, list[Metric]] = defaultdict(list)
         self._last_flush = time.monotonic()
         self.metrics_written = 0
+        self._screened: set[str] = set()  # trial numbers with a screened run
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         existing = self.client.get_experiment_by_name(name)
@@ -127,6 +128,9 @@ class Tracker:
         """Continue writing to an existing parent run (a resumed job)."""
         self.parent_run_id = parent_run_id
         self.client.update_run(parent_run_id, status="RUNNING")
+        query = f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`foreseer.status` = 'screened'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
+        self._screened = {r.data.tags["foreseer.trial_number"] for r in runs}
 
     def trial_runs(self) -> dict[str, str]:
         """The job's trial runs by Foreseer trial id (to find runs a crashed driver created)."""
@@ -253,9 +257,13 @@ class Tracker:
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_screened(self, number: int, candidate: Any, score: float, screener: str) -> None:
-        """Record a candidate screened out before training: a closed child run with its score."""
+        """Record a candidate screened out before training: a closed child run with its score.
+        Once per trial number: a resumed job that screens a candidate again records nothing."""
         from mlflow.entities import Metric, RunTag
 
+        if str(number) in self._screened:
+            return
+        self._screened.add(str(number))
         tags = {
             "mlflow.parentRunId": self.parent_run_id or "",
             "mlflow.runName": f"screened-{number:03d}-{candidate.hash[:8]}",

@@ -16,10 +16,11 @@ from foreseer.backends.replay import ReplayBackend
 from foreseer.driver import LoopPlan, SearchDriver
 from foreseer.ledger import Ledger
 from foreseer.samplers import make_sampler
+from foreseer.screening import ParamCountScreener, ScreenedSearcher
 from foreseer.searcher import DUPLICATE_ASKS, CandidateSearcher, SearchExhausted
-from foreseer.spec import Objective
+from foreseer.spec import Objective, ScreeningSpec
 from foreseer.stopping import AshaPolicy, NoStoppingPolicy
-from foreseer_spaces import get_space, parse_overrides
+from foreseer_spaces import Candidate, get_space, parse_overrides
 from foreseer_workers import load_dataset
 
 EPOCHS = 3
@@ -49,12 +50,32 @@ def curves():
     return finals * (1 - np.exp(-np.arange(1, EPOCHS + 1) / rng.uniform(0.5, 2, (7, 1))))
 
 
-def build(history=(), *, sampler="tpe", seed=11, policy=None, overrides=None):
-    """A fresh job's loop: ledger, searcher and driver, rebuilt from ``history`` as resume does."""
+class SizedReplay(NumberedReplay):
+    """Each epoch also reports the network's size, which the screening's trust check reads."""
+
+    def _push(self, at, event):
+        if hasattr(event, "metrics"):
+            event.metrics["num_params"] = float(self.sizes[event.trial_id])
+        super()._push(at, event)
+
+    def start(self, trial):
+        self.sizes = getattr(self, "sizes", {})
+        network = SPACE.build(Candidate.from_dict(trial.candidate), TASK)
+        self.sizes[trial.trial_id] = sum(p.numel() for p in network.parameters())
+        super().start(trial)
+
+
+def build(history=(), *, sampler="tpe", seed=11, policy=None, overrides=None, screening=None, screened=None):
+    """A fresh job's loop: ledger, searcher and driver, rebuilt from ``history`` as resume does;
+    with ``screening`` (a :class:`ScreeningSpec`) the searcher screens by parameter count, and
+    passes each screened-out trial number to ``screened.append``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ledger = Ledger([Objective("val_accuracy", "max")], EPOCHS)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed=seed))
     searcher = CandidateSearcher(study, SPACE, TASK, parse_overrides(overrides or {}), ledger)
+    if screening is not None:
+        gate = screening.gate(ParamCountScreener(SPACE, TASK))
+        searcher = ScreenedSearcher(searcher, gate, on_screened=lambda n, c, s: screened.append(n))
     journal = Journal(history)
     for event in history:
         ledger.observe(event)
@@ -63,8 +84,8 @@ def build(history=(), *, sampler="tpe", seed=11, policy=None, overrides=None):
     return driver, journal
 
 
-def run(driver, trials, max_concurrent):
-    driver.run(NumberedReplay(curves()), LoopPlan(trials=trials, max_concurrent=max_concurrent))
+def run(driver, trials, max_concurrent, backend=NumberedReplay):
+    driver.run(backend(curves()), LoopPlan(trials=trials, max_concurrent=max_concurrent))
 
 
 def proposals(events):
@@ -84,6 +105,36 @@ def test_a_job_killed_after_any_event_resumes_to_the_candidates_of_an_uninterrup
         driver, journal = build(full[:k])
         run(driver, trials, max_concurrent=1)
         assert proposals(journal) == expected, f"killed after event {k} ({type(full[k - 1]).__name__})"
+
+
+def study_trials(driver):
+    """The Optuna study as a comparable list: each trial's number, state, status and params."""
+    return [
+        (t.user_attrs.get("foreseer_number"), t.state, t.user_attrs.get("status"), t.params)
+        for t in driver.searcher.study.trials
+    ]
+
+
+def test_a_screened_job_killed_after_any_event_replays_its_screening_exactly():
+    """Screening asks a batch of 4 and drops the smallest network of each batch until its trust
+    check (after 3 completed trials) finds it no better than parameter count, which it is, and
+    switches it off. A resume replays both phases: every candidate, every screened-out trial and
+    the Optuna study end as the uninterrupted run's, and each screened-out trial reaches the
+    tracker's hook (the tracker records it once)."""
+    trials, spec = 9, ScreeningSpec(batch=4, drop_fraction=0.25, min_trials=3)
+    screened = []
+    driver, full = build(screening=spec, screened=screened)
+    run(driver, trials, max_concurrent=1, backend=SizedReplay)
+    assert screened and not driver.searcher.gate.active, "screened, then switched off"
+    expected, expected_study = proposals(full), study_trials(driver)
+    for k in range(len(full)):
+        again = []
+        driver, journal = build(full[:k], screening=spec, screened=again)
+        run(driver, trials, max_concurrent=1, backend=SizedReplay)
+        where = f"killed after event {k} ({type(full[k - 1]).__name__})"
+        assert proposals(journal) == expected, where
+        assert study_trials(driver) == expected_study, where
+        assert sorted(set(again)) == sorted(screened), where
 
 
 def test_after_a_resume_the_sampler_proposes_what_the_uninterrupted_run_proposed_next():

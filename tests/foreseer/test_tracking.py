@@ -92,6 +92,24 @@ def test_ending_a_trial_flushes_and_records_why_it_ended(tracking_uri, tmp_path)
     assert run.data.metrics["val_accuracy"] == 0.5
 
 
+def test_a_screened_candidate_is_recorded_once_even_when_a_resumed_job_screens_it_again(
+    tracking_uri, tmp_path
+):
+    tracker = make_tracker(tracking_uri, tmp_path)
+    candidate = Candidate("mlp", {"depth": 1}, {"lr": 0.1})
+    tracker.log_screened(4, candidate, 0.25, "ghn")
+    tracker.log_screened(4, candidate, 0.25, "ghn")
+    resumed = Tracker(tracker.tracking_uri, "exp", flush_interval=60.0)
+    resumed.resume_job(tracker.parent_run_id)
+    resumed.log_screened(4, candidate, 0.25, "ghn")
+    resumed.log_screened(5, candidate, 0.5, "ghn")
+    query = f"tags.mlflow.parentRunId = '{tracker.parent_run_id}'"
+    runs = MlflowClient(tracker.tracking_uri).search_runs([tracker.experiment_id], filter_string=query)
+    numbers = sorted(r.data.tags["foreseer.trial_number"] for r in runs)
+    assert numbers == ["4", "5"], "one screened run per trial number"
+    assert all(r.info.status == "FINISHED" and r.data.tags["foreseer.status"] == "screened" for r in runs)
+
+
 def test_a_figure_lands_under_plots_on_the_parent_run(tracking_uri, tmp_path):
     tracker = make_tracker(tracking_uri, tmp_path)
     figure = Figure(figsize=(3, 2))
