@@ -234,7 +234,7 @@ class ScreenedSearcher:
 
             try:
                 if not self._queue:
-                    self._refill(replayed=True)
+                    self._refill()
             except SearchExhausted:
                 pass
             head = self._queue[0] if self._queue else None
@@ -248,7 +248,7 @@ class ScreenedSearcher:
             return
         searcher.restore(event)
 
-    def _refill(self, replayed: bool = False) -> None:
+    def _refill(self) -> None:
         from foreseer.searcher import SearchExhausted
 
         asked: list[tuple[int, Candidate]] = []
@@ -268,8 +268,7 @@ class ScreenedSearcher:
                 self.on_screened(number, candidate, scores[i])
         self._queue = [(*asked[i], scores[i]) for i in keep]
         logger.info(
-            "%s %d of %d candidates (scores %s)",
-            "replayed the screening of" if replayed else "screened out",
+            "screened out %d of %d candidates (scores %s)",
             len(drop),
             len(asked),
             [round(x, 3) for x in scores],

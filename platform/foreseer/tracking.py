@@ -128,17 +128,20 @@ class Tracker:
         """Continue writing to an existing parent run (a resumed job)."""
         self.parent_run_id = parent_run_id
         self.client.update_run(parent_run_id, status="RUNNING")
-        query = f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`foreseer.status` = 'screened'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
-        self._screened = {r.data.tags["foreseer.trial_number"] for r in runs}
+        screened = self._child_runs("tags.`foreseer.status` = 'screened'")
+        self._screened = {r.data.tags["foreseer.trial_number"] for r in screened}
+
+    def _child_runs(self, condition: str | None = None) -> list[Any]:
+        """The parent run's child runs, those meeting ``condition`` (an MLflow filter) if given."""
+        query = f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
+        query += f" and {condition}" if condition else ""
+        return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
 
     def trial_runs(self) -> dict[str, str]:
         """The job's trial runs by Foreseer trial id (to find runs a crashed driver created)."""
-        query = f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
         return {
             r.data.tags["foreseer.trial_id"]: r.info.run_id
-            for r in runs
+            for r in self._child_runs()
             if "foreseer.trial_id" in r.data.tags
         }
 
